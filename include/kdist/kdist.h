@@ -1,0 +1,9 @@
+#pragma once
+// Everything kdist offers. Narrower headers compile faster; include them where it matters.
+#include <kdist/distribution.h>
+#include <kdist/layout.h>
+#include <kdist/layout_map.h>
+#include <kdist/mesh.h>
+#include <kdist/path_adapter.h>
+#include <kdist/runtime.h>
+#include <kdist/version.h>

@@ -1,0 +1,33 @@
+#pragma once
+// The process runtime: which process this is, how many there are, and their devices.
+//
+//   kdist::initialize();               // from the environment, or a single process
+//   kdist::num_processes();            // 1 before initialize
+//   kdist::list_devices();             // {"cpu:0", ..., "cpu:N-1"}: one device per process
+//
+// Devices are global: "cpu:r" (or "cuda:r" on a CUDA build with GPUs) is the device of
+// the process with global rank r.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kdist {
+
+// Starts the multi-process runtime. Arguments left empty are taken from the environment
+// (KERAS_DISTRIBUTION_*, torchrun's, Slurm's or Open MPI's variables); with none, this is
+// a single process. Throws std::invalid_argument for inconsistent arguments and
+// std::runtime_error when peers cannot be reached within the timeout.
+void initialize(std::optional<std::string> job_addresses = std::nullopt,
+                std::optional<int> num_processes = std::nullopt,
+                std::optional<int> process_id = std::nullopt);
+bool is_initialized();
+int num_processes();  // 1 before initialize
+int process_id();     // 0 before initialize
+// device_type: "" (the default type: "cuda" when CUDA devices are in use, else "cpu"),
+// "cpu", "cuda" or its alias "gpu". Throws std::invalid_argument for any other type.
+std::vector<std::string> list_devices(const std::string& device_type = "");
+int64_t get_device_count(const std::string& device_type = "");
+void shutdown();
+
+}  // namespace kdist

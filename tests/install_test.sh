@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs kdist from BUILD into a fresh prefix, builds examples/layout_plan against it
+# with find_package(kdist) alone, runs it and checks what it prints.
+set -euo pipefail
+build=$1 source=$2 work=$3
+rm -rf "$work" && mkdir -p "$work"
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+test -f "$work/prefix/lib/cmake/kdist/kdistConfig.cmake"
+test -f "$work/prefix/include/kdist/kdist.h"
+test -f "$work/prefix/include/kdist/version.h"
+test -x "$work/prefix/bin/kdist"
+"$work/prefix/bin/kdist" info | grep -q "^LibTorch 2.13"
+
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S "$source/examples/layout_plan" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
+      "${launcher[@]}" >"$work/configure.log" || { cat "$work/configure.log"; exit 1; }
+cmake --build "$work/consumer" -j2 >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+out=$("$work/consumer/layout_plan")
+echo "$out"
+# fc1 is column parallel through its Keras name, fc2 row parallel through its torch name.
+grep -Eq '^fc1\.weight +fc1/kernel +\(4096, 1024\) +\(model, None\) +\[R, S\(0\)\]' <<<"$out"
+grep -Eq '^fc2\.weight +fc2/kernel +\(1024, 4096\) +\(None, model\) +\[R, S\(1\)\]' <<<"$out"
+grep -Eq '^fc1\.bias +fc1/bias +\(4096\) +\(model\) +\[R, S\(0\)\]' <<<"$out"
+grep -Eq '^fc2\.bias +fc2/bias +\(1024\) +\(None\) +\[R, R\]' <<<"$out"
+echo "install test: ok"

@@ -1,0 +1,9 @@
+#pragma once
+// Each subcommand of the kdist command registers itself on the CLI11 app.
+#include <CLI/CLI.hpp>
+
+namespace kdist::tools {
+
+void add_info_command(CLI::App& app);
+
+}  // namespace kdist::tools
