@@ -4,8 +4,8 @@
 #include <mutex>
 
 #include "debug_log.h"
-#include "error.h"
-#include "strings.h"
+#include "errors.h"
+#include "text.h"
 
 namespace kdist {
 using detail::invalid;

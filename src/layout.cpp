@@ -2,8 +2,8 @@
 
 #include <map>
 
-#include "error.h"
-#include "strings.h"
+#include "errors.h"
+#include "text.h"
 
 namespace kdist {
 using detail::invalid;

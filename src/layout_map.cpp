@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <regex>
 
-#include "error.h"
-#include "strings.h"
+#include "errors.h"
+#include "text.h"
 
 namespace kdist {
 using detail::invalid;

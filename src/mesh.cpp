@@ -5,8 +5,8 @@
 #include <numeric>
 #include <set>
 
-#include "error.h"
-#include "strings.h"
+#include "errors.h"
+#include "text.h"
 
 namespace kdist {
 using detail::invalid;

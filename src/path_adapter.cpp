@@ -7,8 +7,8 @@
 
 #include <algorithm>
 
-#include "error.h"
-#include "strings.h"
+#include "errors.h"
+#include "text.h"
 
 namespace kdist {
 using detail::invalid;

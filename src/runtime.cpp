@@ -3,11 +3,18 @@
 #include <torch/cuda.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
 
-#include "error.h"
+#include "comm/context.h"
+#include "debug_log.h"
+#include "errors.h"
+#include "job_config.h"
 
 namespace kdist {
 namespace {
+std::mutex g_mutex;
 std::atomic<bool> g_initialized{false};
 std::atomic<int> g_num_processes{1};
 std::atomic<int> g_process_id{0};
@@ -15,17 +22,24 @@ std::atomic<int> g_process_id{0};
 
 void initialize(std::optional<std::string> job_addresses, std::optional<int> num_processes,
                 std::optional<int> process_id) {
-  int n = num_processes.value_or(1);
-  int id = process_id.value_or(0);
-  if (n < 1 || id < 0 || id >= n)
-    detail::invalid("runtime", "initialize(num_processes=", n, ", process_id=", id,
-                    "): expected num_processes >= 1 and 0 <= process_id < num_processes");
-  if (n > 1 || job_addresses)
-    detail::failure("runtime", "multi-process initialize (num_processes=", n,
-                    ") is not available in this build yet: it comes with kdist's comm layer");
-  g_num_processes = n;
-  g_process_id = id;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto env = [](const char* name) { return std::getenv(name); };
+  auto config = detail::resolve_job_config(job_addresses, num_processes, process_id, env);
+  if (g_initialized)
+    detail::invalid("runtime", "initialize() was already called (", g_num_processes.load(),
+                    " processes); call shutdown() first");
+  auto timeout = std::chrono::milliseconds(
+      static_cast<int64_t>(detail::timeout_seconds(env) * 1000));
+  // The rendezvous lives in comm, the one layer that talks to c10d.
+  comm::detail::start(config, timeout);
+  g_num_processes = config.num_processes;
+  g_process_id = config.process_id;
   g_initialized = true;
+  detail::debug_log("initialize: " + std::to_string(config.num_processes) + " processes from " +
+                    config.source + (config.coordinator_host.empty()
+                                         ? std::string()
+                                         : ", coordinator " + config.coordinator_host + ":" +
+                                               std::to_string(config.coordinator_port)));
 }
 
 bool is_initialized() { return g_initialized; }
@@ -48,6 +62,8 @@ int64_t get_device_count(const std::string& device_type) {
 }
 
 void shutdown() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  comm::detail::stop();
   g_initialized = false;
   g_num_processes = 1;
   g_process_id = 0;

@@ -1,5 +1,13 @@
 #include <kdist/runtime.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+
 #include "test_util.h"
 
 namespace kdist {
@@ -23,6 +31,42 @@ TEST(Runtime, CudaDevicesOnlyWhereThereAreGpus) {
   // This CPU-only LibTorch has no CUDA devices; "gpu" is an alias of "cuda".
   EXPECT_EQ(list_devices("gpu"), list_devices("cuda"));
   EXPECT_EQ(get_device_count("cuda"), static_cast<int64_t>(list_devices("cuda").size()));
+}
+
+// A free TCP port on 127.0.0.1 (a tiny race with other programs is acceptable in tests).
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST(Runtime, APeerThatNeverArrivesIsATimeoutError) {
+  setenv("KDIST_TIMEOUT_S", "2", 1);
+  std::string address = "127.0.0.1:" + std::to_string(free_port());
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW_WITH(initialize(address, 2, 0), std::runtime_error,
+                    "[kdist.runtime] rank 0 could not rendezvous with 2 processes at " + address +
+                        " within 2 s (KDIST_TIMEOUT_S)");
+  EXPECT_FALSE(is_initialized());
+  EXPECT_EQ(num_processes(), 1);
+  // A worker whose coordinator never comes up fails the same way.
+  EXPECT_THROW_WITH(initialize(address, 2, 1), std::runtime_error,
+                    "[kdist.runtime] rank 1 could not rendezvous");
+  unsetenv("KDIST_TIMEOUT_S");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+}
+
+TEST(Runtime, InitializeTwiceIsAnError) {
+  initialize(std::nullopt, 1, 0);
+  EXPECT_THROW_WITH(initialize(std::nullopt, 1, 0), std::invalid_argument,
+                    "initialize() was already called");
+  shutdown();
 }
 
 TEST(Runtime, BadArguments) {

@@ -5,5 +5,6 @@
 namespace kdist::tools {
 
 void add_info_command(CLI::App& app);
+void add_launch_command(CLI::App& app);
 
 }  // namespace kdist::tools

@@ -1,4 +1,4 @@
-// The kdist command: `kdist info` today; launch, train and plan join it as they are built.
+// The kdist command: `kdist info` and `kdist launch`; train and plan join as they are built.
 #include <iostream>
 
 #include "commands.h"
@@ -7,6 +7,7 @@ int main(int argc, char** argv) {
   CLI::App app{"kdist: Keras-style distributed training for LibTorch"};
   app.require_subcommand(1);
   kdist::tools::add_info_command(app);
+  kdist::tools::add_launch_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,106 @@
+#pragma once
+// comm: the collectives kdist's layers use, over process groups that follow a DeviceMesh.
+// It is the only part of kdist that talks to c10d (Gloo on CPU).
+//
+//   kdist::initialize();                                   // from the launcher's environment
+//   auto model = kdist::comm::axis_group(*mesh, "model");  // this rank's group along "model"
+//   kdist::comm::all_reduce(t, kdist::comm::ReduceOp::kSum, *model);
+//   auto full = kdist::comm::all_gather(shard, /*dim=*/0, *model, /*sizes=*/{3, 3, 3, 1});
+//
+// Groups are created collectively: every rank of the job must ask for the groups of a mesh
+// axis (axis_group) in the same order; results are cached per rank set. A group of size 1
+// makes every collective a no-op that costs nothing.
+//
+// Sizes along a dimension follow torch.chunk (DESIGN.md): reduce_scatter and all_to_all split
+// by that rule; all_gather takes each rank's size, so uneven shards work everywhere.
+//
+// Every collective waits at most KDIST_TIMEOUT_S seconds (default 300) and then throws
+// std::runtime_error naming the operation, the group and the rank; a dead peer is reported
+// the same way. Tensors must be contiguous-able CPU tensors of the same dtype on every rank.
+#include <kdist/mesh.h>
+#include <ATen/core/Tensor.h>  // at::Tensor is torch::Tensor
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kdist::comm {
+
+enum class ReduceOp { kSum, kAvg, kMax };
+
+// A set of processes that run collectives together. Holds a c10d backend; cheap to share.
+class Group {
+ public:
+  struct Impl;
+  explicit Group(std::shared_ptr<Impl> impl);
+  int rank() const;                        // this process's index in the group
+  int size() const;
+  const std::vector<int>& ranks() const;   // global ranks, in group order
+  const std::string& name() const;         // "world" or "<axis> (ranks 1,3)"
+  Impl& impl() const { return *impl_; }
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+using GroupPtr = std::shared_ptr<const Group>;
+
+// Every process of the job. Throws std::runtime_error before initialize().
+GroupPtr world();
+// This process's group along one axis of `mesh`: the ranks that differ from it only there.
+GroupPtr axis_group(const DeviceMesh& mesh, const std::string& axis);
+GroupPtr axis_group(const DeviceMesh& mesh, int64_t axis);
+
+// In place on every rank.
+void all_reduce(at::Tensor& tensor, ReduceOp op, const Group& group);
+// Rank i contributes `local`, whose size along `dim` is sizes[i] (other dims equal);
+// returns the concatenation along `dim`. Without sizes, the sizes are exchanged first (one
+// more, tiny all_gather).
+at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,
+                         std::optional<std::vector<int64_t>> sizes = std::nullopt);
+// Reduces `full` (same shape on every rank) and returns this rank's torch.chunk piece along dim.
+at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op,
+                             const Group& group);
+// Splits `local` along split_dim by torch.chunk, sends piece j to group rank j, and
+// concatenates what arrives along concat_dim. concat_full_size is the size of the
+// concatenated dimension summed over the group (the pieces follow torch.chunk of it).
+at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
+                         int64_t concat_full_size, const Group& group);
+// Copies group rank `root`'s tensor into every rank's `tensor`, in place.
+void broadcast(at::Tensor& tensor, int root, const Group& group);
+void barrier(const Group& group);
+
+// The size of piece `index` when n elements are split in k by torch.chunk's rule:
+// pieces of ceil(n/k), the last non-empty one the rest, trailing ones empty.
+int64_t chunk_size(int64_t n, int64_t k, int64_t index);
+std::vector<int64_t> chunk_sizes(int64_t n, int64_t k);
+
+// How reduce_scatter moves data. kdist picks kAllToAll (benchmarked in
+// bench/collectives_bench.cpp, docs/PERFORMANCE.md); the others exist to be measured.
+enum class ReduceScatterAlgorithm { kAllToAll, kGloo, kAllReduce };
+void set_reduce_scatter_algorithm(ReduceScatterAlgorithm algorithm);
+
+// Counts the collectives this process runs while it is alive (like DTensor's CommDebugMode):
+// by kind ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
+// "barrier") and by bytes this rank sent in. Collectives on groups of size 1 are not
+// counted: they do not communicate. Counters nest; each sees everything in its lifetime.
+class CollectiveCounter {
+ public:
+  CollectiveCounter();
+  ~CollectiveCounter();
+  CollectiveCounter(const CollectiveCounter&) = delete;
+  CollectiveCounter& operator=(const CollectiveCounter&) = delete;
+
+  int64_t count(const std::string& kind) const;
+  int64_t bytes(const std::string& kind) const;
+  int64_t total_count() const;
+  std::map<std::string, int64_t> counts() const;
+  void record(const std::string& kind, int64_t bytes);  // called by comm
+
+ private:
+  std::map<std::string, std::pair<int64_t, int64_t>> by_kind_;  // count, bytes
+};
+
+}  // namespace kdist::comm

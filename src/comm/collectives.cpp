@@ -1,0 +1,312 @@
+// The collectives of comm.h on c10d backends. ProcessGroupGloo in LibTorch 2.13 has
+// all_reduce (sum, avg, max), even all_gather, reduce_scatter, all_to_all with uneven
+// splits, broadcast and barrier; uneven all_gather is built here by padding (one collective).
+#include <ATen/ATen.h>
+#include <kdist/runtime.h>
+
+#include <atomic>
+#include <numeric>
+
+#include "../errors.h"
+#include "context.h"
+
+namespace kdist::comm {
+namespace {
+
+std::atomic<ReduceScatterAlgorithm> g_reduce_scatter{ReduceScatterAlgorithm::kAllToAll};
+
+void record(const std::string& kind, int64_t bytes);
+
+c10d::ReduceOp to_c10d(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return c10d::ReduceOp::SUM;
+    case ReduceOp::kAvg: return c10d::ReduceOp::AVG;
+    case ReduceOp::kMax: return c10d::ReduceOp::MAX;
+  }
+  return c10d::ReduceOp::SUM;
+}
+
+int64_t normalize_dim(int64_t dim, int64_t ndim, const char* op) {
+  if (dim < -ndim || dim >= ndim)
+    kdist::detail::invalid("comm", op, ": dim ", dim, " is out of range for a tensor of ", ndim,
+                           " dimensions");
+  return dim < 0 ? dim + ndim : dim;
+}
+
+void check_cpu(const at::Tensor& t, const char* op) {
+  if (!t.defined()) kdist::detail::invalid("comm", op, ": the tensor is undefined");
+  if (!t.device().is_cpu())
+    kdist::detail::invalid("comm", op, ": tensor on ", t.device().str(),
+                           "; this build's collectives run on CPU tensors (Gloo)");
+}
+
+// Runs one c10d collective and turns any failure into an error naming op, group and rank.
+template <typename Launch>
+void run(const char* op, const Group& group, int64_t bytes, Launch launch) {
+  record(op, bytes);
+  try {
+    c10::intrusive_ptr<c10d::Work> work = launch(*group.impl().backend);
+    work->wait(detail::timeout());
+  } catch (const std::exception& e) {
+    kdist::detail::failure("comm", op, " on ", group.name(), " failed on rank ", process_id(),
+                           " (timeout ", detail::timeout().count() / 1000.0,
+                           " s): ", std::string(e.what()).substr(0, 400));
+  }
+}
+
+int64_t nbytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
+
+// Sends pieces[j] to group rank j and returns, per rank i, the flat elements rank i sent
+// here (recv_counts[i] of them). Every message carries one spare element: Gloo's alltoallv
+// mis-sizes messages when a rank's whole send or receive buffer is empty (a rank with no
+// rows under the chunk rule), and padding every message keeps all ranks' counts consistent.
+std::vector<at::Tensor> exchange(const char* op, const Group& group,
+                                 const std::vector<at::Tensor>& pieces,
+                                 const std::vector<int64_t>& recv_counts, int64_t bytes) {
+  const auto options = pieces.front().options();
+  std::vector<int64_t> send_counts, padded_recv;
+  for (const auto& p : pieces) send_counts.push_back(p.numel() + 1);
+  for (int64_t c : recv_counts) padded_recv.push_back(c + 1);
+  auto send = at::empty({std::accumulate(send_counts.begin(), send_counts.end(), int64_t{0})}, options);
+  auto received = at::empty({std::accumulate(padded_recv.begin(), padded_recv.end(), int64_t{0})}, options);
+  int64_t offset = 0;
+  for (size_t j = 0; j < pieces.size(); ++j) {
+    send.narrow(0, offset, pieces[j].numel()).view(pieces[j].sizes()).copy_(pieces[j]);
+    offset += send_counts[j];
+  }
+  // alltoall_base takes the split sizes by reference and moves from them: it gets copies.
+  run(op, group, bytes, [&](c10d::Backend& b) {
+    std::vector<int64_t> out_counts = padded_recv, in_counts = send_counts;
+    return b.alltoall_base(received, send, out_counts, in_counts);
+  });
+  std::vector<at::Tensor> arrived;
+  offset = 0;
+  for (size_t i = 0; i < recv_counts.size(); ++i) {
+    arrived.push_back(received.narrow(0, offset, recv_counts[i]));
+    offset += padded_recv[i];
+  }
+  return arrived;
+}
+
+std::vector<at::Tensor> split_by_chunk_rule(const at::Tensor& t, int64_t dim, int64_t k) {
+  std::vector<at::Tensor> pieces;
+  int64_t offset = 0;
+  for (int64_t size : chunk_sizes(t.size(dim), k)) {
+    pieces.push_back(t.narrow(dim, offset, size));
+    offset += size;
+  }
+  return pieces;
+}
+
+}  // namespace
+
+int64_t chunk_size(int64_t n, int64_t k, int64_t index) {
+  int64_t chunk = (n + k - 1) / k;
+  return std::max<int64_t>(0, std::min(chunk, n - index * chunk));
+}
+
+std::vector<int64_t> chunk_sizes(int64_t n, int64_t k) {
+  std::vector<int64_t> sizes(k);
+  for (int64_t i = 0; i < k; ++i) sizes[i] = chunk_size(n, k, i);
+  return sizes;
+}
+
+void set_reduce_scatter_algorithm(ReduceScatterAlgorithm algorithm) { g_reduce_scatter = algorithm; }
+
+void all_reduce(at::Tensor& tensor, ReduceOp op, const Group& group) {
+  check_cpu(tensor, "all_reduce");
+  if (group.size() == 1) return;
+  std::vector<at::Tensor> buffer{tensor.is_contiguous() ? tensor : tensor.contiguous()};
+  c10d::AllreduceOptions options;
+  options.reduceOp = to_c10d(op);
+  run("all_reduce", group, nbytes(tensor),
+      [&](c10d::Backend& b) { return b.allreduce(buffer, options); });
+  if (!buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
+}
+
+at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,
+                      std::optional<std::vector<int64_t>> sizes) {
+  check_cpu(local, "all_gather");
+  dim = normalize_dim(dim, local.dim(), "all_gather");
+  const int k = group.size();
+  if (k == 1) return local;
+  if (!sizes) {
+    auto mine = at::full({1}, local.size(dim), at::kLong);
+    auto all = at::empty({k}, at::kLong);
+    run("all_gather", group, nbytes(mine),
+        [&](c10d::Backend& b) { return b._allgather_base(all, mine); });
+    sizes = std::vector<int64_t>(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + k);
+  }
+  if (static_cast<int>(sizes->size()) != k || (*sizes)[group.rank()] != local.size(dim))
+    kdist::detail::invalid("comm", "all_gather on ", group.name(), ": sizes has ",
+                           sizes->size(), " entries and says ",
+                           (*sizes)[std::min<size_t>(group.rank(), sizes->size() - 1)],
+                           " for this rank, expected ", k, " entries and ", local.size(dim));
+  const int64_t widest = *std::max_element(sizes->begin(), sizes->end());
+  auto rows = local.movedim(dim, 0);
+  auto shape = rows.sizes().vec();
+  if (widest == 0) {
+    shape[0] = 0;
+    return at::empty(shape, local.options()).movedim(0, dim);
+  }
+  // Gloo gathers equal pieces: pad this rank's rows to the widest, then drop the padding.
+  at::Tensor send = rows;
+  if (rows.size(0) != widest || !rows.is_contiguous()) {
+    shape[0] = widest;
+    send = at::zeros(shape, local.options());
+    send.narrow(0, 0, rows.size(0)).copy_(rows);
+  }
+  shape[0] = widest * k;
+  auto gathered = at::empty(shape, local.options());
+  run("all_gather", group, nbytes(local),
+      [&](c10d::Backend& b) { return b._allgather_base(gathered, send); });
+  bool even = std::all_of(sizes->begin(), sizes->end(), [&](int64_t s) { return s == widest; });
+  at::Tensor rows_out = gathered;
+  if (!even) {
+    std::vector<at::Tensor> pieces;
+    for (int i = 0; i < k; ++i) pieces.push_back(gathered.narrow(0, i * widest, (*sizes)[i]));
+    rows_out = at::cat(pieces, 0);
+  }
+  return dim == 0 ? rows_out : rows_out.movedim(0, dim).contiguous();
+}
+
+at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op, const Group& group) {
+  check_cpu(full, "reduce_scatter");
+  dim = normalize_dim(dim, full.dim(), "reduce_scatter");
+  const int k = group.size();
+  const int me = group.rank();
+  if (k == 1) return full;
+  auto pieces = split_by_chunk_rule(full, dim, k);
+  auto mine_shape = pieces[me].sizes().vec();
+  switch (g_reduce_scatter.load()) {
+    case ReduceScatterAlgorithm::kAllReduce: {
+      auto copy = full.contiguous().clone();
+      all_reduce(copy, op, group);
+      return split_by_chunk_rule(copy, dim, k)[me].contiguous();
+    }
+    case ReduceScatterAlgorithm::kGloo: {
+      std::vector<at::Tensor> out{at::empty(mine_shape, full.options())};
+      std::vector<std::vector<at::Tensor>> in(1);
+      for (auto& p : pieces) in[0].push_back(p.contiguous());
+      c10d::ReduceScatterOptions options;
+      options.reduceOp = to_c10d(op);
+      run("reduce_scatter", group, nbytes(full),
+          [&](c10d::Backend& b) { return b.reduce_scatter(out, in, options); });
+      return out[0];
+    }
+    case ReduceScatterAlgorithm::kAllToAll:
+      break;
+  }
+  // Each rank receives every rank's copy of its own piece (the bytes a ring reduce_scatter
+  // moves) and reduces locally.
+  auto arrived = exchange("reduce_scatter", group, pieces,
+                          std::vector<int64_t>(k, pieces[me].numel()), nbytes(full));
+  auto result = arrived[0].clone();
+  for (int i = 1; i < k; ++i) {
+    if (op == ReduceOp::kMax)
+      at::maximum_out(result, result, arrived[i]);
+    else
+      result.add_(arrived[i]);
+  }
+  if (op == ReduceOp::kAvg) result.div_(k);
+  return result.view(mine_shape);
+}
+
+at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
+                      int64_t concat_full_size, const Group& group) {
+  check_cpu(local, "all_to_all");
+  split_dim = normalize_dim(split_dim, local.dim(), "all_to_all");
+  concat_dim = normalize_dim(concat_dim, local.dim(), "all_to_all");
+  const int k = group.size();
+  const int me = group.rank();
+  if (local.size(concat_dim) != chunk_size(concat_full_size, k, me))
+    kdist::detail::invalid("comm", "all_to_all on ", group.name(), ": local size ",
+                           local.size(concat_dim), " along dim ", concat_dim,
+                           " is not piece ", me, " of ", concat_full_size, " split in ", k);
+  if (k == 1) return local;
+  auto pieces = split_by_chunk_rule(local, split_dim, k);
+  // From rank i arrives piece `me` of its split dim, with rank i's size along concat_dim.
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<int64_t> recv_counts;
+  for (int i = 0; i < k; ++i) {
+    auto shape = pieces[me].sizes().vec();
+    shape[concat_dim] = chunk_size(concat_full_size, k, i);
+    recv_counts.push_back(std::accumulate(shape.begin(), shape.end(), int64_t{1},
+                                          std::multiplies<int64_t>()));
+    shapes.push_back(shape);
+  }
+  auto arrived = exchange("all_to_all", group, pieces, recv_counts, nbytes(local));
+  std::vector<at::Tensor> parts;
+  for (int i = 0; i < k; ++i) parts.push_back(arrived[i].view(shapes[i]));
+  return at::cat(parts, concat_dim);
+}
+
+void broadcast(at::Tensor& tensor, int root, const Group& group) {
+  check_cpu(tensor, "broadcast");
+  if (root < 0 || root >= group.size())
+    kdist::detail::invalid("comm", "broadcast root ", root, " is outside ", group.name());
+  if (group.size() == 1) return;
+  std::vector<at::Tensor> buffer{tensor.is_contiguous() ? tensor : tensor.contiguous()};
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  run("broadcast", group, nbytes(tensor),
+      [&](c10d::Backend& b) { return b.broadcast(buffer, options); });
+  if (!buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
+}
+
+void barrier(const Group& group) {
+  if (group.size() == 1) return;
+  run("barrier", group, 0, [&](c10d::Backend& b) { return b.barrier(); });
+}
+
+// ---- CollectiveCounter ---------------------------------------------------------------------
+
+namespace {
+std::mutex g_counters_mutex;
+std::vector<CollectiveCounter*> g_counters;
+
+void record(const std::string& kind, int64_t bytes) {
+  std::lock_guard<std::mutex> lock(g_counters_mutex);
+  for (auto* counter : g_counters) counter->record(kind, bytes);
+}
+}  // namespace
+
+CollectiveCounter::CollectiveCounter() {
+  std::lock_guard<std::mutex> lock(g_counters_mutex);
+  g_counters.push_back(this);
+}
+
+CollectiveCounter::~CollectiveCounter() {
+  std::lock_guard<std::mutex> lock(g_counters_mutex);
+  g_counters.erase(std::remove(g_counters.begin(), g_counters.end(), this), g_counters.end());
+}
+
+void CollectiveCounter::record(const std::string& kind, int64_t bytes) {
+  auto& entry = by_kind_[kind];
+  entry.first += 1;
+  entry.second += bytes;
+}
+
+int64_t CollectiveCounter::count(const std::string& kind) const {
+  auto it = by_kind_.find(kind);
+  return it == by_kind_.end() ? 0 : it->second.first;
+}
+
+int64_t CollectiveCounter::bytes(const std::string& kind) const {
+  auto it = by_kind_.find(kind);
+  return it == by_kind_.end() ? 0 : it->second.second;
+}
+
+int64_t CollectiveCounter::total_count() const {
+  int64_t total = 0;
+  for (const auto& [kind, entry] : by_kind_) total += entry.first;
+  return total;
+}
+
+std::map<std::string, int64_t> CollectiveCounter::counts() const {
+  std::map<std::string, int64_t> out;
+  for (const auto& [kind, entry] : by_kind_) out[kind] = entry.first;
+  return out;
+}
+
+}  // namespace kdist::comm

@@ -1,0 +1,31 @@
+#pragma once
+// The c10d state of a running job: the rendezvous store, the Gloo device, the world group
+// and the cache of per-axis groups. Only src/comm/ and runtime's initialize() see it.
+#include <kdist/comm.h>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <chrono>
+
+#include "../job_config.h"
+
+namespace kdist::comm {
+
+struct Group::Impl {
+  c10::intrusive_ptr<c10d::Backend> backend;  // null for a group of one
+  std::vector<int> ranks;
+  int rank = 0;
+  std::string name;
+};
+
+namespace detail {
+
+// Rendezvous with the other processes and create the world group. Throws
+// std::runtime_error naming the coordinator when peers do not arrive within `timeout`.
+void start(const kdist::detail::JobConfig& config, std::chrono::milliseconds timeout);
+void stop();
+bool started();
+std::chrono::milliseconds timeout();
+
+}  // namespace detail
+}  // namespace kdist::comm

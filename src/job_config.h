@@ -1,0 +1,31 @@
+#pragma once
+// Where a process finds its job: initialize()'s arguments, else the environment.
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace kdist::detail {
+
+struct JobConfig {
+  std::string coordinator_host;  // empty for a single process
+  int coordinator_port = 0;
+  int num_processes = 1;
+  int process_id = 0;
+  int local_rank = 0;
+  std::string source;  // which variables or arguments said so, for messages
+};
+
+using EnvLookup = std::function<const char*(const char*)>;
+
+// Fills what the arguments leave empty from KERAS_DISTRIBUTION_*, then torchrun's
+// MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK/LOCAL_RANK, then Slurm's or Open MPI's rank and
+// size (the coordinator still comes from the first two), else a single process.
+// Throws std::invalid_argument for inconsistent or malformed values.
+JobConfig resolve_job_config(const std::optional<std::string>& job_addresses,
+                             std::optional<int> num_processes, std::optional<int> process_id,
+                             const EnvLookup& env);
+
+// Seconds a rendezvous or collective may take: KDIST_TIMEOUT_S, default 300.
+double timeout_seconds(const EnvLookup& env);
+
+}  // namespace kdist::detail

@@ -1,0 +1,224 @@
+// Multi-process tests of src/comm/collectives.cpp: real ranks over 127.0.0.1.
+// Run on 2 and 4 ranks (Comm1D.*) and on 4 ranks as a 2x2 mesh (Comm2x2.*).
+#include <ATen/ATen.h>
+#include <kdist/comm.h>
+#include <kdist/runtime.h>
+
+#include <chrono>
+#include <thread>
+
+#include "../test_util.h"
+
+namespace kdist::comm {
+namespace {
+
+DeviceMeshPtr line_mesh() {
+  int n = num_processes();
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{n}, std::vector<std::string>{"x"});
+}
+
+// A global tensor every rank can build alone: 0, 1, 2, ... in the given shape.
+at::Tensor global_arange(std::vector<int64_t> shape) {
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return at::arange(n, at::kFloat).view(shape);
+}
+
+at::Tensor chunk_of(const at::Tensor& t, int64_t dim, int64_t k, int64_t index) {
+  int64_t offset = 0;
+  for (int64_t i = 0; i < index; ++i) offset += chunk_size(t.size(dim), k, i);
+  return t.narrow(dim, offset, chunk_size(t.size(dim), k, index));
+}
+
+TEST(ChunkRule, MatchesTorchChunk) {
+  EXPECT_EQ(chunk_sizes(10, 4), (std::vector<int64_t>{3, 3, 3, 1}));
+  EXPECT_EQ(chunk_sizes(5, 4), (std::vector<int64_t>{2, 2, 1, 0}));
+  EXPECT_EQ(chunk_sizes(12, 4), (std::vector<int64_t>{3, 3, 3, 3}));
+  EXPECT_EQ(chunk_sizes(1, 2), (std::vector<int64_t>{1, 0}));
+}
+
+TEST(Comm1D, WorldAndAxisGroup) {
+  auto w = world();
+  EXPECT_EQ(w->size(), num_processes());
+  EXPECT_EQ(w->rank(), process_id());
+  auto g = axis_group(*line_mesh(), "x");
+  EXPECT_EQ(g->ranks(), w->ranks());
+  EXPECT_EQ(g.get(), w.get()) << "the group of all ranks is cached once";
+}
+
+TEST(Comm1D, AllReduceSumAvgMax) {
+  auto g = world();
+  const float k = static_cast<float>(g->size());
+  auto sum = at::full({2, 3}, process_id() + 1.0f);
+  all_reduce(sum, ReduceOp::kSum, *g);
+  EXPECT_TRUE(at::equal(sum, at::full({2, 3}, k * (k + 1) / 2)));
+  auto avg = at::full({5}, process_id() + 1.0f);
+  all_reduce(avg, ReduceOp::kAvg, *g);
+  EXPECT_TRUE(at::allclose(avg, at::full({5}, (k + 1) / 2)));
+  auto max = at::full({4}, static_cast<float>(process_id()));
+  all_reduce(max, ReduceOp::kMax, *g);
+  EXPECT_TRUE(at::equal(max, at::full({4}, k - 1)));
+  // A non-contiguous tensor is reduced in place too.
+  auto base = at::full({3, 4}, 1.0f);
+  auto column = base.select(1, 2);
+  all_reduce(column, ReduceOp::kSum, *g);
+  EXPECT_TRUE(at::equal(base.select(1, 2), at::full({3}, k)));
+  EXPECT_TRUE(at::equal(base.select(1, 0), at::full({3}, 1.0f)));
+}
+
+TEST(Comm1D, AllGatherEvenAndUneven) {
+  auto g = world();
+  const int k = g->size();
+  for (int64_t n : {12, 13, 14, 3, 5, 1}) {
+    for (int64_t dim : {0, 1}) {
+      std::vector<int64_t> shape = dim == 0 ? std::vector<int64_t>{n, 3} : std::vector<int64_t>{3, n};
+      auto full = global_arange(shape);
+      auto local = chunk_of(full, dim, k, g->rank()).contiguous();
+      auto with_sizes = all_gather(local, dim, *g, chunk_sizes(n, k));
+      EXPECT_TRUE(at::equal(with_sizes, full)) << "n=" << n << " dim=" << dim;
+      auto exchanged = all_gather(local, dim, *g);  // sizes found by the collective itself
+      EXPECT_TRUE(at::equal(exchanged, full)) << "n=" << n << " dim=" << dim;
+    }
+  }
+}
+
+TEST(Comm1D, ReduceScatterEveryAlgorithm) {
+  auto g = world();
+  const int k = g->size();
+  const float factor = k * (k + 1) / 2.0f;  // sum over ranks of (rank + 1)
+  for (auto algorithm : {ReduceScatterAlgorithm::kAllToAll, ReduceScatterAlgorithm::kGloo,
+                         ReduceScatterAlgorithm::kAllReduce}) {
+    set_reduce_scatter_algorithm(algorithm);
+    for (int64_t n : {12, 13, 14, 3, 5}) {
+      for (int64_t dim : {0, 1}) {
+        std::vector<int64_t> shape = dim == 0 ? std::vector<int64_t>{n, 3} : std::vector<int64_t>{3, n};
+        auto mine = global_arange(shape) * (process_id() + 1.0f);
+        auto expected = chunk_of(global_arange(shape) * factor, dim, k, g->rank());
+        auto got = reduce_scatter(mine, dim, ReduceOp::kSum, *g);
+        EXPECT_TRUE(at::allclose(got, expected))
+            << "algorithm " << int(algorithm) << " n=" << n << " dim=" << dim;
+        auto avg = reduce_scatter(mine, dim, ReduceOp::kAvg, *g);
+        EXPECT_TRUE(at::allclose(avg, expected / k)) << "avg, n=" << n << " dim=" << dim;
+      }
+    }
+  }
+  set_reduce_scatter_algorithm(ReduceScatterAlgorithm::kAllToAll);
+}
+
+TEST(Comm1D, AllToAllReshards) {
+  // Shard(0) -> Shard(1): rows in, columns out, on even and uneven shapes.
+  auto g = world();
+  const int k = g->size();
+  for (auto shape : std::vector<std::vector<int64_t>>{{8, 8}, {8, 5}, {5, 8}, {5, 5}, {3, 7}}) {
+    auto full = global_arange(shape);
+    auto rows = chunk_of(full, 0, k, g->rank()).contiguous();
+    auto cols = all_to_all(rows, /*split_dim=*/1, /*concat_dim=*/0, shape[0], *g);
+    EXPECT_TRUE(at::equal(cols, chunk_of(full, 1, k, g->rank())))
+        << shape[0] << "x" << shape[1];
+    auto back = all_to_all(cols, /*split_dim=*/0, /*concat_dim=*/1, shape[1], *g);
+    EXPECT_TRUE(at::equal(back, rows)) << shape[0] << "x" << shape[1];
+  }
+}
+
+TEST(Comm1D, BroadcastAndBarrier) {
+  auto g = world();
+  for (int root = 0; root < g->size(); ++root) {
+    auto t = at::full({3}, process_id() * 10.0f);
+    broadcast(t, root, *g);
+    EXPECT_TRUE(at::equal(t, at::full({3}, root * 10.0f))) << "root " << root;
+  }
+  barrier(*g);
+  auto t = at::ones({1});
+  EXPECT_THROW_WITH(broadcast(t, g->size(), *g), std::invalid_argument, "broadcast root");
+}
+
+TEST(Comm1D, CounterCountsKindsAndBytes) {
+  auto g = world();
+  const int k = g->size();
+  CollectiveCounter outer;
+  {
+    CollectiveCounter counter;
+    auto t = at::ones({12});
+    all_reduce(t, ReduceOp::kSum, *g);
+    all_gather(at::ones({2, 3}), 0, *g, std::vector<int64_t>(k, 2));
+    reduce_scatter(at::ones({4 * k}), 0, ReduceOp::kSum, *g);
+    EXPECT_EQ(counter.count("all_reduce"), 1);
+    EXPECT_EQ(counter.bytes("all_reduce"), 48);
+    EXPECT_EQ(counter.count("all_gather"), 1);
+    EXPECT_EQ(counter.bytes("all_gather"), 24);
+    EXPECT_EQ(counter.count("reduce_scatter"), 1);
+    EXPECT_EQ(counter.total_count(), 3);
+    EXPECT_EQ(counter.count("all_to_all"), 0);
+  }
+  EXPECT_EQ(outer.total_count(), 3);
+}
+
+TEST(Comm1D, BadArguments) {
+  auto g = world();
+  auto t = at::ones({2, 2});
+  EXPECT_THROW_WITH(all_gather(t, 2, *g), std::invalid_argument,
+                    "all_gather: dim 2 is out of range for a tensor of 2 dimensions");
+  EXPECT_THROW_WITH(all_gather(t, 0, *g, std::vector<int64_t>{1}), std::invalid_argument,
+                    "all_gather on world");
+}
+
+// ---- 2x2 mesh (batch, model) on 4 ranks ------------------------------------------------------
+
+DeviceMeshPtr mesh_2x2() {
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2},
+                                      std::vector<std::string>{"batch", "model"});
+}
+
+TEST(Comm2x2, AxisGroupsFollowTheMesh) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = mesh_2x2();
+  auto batch = axis_group(*mesh, "batch");
+  auto model = axis_group(*mesh, "model");
+  const int r = process_id();
+  EXPECT_EQ(batch->ranks(), (std::vector<int>{r % 2, r % 2 + 2}));  // rank 1: {1, 3}
+  EXPECT_EQ(model->ranks(), (std::vector<int>{r / 2 * 2, r / 2 * 2 + 1}));  // rank 1: {0, 1}
+  EXPECT_EQ(batch->rank(), r / 2);
+  EXPECT_EQ(model->rank(), r % 2);
+  EXPECT_EQ(axis_group(*mesh_2x2(), "batch").get(), batch.get()) << "cached per rank set";
+}
+
+TEST(Comm2x2, CollectivesStayInsideTheirGroup) {
+  auto mesh = mesh_2x2();
+  const int r = process_id();
+  auto model = axis_group(*mesh, "model");
+  auto batch = axis_group(*mesh, "batch");
+
+  CollectiveCounter counter;
+  auto t = at::full({3}, static_cast<float>(r));
+  all_reduce(t, ReduceOp::kSum, *model);
+  float model_sum = static_cast<float>(model->ranks()[0] + model->ranks()[1]);
+  EXPECT_TRUE(at::equal(t, at::full({3}, model_sum)));
+
+  auto full = global_arange({5, 2});
+  auto local = chunk_of(full, 0, 2, batch->rank()).contiguous();  // rows 0-2 or 3-4
+  EXPECT_TRUE(at::equal(all_gather(local, 0, *batch, chunk_sizes(5, 2)), full));
+
+  auto scattered = reduce_scatter(global_arange({3, 4}), 1, ReduceOp::kSum, *model);
+  EXPECT_TRUE(at::equal(scattered, chunk_of(global_arange({3, 4}) * 2, 1, 2, model->rank())));
+
+  auto cols = all_to_all(chunk_of(full, 0, 2, model->rank()).contiguous(), 1, 0, 5, *model);
+  EXPECT_TRUE(at::equal(cols, chunk_of(full, 1, 2, model->rank())));
+  EXPECT_EQ(counter.total_count(), 4);
+}
+
+// ---- failures (run on 2 ranks with a short KDIST_TIMEOUT_S) ----------------------------------
+
+TEST(CommFailure, AMissingPeerIsATimeoutError) {
+  auto g = world();
+  if (process_id() == 0) {
+    auto t = at::ones({4});
+    EXPECT_THROW_WITH(all_reduce(t, ReduceOp::kSum, *g), std::runtime_error,
+                      "[kdist.comm] all_reduce on world (ranks 0,1) failed on rank 0");
+  }
+  // Rank 1 never joins, and stays alive past the timeout so that rank 0 sees a hung
+  // collective rather than a closed connection.
+  if (process_id() == 1) std::this_thread::sleep_for(std::chrono::seconds(5));
+}
+
+}  // namespace
+}  // namespace kdist::comm

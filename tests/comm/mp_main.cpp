@@ -1,0 +1,12 @@
+// main() of the multi-process tests: every rank runs this binary under `kdist launch` (or
+// torchrun), joins the job from the environment, and runs the same tests in the same order.
+#include <gtest/gtest.h>
+#include <kdist/runtime.h>
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  kdist::initialize();
+  int result = RUN_ALL_TESTS();
+  kdist::shutdown();
+  return result;
+}

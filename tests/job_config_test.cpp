@@ -1,0 +1,109 @@
+#include "job_config.h"
+
+#include <map>
+
+#include "test_util.h"
+
+namespace kdist::detail {
+namespace {
+
+// An environment made of a map, so each case states exactly what is set.
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+  auto shared = std::make_shared<std::map<std::string, std::string>>(std::move(vars));
+  return [shared](const char* name) -> const char* {
+    auto it = shared->find(name);
+    return it == shared->end() ? nullptr : it->second.c_str();
+  };
+}
+
+TEST(JobConfig, SingleProcessWhenNothingIsSet) {
+  auto c = resolve_job_config(std::nullopt, std::nullopt, std::nullopt, env_of({}));
+  EXPECT_EQ(c.num_processes, 1);
+  EXPECT_EQ(c.process_id, 0);
+  EXPECT_EQ(c.coordinator_host, "");
+  EXPECT_EQ(c.source, "defaults");
+}
+
+TEST(JobConfig, KerasVariables) {
+  auto c = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
+                              env_of({{"KERAS_DISTRIBUTION_JOB_ADDRESSES", "10.0.0.1:1234,10.0.0.2:1234"},
+                                      {"KERAS_DISTRIBUTION_NUM_PROCESSES", "2"},
+                                      {"KERAS_DISTRIBUTION_PROCESS_ID", "1"},
+                                      {"RANK", "0"}}));  // Keras's variables win over torchrun's
+  EXPECT_EQ(c.coordinator_host, "10.0.0.1");
+  EXPECT_EQ(c.coordinator_port, 1234);
+  EXPECT_EQ(c.num_processes, 2);
+  EXPECT_EQ(c.process_id, 1);
+  EXPECT_EQ(c.local_rank, 1);
+}
+
+TEST(JobConfig, AddressListAloneGivesTheProcessCount) {
+  auto c = resolve_job_config("a:1,b:1,c:1", std::nullopt, 2, env_of({}));
+  EXPECT_EQ(c.num_processes, 3);
+  EXPECT_EQ(c.process_id, 2);
+  EXPECT_EQ(c.coordinator_host, "a");
+}
+
+TEST(JobConfig, TorchrunVariables) {
+  auto c = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
+                              env_of({{"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29400"},
+                                      {"WORLD_SIZE", "4"}, {"RANK", "3"}, {"LOCAL_RANK", "1"}}));
+  EXPECT_EQ(c.coordinator_host, "127.0.0.1");
+  EXPECT_EQ(c.coordinator_port, 29400);
+  EXPECT_EQ(c.num_processes, 4);
+  EXPECT_EQ(c.process_id, 3);
+  EXPECT_EQ(c.local_rank, 1);
+  EXPECT_EQ(c.source, "MASTER_ADDR/MASTER_PORT, WORLD_SIZE, RANK");
+}
+
+TEST(JobConfig, SlurmAndOpenMpiRanks) {
+  auto slurm = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
+                                  env_of({{"MASTER_ADDR", "node1"}, {"MASTER_PORT", "5000"},
+                                          {"SLURM_NTASKS", "8"}, {"SLURM_PROCID", "5"},
+                                          {"SLURM_LOCALID", "1"}}));
+  EXPECT_EQ(slurm.num_processes, 8);
+  EXPECT_EQ(slurm.process_id, 5);
+  EXPECT_EQ(slurm.local_rank, 1);
+  auto mpi = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
+                                env_of({{"KERAS_DISTRIBUTION_JOB_ADDRESSES", "node1:5000"},
+                                        {"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "1"}}));
+  EXPECT_EQ(mpi.num_processes, 2);
+  EXPECT_EQ(mpi.process_id, 1);
+}
+
+TEST(JobConfig, ArgumentsWinOverTheEnvironment) {
+  auto c = resolve_job_config("h:7", 2, 0, env_of({{"WORLD_SIZE", "4"}, {"RANK", "3"}}));
+  EXPECT_EQ(c.num_processes, 2);
+  EXPECT_EQ(c.process_id, 0);
+  EXPECT_EQ(c.coordinator_port, 7);
+}
+
+TEST(JobConfig, Errors) {
+  auto none = env_of({});
+  EXPECT_THROW_WITH(resolve_job_config("a:1,b:1,c:1", 2, 0, none), std::invalid_argument,
+                    "[kdist.runtime] job_addresses lists 3 addresses but num_processes is 2");
+  EXPECT_THROW_WITH(resolve_job_config(std::nullopt, 2, 0, none), std::invalid_argument,
+                    "2 processes need a coordinator address");
+  EXPECT_THROW_WITH(resolve_job_config("h:7", 2, 2, none), std::invalid_argument,
+                    "initialize(num_processes=2, process_id=2)");
+  EXPECT_THROW_WITH(resolve_job_config("nohost", 2, 0, none), std::invalid_argument,
+                    "job_addresses address 'nohost' is not of the form host:port");
+  EXPECT_THROW_WITH(resolve_job_config("h:99999", 2, 0, none), std::invalid_argument,
+                    "port 99999 is outside 1..65535");
+  EXPECT_THROW_WITH(resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
+                                       env_of({{"WORLD_SIZE", "two"}})),
+                    std::invalid_argument, "WORLD_SIZE='two' is not an integer");
+  EXPECT_THROW_WITH(resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
+                                       env_of({{"MASTER_ADDR", "h"}})),
+                    std::invalid_argument, "MASTER_ADDR is set but MASTER_PORT is not");
+}
+
+TEST(JobConfig, Timeout) {
+  EXPECT_EQ(timeout_seconds(env_of({})), 300.0);
+  EXPECT_EQ(timeout_seconds(env_of({{"KDIST_TIMEOUT_S", "2.5"}})), 2.5);
+  EXPECT_THROW_WITH(timeout_seconds(env_of({{"KDIST_TIMEOUT_S", "-1"}})), std::invalid_argument,
+                    "KDIST_TIMEOUT_S='-1' is not a positive number of seconds");
+}
+
+}  // namespace
+}  // namespace kdist::detail

@@ -1,0 +1,29 @@
+// `kdist launch -n N [--master-port P] -- PROGRAM ARGS...`
+#include <cstdlib>
+
+#include "commands.h"
+#include "launcher.h"
+
+namespace kdist::tools {
+
+void add_launch_command(CLI::App& app) {
+  auto options = std::make_shared<LaunchOptions>();
+  auto* launch_cmd = app.add_subcommand(
+      "launch", "Run PROGRAM as N ranks with torchrun's environment; fail if any rank fails");
+  launch_cmd->add_option("-n,--nproc-per-node", options->nproc_per_node,
+                         "Processes on this node")->required()->check(CLI::PositiveNumber);
+  launch_cmd->add_option("--nnodes", options->nnodes, "Nodes in the job")->check(CLI::PositiveNumber);
+  launch_cmd->add_option("--node-rank", options->node_rank, "This node's index")
+      ->check(CLI::NonNegativeNumber);
+  launch_cmd->add_option("--master-addr", options->master_addr,
+                         "Coordinator address (rank 0's host)");
+  launch_cmd->add_option("--master-port", options->master_port,
+                         "Coordinator port (default: a free port; required with --nnodes > 1)")
+      ->check(CLI::Range(0, 65535));
+  launch_cmd->add_option("--grace", options->grace_seconds,
+                         "Seconds between SIGTERM and SIGKILL when stopping ranks");
+  launch_cmd->add_option("command", options->command, "PROGRAM ARGS... (after --)")->required();
+  launch_cmd->callback([options] { std::exit(launch(*options)); });
+}
+
+}  // namespace kdist::tools
