@@ -102,6 +102,9 @@ JobConfig resolve_job_config(const std::optional<std::string>& job_addresses,
   else
     config.local_rank = config.process_id;
 
+  if (const char* agent = env("TORCHELASTIC_USE_AGENT_STORE"))
+    config.store_served_by_launcher = std::string(agent) == "True" || std::string(agent) == "1";
+
   for (size_t i = 0; i < said.size(); ++i) config.source += (i ? ", " : "") + said[i];
   if (config.source.empty()) config.source = "defaults";
 

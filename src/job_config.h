@@ -12,6 +12,9 @@ struct JobConfig {
   int num_processes = 1;
   int process_id = 0;
   int local_rank = 0;
+  // torchrun's agent already serves the store at the coordinator address
+  // (TORCHELASTIC_USE_AGENT_STORE=True): every rank connects as a client.
+  bool store_served_by_launcher = false;
   std::string source;  // which variables or arguments said so, for messages
 };
 

@@ -54,6 +54,12 @@ TEST(JobConfig, TorchrunVariables) {
   EXPECT_EQ(c.process_id, 3);
   EXPECT_EQ(c.local_rank, 1);
   EXPECT_EQ(c.source, "MASTER_ADDR/MASTER_PORT, WORLD_SIZE, RANK");
+  EXPECT_FALSE(c.store_served_by_launcher);
+  auto elastic = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
+                                    env_of({{"MASTER_ADDR", "localhost"}, {"MASTER_PORT", "29400"},
+                                            {"WORLD_SIZE", "2"}, {"RANK", "0"},
+                                            {"TORCHELASTIC_USE_AGENT_STORE", "True"}}));
+  EXPECT_TRUE(elastic.store_served_by_launcher) << "torchrun's agent serves the store";
 }
 
 TEST(JobConfig, SlurmAndOpenMpiRanks) {

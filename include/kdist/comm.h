@@ -77,10 +77,13 @@ void barrier(const Group& group);
 int64_t chunk_size(int64_t n, int64_t k, int64_t index);
 std::vector<int64_t> chunk_sizes(int64_t n, int64_t k);
 
-// How reduce_scatter moves data. kdist picks kAllToAll (benchmarked in
-// bench/collectives_bench.cpp, docs/PERFORMANCE.md); the others exist to be measured.
+// How reduce_scatter and all_gather move data. kdist picks kAllToAll for both: measured
+// fastest on Gloo (bench/collectives_bench.cpp, docs/PERFORMANCE.md); the others exist to
+// be measured. Process-wide settings; every rank must use the same.
 enum class ReduceScatterAlgorithm { kAllToAll, kGloo, kAllReduce };
 void set_reduce_scatter_algorithm(ReduceScatterAlgorithm algorithm);
+enum class AllGatherAlgorithm { kGloo, kAllToAll };
+void set_all_gather_algorithm(AllGatherAlgorithm algorithm);
 
 // Counts the collectives this process runs while it is alive (like DTensor's CommDebugMode):
 // by kind ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",

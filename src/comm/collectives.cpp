@@ -14,6 +14,7 @@ namespace kdist::comm {
 namespace {
 
 std::atomic<ReduceScatterAlgorithm> g_reduce_scatter{ReduceScatterAlgorithm::kAllToAll};
+std::atomic<AllGatherAlgorithm> g_all_gather{AllGatherAlgorithm::kAllToAll};
 
 void record(const std::string& kind, int64_t bytes);
 
@@ -57,18 +58,21 @@ void run(const char* op, const Group& group, int64_t bytes, Launch launch) {
 int64_t nbytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
 
 // Sends pieces[j] to group rank j and returns, per rank i, the flat elements rank i sent
-// here (recv_counts[i] of them). Every message carries one spare element: Gloo's alltoallv
+// here (recv_counts[i] of them), as views of the group's staging buffer: valid until the
+// next collective on the group. Every message carries one spare element: Gloo's alltoallv
 // mis-sizes messages when a rank's whole send or receive buffer is empty (a rank with no
 // rows under the chunk rule), and padding every message keeps all ranks' counts consistent.
 std::vector<at::Tensor> exchange(const char* op, const Group& group,
                                  const std::vector<at::Tensor>& pieces,
                                  const std::vector<int64_t>& recv_counts, int64_t bytes) {
-  const auto options = pieces.front().options();
   std::vector<int64_t> send_counts, padded_recv;
   for (const auto& p : pieces) send_counts.push_back(p.numel() + 1);
   for (int64_t c : recv_counts) padded_recv.push_back(c + 1);
-  auto send = at::empty({std::accumulate(send_counts.begin(), send_counts.end(), int64_t{0})}, options);
-  auto received = at::empty({std::accumulate(padded_recv.begin(), padded_recv.end(), int64_t{0})}, options);
+  const int64_t send_total = std::accumulate(send_counts.begin(), send_counts.end(), int64_t{0});
+  const int64_t recv_total = std::accumulate(padded_recv.begin(), padded_recv.end(), int64_t{0});
+  auto staging = group.impl().staging(pieces.front().scalar_type(), send_total + recv_total);
+  auto send = staging.narrow(0, 0, send_total);
+  auto received = staging.narrow(0, send_total, recv_total);
   int64_t offset = 0;
   for (size_t j = 0; j < pieces.size(); ++j) {
     send.narrow(0, offset, pieces[j].numel()).view(pieces[j].sizes()).copy_(pieces[j]);
@@ -112,6 +116,7 @@ std::vector<int64_t> chunk_sizes(int64_t n, int64_t k) {
 }
 
 void set_reduce_scatter_algorithm(ReduceScatterAlgorithm algorithm) { g_reduce_scatter = algorithm; }
+void set_all_gather_algorithm(AllGatherAlgorithm algorithm) { g_all_gather = algorithm; }
 
 void all_reduce(at::Tensor& tensor, ReduceOp op, const Group& group) {
   check_cpu(tensor, "all_reduce");
@@ -149,24 +154,39 @@ at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,
     shape[0] = 0;
     return at::empty(shape, local.options()).movedim(0, dim);
   }
-  // Gloo gathers equal pieces: pad this rank's rows to the widest, then drop the padding.
-  at::Tensor send = rows;
-  if (rows.size(0) != widest || !rows.is_contiguous()) {
-    shape[0] = widest;
-    send = at::zeros(shape, local.options());
-    send.narrow(0, 0, rows.size(0)).copy_(rows);
+  int64_t inner = 1;
+  for (size_t d = 1; d < shape.size(); ++d) inner *= shape[d];
+  if (g_all_gather.load() == AllGatherAlgorithm::kAllToAll) {
+    std::vector<int64_t> recv_counts;
+    for (int64_t size : *sizes) recv_counts.push_back(size * inner);
+    auto arrived = exchange("all_gather", group, std::vector<at::Tensor>(k, rows), recv_counts,
+                            nbytes(local));
+    auto rows_out = at::cat(arrived, 0);
+    shape[0] = std::accumulate(sizes->begin(), sizes->end(), int64_t{0});
+    rows_out = rows_out.view(shape);
+    return dim == 0 ? rows_out : rows_out.movedim(0, dim).contiguous();
   }
+  bool even = std::all_of(sizes->begin(), sizes->end(), [&](int64_t s) { return s == widest; });
+  if (even && rows.is_contiguous()) {
+    shape[0] = widest * k;
+    auto gathered = at::empty(shape, local.options());
+    run("all_gather", group, nbytes(local),
+        [&](c10d::Backend& b) { return b._allgather_base(gathered, rows); });
+    return dim == 0 ? gathered : gathered.movedim(0, dim).contiguous();
+  }
+  // Gloo gathers equal pieces: pad this rank's rows to the widest in the group's staging
+  // buffer, gather there, and concatenate the real rows into a fresh tensor.
+  auto staging = group.impl().staging(local.scalar_type(), inner * widest * (k + 1));
+  shape[0] = widest;
+  auto send = staging.narrow(0, 0, inner * widest).view(shape);
+  send.narrow(0, 0, rows.size(0)).copy_(rows);
   shape[0] = widest * k;
-  auto gathered = at::empty(shape, local.options());
+  auto gathered = staging.narrow(0, inner * widest, inner * widest * k).view(shape);
   run("all_gather", group, nbytes(local),
       [&](c10d::Backend& b) { return b._allgather_base(gathered, send); });
-  bool even = std::all_of(sizes->begin(), sizes->end(), [&](int64_t s) { return s == widest; });
-  at::Tensor rows_out = gathered;
-  if (!even) {
-    std::vector<at::Tensor> pieces;
-    for (int i = 0; i < k; ++i) pieces.push_back(gathered.narrow(0, i * widest, (*sizes)[i]));
-    rows_out = at::cat(pieces, 0);
-  }
+  std::vector<at::Tensor> pieces;
+  for (int i = 0; i < k; ++i) pieces.push_back(gathered.narrow(0, i * widest, (*sizes)[i]));
+  auto rows_out = at::cat(pieces, 0);
   return dim == 0 ? rows_out : rows_out.movedim(0, dim).contiguous();
 }
 
@@ -201,7 +221,7 @@ at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op, cons
   // moves) and reduces locally.
   auto arrived = exchange("reduce_scatter", group, pieces,
                           std::vector<int64_t>(k, pieces[me].numel()), nbytes(full));
-  auto result = arrived[0].clone();
+  auto result = arrived[0].clone();  // out of the staging buffer: it is the caller's
   for (int i = 1; i < k; ++i) {
     if (op == ReduceOp::kMax)
       at::maximum_out(result, result, arrived[i]);
@@ -238,7 +258,7 @@ at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat
   auto arrived = exchange("all_to_all", group, pieces, recv_counts, nbytes(local));
   std::vector<at::Tensor> parts;
   for (int i = 0; i < k; ++i) parts.push_back(arrived[i].view(shapes[i]));
-  return at::cat(parts, concat_dim);
+  return at::cat(parts, concat_dim);  // a fresh tensor: the staging buffer is reused
 }
 
 void broadcast(at::Tensor& tensor, int root, const Group& group) {

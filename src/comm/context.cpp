@@ -101,6 +101,13 @@ std::string rank_list(const std::vector<int>& ranks) {
 
 }  // namespace
 
+at::Tensor Group::Impl::staging(c10::ScalarType dtype, int64_t numel) {
+  auto& buffer = workspace[dtype];
+  if (!buffer.defined() || buffer.numel() < numel)
+    buffer = at::empty({numel}, at::TensorOptions().dtype(dtype));
+  return buffer.narrow(0, 0, numel);
+}
+
 Group::Group(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 int Group::rank() const { return impl_->rank; }
 int Group::size() const { return static_cast<int>(impl_->ranks.size()); }
@@ -143,7 +150,7 @@ void start(const kdist::detail::JobConfig& config, std::chrono::milliseconds tim
   if (config.num_processes > 1) {
     c10d::TCPStoreOptions options;
     options.port = static_cast<uint16_t>(config.coordinator_port);
-    options.isServer = config.process_id == 0;
+    options.isServer = config.process_id == 0 && !config.store_served_by_launcher;
     options.numWorkers = config.num_processes;
     options.waitWorkers = true;
     options.timeout = timeout;

@@ -6,6 +6,7 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
+#include <map>
 
 #include "../job_config.h"
 
@@ -16,6 +17,11 @@ struct Group::Impl {
   std::vector<int> ranks;
   int rank = 0;
   std::string name;
+  // Staging memory for all_to_all-based collectives, kept between calls: fresh large
+  // buffers cost page faults on every call (measured in bench/collectives_bench.cpp).
+  // Collectives on one group run one at a time, so one workspace per dtype suffices.
+  std::map<c10::ScalarType, at::Tensor> workspace;
+  at::Tensor staging(c10::ScalarType dtype, int64_t numel);
 };
 
 namespace detail {

@@ -69,6 +69,8 @@ TEST(Comm1D, AllReduceSumAvgMax) {
 TEST(Comm1D, AllGatherEvenAndUneven) {
   auto g = world();
   const int k = g->size();
+  for (auto algorithm : {AllGatherAlgorithm::kGloo, AllGatherAlgorithm::kAllToAll}) {
+  set_all_gather_algorithm(algorithm);
   for (int64_t n : {12, 13, 14, 3, 5, 1}) {
     for (int64_t dim : {0, 1}) {
       std::vector<int64_t> shape = dim == 0 ? std::vector<int64_t>{n, 3} : std::vector<int64_t>{3, n};
@@ -80,6 +82,8 @@ TEST(Comm1D, AllGatherEvenAndUneven) {
       EXPECT_TRUE(at::equal(exchanged, full)) << "n=" << n << " dim=" << dim;
     }
   }
+  }
+  set_all_gather_algorithm(AllGatherAlgorithm::kAllToAll);
 }
 
 TEST(Comm1D, ReduceScatterEveryAlgorithm) {

@@ -3,9 +3,16 @@
 #include <gtest/gtest.h>
 #include <kdist/runtime.h>
 
+#include <iostream>
+
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  kdist::initialize();
+  try {
+    kdist::initialize();
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
   int result = RUN_ALL_TESTS();
   kdist::shutdown();
   return result;
