@@ -1,6 +1,8 @@
 #pragma once
 // Everything kdist offers. Narrower headers compile faster; include them where it matters.
+#include <kdist/comm.h>
 #include <kdist/distribution.h>
+#include <kdist/dtensor.h>
 #include <kdist/layout.h>
 #include <kdist/layout_map.h>
 #include <kdist/mesh.h>

@@ -67,13 +67,16 @@ TensorLayout replicated_layout(int64_t rank, DeviceMeshPtr mesh);
 
 struct Replicate {
   bool operator==(const Replicate&) const { return true; }
+  bool operator!=(const Replicate&) const { return false; }
 };
 struct Shard {
   int64_t dim;
   bool operator==(const Shard& o) const { return dim == o.dim; }
+  bool operator!=(const Shard& o) const { return dim != o.dim; }
 };
 struct Partial {  // pending sum; exists only inside computations
   bool operator==(const Partial&) const { return true; }
+  bool operator!=(const Partial&) const { return false; }
 };
 using Placement = std::variant<Replicate, Shard, Partial>;
 

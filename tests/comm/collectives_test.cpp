@@ -7,28 +7,15 @@
 #include <chrono>
 #include <thread>
 
-#include "../test_util.h"
+#include "../mp_util.h"
 
 namespace kdist::comm {
 namespace {
 
-DeviceMeshPtr line_mesh() {
-  int n = num_processes();
-  return std::make_shared<DeviceMesh>(std::vector<int64_t>{n}, std::vector<std::string>{"x"});
-}
-
-// A global tensor every rank can build alone: 0, 1, 2, ... in the given shape.
-at::Tensor global_arange(std::vector<int64_t> shape) {
-  int64_t n = 1;
-  for (auto s : shape) n *= s;
-  return at::arange(n, at::kFloat).view(shape);
-}
-
-at::Tensor chunk_of(const at::Tensor& t, int64_t dim, int64_t k, int64_t index) {
-  int64_t offset = 0;
-  for (int64_t i = 0; i < index; ++i) offset += chunk_size(t.size(dim), k, i);
-  return t.narrow(dim, offset, chunk_size(t.size(dim), k, index));
-}
+using testing::chunk_of;
+using testing::global_arange;
+using testing::line_mesh;
+using testing::mesh_2x2;
 
 TEST(ChunkRule, MatchesTorchChunk) {
   EXPECT_EQ(chunk_sizes(10, 4), (std::vector<int64_t>{3, 3, 3, 1}));
@@ -167,11 +154,6 @@ TEST(Comm1D, BadArguments) {
 }
 
 // ---- 2x2 mesh (batch, model) on 4 ranks ------------------------------------------------------
-
-DeviceMeshPtr mesh_2x2() {
-  return std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2},
-                                      std::vector<std::string>{"batch", "model"});
-}
 
 TEST(Comm2x2, AxisGroupsFollowTheMesh) {
   ASSERT_EQ(num_processes(), 4);

@@ -14,6 +14,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   int result = RUN_ALL_TESTS();
+  // A filter that matches nothing must not pass as green.
+  if (::testing::UnitTest::GetInstance()->test_to_run_count() == 0) {
+    std::cerr << "no test matched the filter\n";
+    result = 1;
+  }
   kdist::shutdown();
   return result;
 }

@@ -1,0 +1,102 @@
+#pragma once
+// DTensor: a tensor sharded or replicated over a DeviceMesh, as PyTorch's DTensor, for C++.
+//
+//   auto mesh = std::make_shared<kdist::DeviceMesh>(std::vector<int64_t>{2, 2},
+//                                                   std::vector<std::string>{"batch", "model"});
+//   kdist::DTensor x = kdist::distribute_tensor(full, kdist::TensorLayout({"batch", "model"}, mesh));
+//   x.to_local();                                      // this rank's block
+//   auto y = x.redistribute({kdist::Replicate{}, kdist::Shard{0}});
+//   y.full_tensor();                                   // the whole tensor, on every rank
+//
+// A DTensor is this rank's local tensor plus a DTensorSpec (mesh, one placement per mesh
+// dimension, global shape). Shard(d) splits dimension d by torch.chunk's rule (pieces of
+// ceil(n/k), the last non-empty one the rest, trailing ones empty); several mesh dimensions
+// sharding the same tensor dimension nest in mesh-dimension order. Uneven shapes work
+// everywhere.
+//
+// Autograd: the local tensor carries the graph. from_local and to_local are the identity;
+// redistribute's backward redistributes the gradient back (Shard->Replicate's gradient is a
+// local slice, Replicate->Shard's an all_gather, Partial->Replicate's nothing: a replicated
+// gradient is never turned back into Partial).
+//
+// Collectives: every rank of the mesh must make the same calls in the same order. Errors:
+// std::invalid_argument for placements that do not fit the mesh or tensor.
+#include <kdist/layout.h>
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kdist {
+
+struct DTensorSpec {
+  DeviceMeshPtr mesh;
+  std::vector<Placement> placements;  // one per mesh dimension
+  std::vector<int64_t> global_shape;
+
+  // Throws std::invalid_argument naming the problem (count, dims out of range, this rank
+  // outside the mesh).
+  void validate() const;
+  // The block that the rank at `coordinate` holds: per tensor dimension its size and offset.
+  std::vector<int64_t> local_shape(const std::vector<int64_t>& coordinate) const;
+  std::vector<int64_t> local_offset(const std::vector<int64_t>& coordinate) const;
+  bool has_partial() const;
+  std::string to_string() const;  // "DTensorSpec(global=(8, 4), placements=[S(0), R])"
+};
+
+class DTensor {
+ public:
+  // Wraps this rank's `local` piece. global_shape empty: inferred as if every shard were the
+  // size of this one (exact for even sharding; pass it when shards are uneven).
+  static DTensor from_local(const at::Tensor& local, DeviceMeshPtr mesh,
+                            std::vector<Placement> placements,
+                            std::optional<std::vector<int64_t>> global_shape = std::nullopt);
+
+  const at::Tensor& to_local() const { return local_; }
+  // The whole tensor on every rank (all_gathers / all_reduces as needed).
+  at::Tensor full_tensor() const;
+  DTensor redistribute(const std::vector<Placement>& placements) const;
+
+  const std::vector<Placement>& placements() const { return spec_->placements; }
+  const DeviceMeshPtr& device_mesh() const { return spec_->mesh; }
+  const std::vector<int64_t>& sizes() const { return spec_->global_shape; }  // global
+  const DTensorSpec& spec() const { return *spec_; }
+  // This rank's block within the global tensor.
+  std::vector<int64_t> local_offset() const;
+
+ private:
+  DTensor(at::Tensor local, std::shared_ptr<const DTensorSpec> spec);
+  at::Tensor local_;
+  std::shared_ptr<const DTensorSpec> spec_;
+};
+
+struct DistributeOptions {
+  // Every rank passes the same data: skip the broadcast from mesh coordinate (0, ..., 0).
+  bool assume_identical = false;
+};
+
+// Every rank passes a tensor of the same shape; the one at mesh coordinate 0 of every axis
+// is the source, so ranks holding different data still end up consistent.
+DTensor distribute_tensor(const at::Tensor& full, const TensorLayout& layout,
+                          DistributeOptions options = {});
+DTensor distribute_tensor(const at::Tensor& full, DeviceMeshPtr mesh,
+                          std::vector<Placement> placements, DistributeOptions options = {});
+
+// The local shard of `value` under `layout`, as a leaf tensor an optimizer can own (it
+// keeps value's requires_grad). Its spec is recorded: as_dtensor(shard) finds it.
+at::Tensor distribute_variable(const at::Tensor& value, const TensorLayout& layout,
+                               DistributeOptions options = {});
+// The DTensor view of a tensor made by distribute_variable (or registered by kdist's
+// layers); std::nullopt for any other tensor.
+std::optional<DTensor> as_dtensor(const at::Tensor& distributed_variable);
+// Records `spec` for `local` so that as_dtensor finds it (for layers that shard in place).
+void record_spec(const at::Tensor& local, DTensorSpec spec);
+
+// A terminal picture of which ranks hold which block of a 1-D or 2-D tensor, like
+// jax.debug.visualize_array_sharding. Local computation only.
+std::string visualize_sharding(const DTensorSpec& spec);
+std::string visualize_sharding(const TensorLayout& layout, const std::vector<int64_t>& shape);
+
+}  // namespace kdist

@@ -1,0 +1,167 @@
+// Multi-process tests of src/dtensor/redistribute.cpp: values, collective counts, gradients.
+// Redistribute1D.* runs on 2 and 4 ranks, Redistribute2x2.* on 4.
+#include <kdist/dtensor.h>
+
+#include "../mp_util.h"
+
+namespace kdist {
+namespace {
+using comm::CollectiveCounter;
+using testing::chunk_of;
+using testing::global_arange;
+using testing::line_mesh;
+using testing::mesh_2x2;
+
+const std::vector<std::vector<int64_t>> kUnevenShapes{{12, 3}, {13, 3}, {14, 3},
+                                                      {3, 12}, {3, 13}, {3, 14}};
+
+TEST(Redistribute1D, ShardToReplicateAndItsGradient) {
+  auto mesh = line_mesh();
+  const int k = num_processes(), r = process_id();
+  for (const auto& shape : kUnevenShapes) {
+    for (int64_t d : {0, 1}) {
+      auto full = global_arange(shape);
+      auto local = chunk_of(full, d, k, r).clone().requires_grad_();
+      auto x = DTensor::from_local(local, mesh, {Shard{d}}, shape);
+      CollectiveCounter forward;
+      auto y = x.redistribute({Replicate{}});
+      EXPECT_TRUE(at::equal(y.to_local(), full)) << shape[0] << "x" << shape[1] << " S(" << d << ")";
+      EXPECT_EQ(forward.count("all_gather"), 1);
+      EXPECT_EQ(forward.total_count(), 1);
+      // The gradient of Shard -> Replicate is this rank's slice: no communication.
+      auto weight = global_arange(shape) + 1;
+      CollectiveCounter backward;
+      (y.to_local() * weight).sum().backward();
+      EXPECT_EQ(backward.total_count(), 0);
+      EXPECT_TRUE(at::equal(local.grad(), chunk_of(weight, d, k, r)));
+    }
+  }
+}
+
+TEST(Redistribute1D, ReplicateToShardAndItsGradient) {
+  auto mesh = line_mesh();
+  const int k = num_processes(), r = process_id();
+  for (const auto& shape : kUnevenShapes) {
+    for (int64_t d : {0, 1}) {
+      auto full = global_arange(shape).requires_grad_();
+      auto x = DTensor::from_local(full, mesh, {Replicate{}});
+      CollectiveCounter forward;
+      auto y = x.redistribute({Shard{d}});
+      EXPECT_EQ(forward.total_count(), 0);
+      EXPECT_TRUE(at::equal(y.to_local(), chunk_of(full.detach(), d, k, r)));
+      auto chunks = at::chunk(full.detach(), k, d);  // torch.chunk itself, where it has a piece
+      if (r < static_cast<int>(chunks.size())) EXPECT_TRUE(at::equal(y.to_local(), chunks[r]));
+      // The gradient of Replicate -> Shard is an all_gather of the pieces.
+      auto weight = global_arange(shape) * 2;
+      CollectiveCounter backward;
+      (y.to_local() * chunk_of(weight, d, k, r)).sum().backward();
+      EXPECT_EQ(backward.count("all_gather"), 1);
+      EXPECT_EQ(backward.total_count(), 1);
+      EXPECT_TRUE(at::equal(full.grad(), weight));
+    }
+  }
+}
+
+TEST(Redistribute1D, PartialToReplicateAndShard) {
+  auto mesh = line_mesh();
+  const int k = num_processes(), r = process_id();
+  CollectiveCounter counter;
+  auto sum = DTensor::from_local(at::ones({12, 3}), mesh, {Partial{}}).redistribute({Replicate{}});
+  EXPECT_TRUE(at::equal(sum.to_local(), at::full({12, 3}, float(k))));
+  EXPECT_EQ(counter.count("all_reduce"), 1);
+  for (const auto& shape : kUnevenShapes) {
+    for (int64_t d : {0, 1}) {
+      auto p = DTensor::from_local(at::ones(shape), mesh, {Partial{}}, shape);
+      auto shard = p.redistribute({Shard{d}}).to_local();
+      auto expected_shape = shape;
+      expected_shape[d] = comm::chunk_size(shape[d], k, r);
+      EXPECT_EQ(shard.sizes().vec(), expected_shape);
+      EXPECT_TRUE(at::equal(shard, at::full(expected_shape, float(k))));
+    }
+  }
+  // Partial -> Replicate's gradient is the replicated gradient itself: nothing is reduced.
+  auto local = at::ones({4}).requires_grad_();
+  auto y = DTensor::from_local(local, mesh, {Partial{}}).redistribute({Replicate{}});
+  CollectiveCounter backward;
+  (y.to_local() * at::arange(4, at::kFloat)).sum().backward();
+  EXPECT_EQ(backward.total_count(), 0);
+  EXPECT_TRUE(at::equal(local.grad(), at::arange(4, at::kFloat)));
+  EXPECT_THROW_WITH(sum.redistribute({Partial{}}), std::invalid_argument,
+                    "Partial placements exist only inside computations");
+}
+
+TEST(Redistribute1D, ShardToShardEqualsADirectDistribution) {
+  auto mesh = line_mesh();
+  for (auto shape : std::vector<std::vector<int64_t>>{{8, 8}, {8, 5}, {5, 8}, {5, 5}}) {
+    auto full = global_arange(shape);
+    auto s0 = distribute_tensor(full, mesh, {Shard{0}});
+    CollectiveCounter counter;
+    auto s1 = s0.redistribute({Shard{1}});
+    EXPECT_EQ(counter.count("all_to_all"), 1);
+    EXPECT_TRUE(at::equal(s1.to_local(), distribute_tensor(full, mesh, {Shard{1}}).to_local()));
+    EXPECT_TRUE(at::equal(s1.redistribute({Shard{0}}).to_local(), s0.to_local()));
+  }
+}
+
+TEST(Redistribute1D, GradientOfAChainMatchesOneProcess) {
+  // loss = sum(chain(x) * w) with chain = S0 -> S1 -> R -> S0 is sum(x * w): d loss / dx = w.
+  auto mesh = line_mesh();
+  const int k = num_processes(), r = process_id();
+  at::manual_seed(0);
+  auto x = at::randn({9, 7});
+  auto w = at::randn({9, 7});
+  auto local = chunk_of(x, 0, k, r).clone().requires_grad_();
+  auto y = DTensor::from_local(local, mesh, {Shard{0}}, std::vector<int64_t>{9, 7})
+               .redistribute({Shard{1}})
+               .redistribute({Replicate{}})
+               .redistribute({Shard{0}});
+  EXPECT_TRUE(at::equal(y.to_local(), chunk_of(x, 0, k, r)));
+  (y.to_local() * chunk_of(w, 0, k, r)).sum().backward();
+  EXPECT_TRUE(at::allclose(local.grad(), chunk_of(w, 0, k, r), 1e-6, 1e-6));
+}
+
+TEST(Redistribute2x2, UnevenRoundTrips) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = mesh_2x2();
+  for (auto shape : std::vector<std::vector<int64_t>>{{10, 5}, {9, 5}, {3, 5}, {1, 3}}) {
+    for (auto placements : std::vector<std::vector<Placement>>{{Shard{0}, Shard{0}},
+                                                               {Shard{0}, Shard{1}}}) {
+      auto full = global_arange(shape);
+      auto x = distribute_tensor(full, mesh, placements);
+      EXPECT_TRUE(at::equal(x.full_tensor(), full))
+          << shape[0] << "x" << shape[1] << " " << to_string(placements);
+      auto offset = x.local_offset();
+      auto block = full.narrow(0, offset[0], x.to_local().size(0)).narrow(1, offset[1], x.to_local().size(1));
+      EXPECT_TRUE(at::equal(x.to_local(), block));
+    }
+  }
+}
+
+TEST(Redistribute2x2, TransitionCountsAndValues) {
+  auto mesh = mesh_2x2();
+  auto full = global_arange({8, 8});
+  auto s0s1 = distribute_tensor(full, mesh, {Shard{0}, Shard{1}});
+  struct Case { std::vector<Placement> to; int64_t collectives; };
+  for (const auto& c : std::vector<Case>{{{Shard{0}, Shard{0}}, 1},
+                                         {{Shard{1}, Shard{0}}, 2},
+                                         {{Shard{0}, Replicate{}}, 1},
+                                         {{Replicate{}, Shard{1}}, 1},
+                                         {{Replicate{}, Replicate{}}, 2},
+                                         {{Shard{1}, Shard{1}}, 2}}) {
+    CollectiveCounter counter;
+    auto y = s0s1.redistribute(c.to);
+    EXPECT_EQ(counter.total_count(), c.collectives) << to_string(c.to);
+    EXPECT_TRUE(at::equal(y.to_local(), distribute_tensor(full, mesh, c.to).to_local()))
+        << to_string(c.to);
+    EXPECT_TRUE(at::equal(y.full_tensor(), full)) << to_string(c.to);
+  }
+  // Partial on one axis, sharded on the other.
+  auto p = DTensor::from_local(at::ones({4, 6}), mesh, {Partial{}, Shard{1}}, std::vector<int64_t>{4, 12});
+  EXPECT_TRUE(at::equal(p.redistribute({Replicate{}, Replicate{}}).to_local(), at::full({4, 12}, 2.0f)));
+  auto scattered = p.redistribute({Shard{0}, Shard{1}});
+  EXPECT_EQ(scattered.to_local().sizes().vec(), (std::vector<int64_t>{2, 6}));
+  EXPECT_TRUE(at::equal(scattered.to_local(), at::full({2, 6}, 2.0f)));
+}
+
+}  // namespace
+}  // namespace kdist

@@ -1,0 +1,37 @@
+#pragma once
+// Helpers of the multi-process tests (every rank runs them; see tests/comm/mp_main.cpp).
+#include <ATen/ATen.h>
+#include <kdist/comm.h>
+#include <kdist/runtime.h>
+
+#include "test_util.h"
+
+namespace kdist::testing {
+
+// A 1-D mesh "x" over every process of the job.
+inline DeviceMeshPtr line_mesh() {
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()},
+                                      std::vector<std::string>{"x"});
+}
+
+// (batch, model) over 4 processes.
+inline DeviceMeshPtr mesh_2x2() {
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2},
+                                      std::vector<std::string>{"batch", "model"});
+}
+
+// A global tensor every rank can build alone: 0, 1, 2, ... in the given shape.
+inline at::Tensor global_arange(std::vector<int64_t> shape) {
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return at::arange(n, at::kFloat).view(shape);
+}
+
+// Piece `index` of `t` split in k along dim by torch.chunk's rule (empty past the end).
+inline at::Tensor chunk_of(const at::Tensor& t, int64_t dim, int64_t k, int64_t index) {
+  int64_t offset = 0;
+  for (int64_t i = 0; i < index; ++i) offset += comm::chunk_size(t.size(dim), k, i);
+  return t.narrow(dim, offset, comm::chunk_size(t.size(dim), k, index));
+}
+
+}  // namespace kdist::testing
