@@ -10,55 +10,18 @@
 #include <kdist/comm.h>
 #include <kdist/runtime.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "comm/context.h"  // the raw c10d backend behind kdist's world group
 
-namespace {
+using kdist::bench::Op;
 using kdist::comm::ReduceOp;
 
-struct Op {
-  std::string name;
-  double bus_factor;  // bytes on the wire per rank, as a multiple of N
-  std::function<void()> run;
-  std::vector<double> times_ms;
-};
-
-// Rounds of every op once each, so that drift on a busy machine hits all ops alike; each op's
-// time is its median over rounds on the slowest rank.
-void measure(std::vector<Op>& ops, int rounds) {
-  auto& world = *kdist::comm::world();
-  for (auto& op : ops)
-    for (int i = 0; i < 2; ++i) op.run();  // warm-up: connections, allocations
-  for (int r = 0; r < rounds; ++r)
-    for (auto& op : ops) {
-      kdist::comm::barrier(world);
-      auto start = std::chrono::steady_clock::now();
-      op.run();
-      op.times_ms.push_back(
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-    }
-  for (auto& op : ops) {
-    auto& t = op.times_ms;
-    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-    auto median = at::full({1}, t[t.size() / 2], at::kDouble);
-    kdist::comm::all_reduce(median, ReduceOp::kMax, world);
-    t = {median.item<double>()};
-  }
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  int rounds = 30;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], "--rounds") == 0) rounds = std::stoi(argv[i + 1]);
+  const int rounds = kdist::bench::rounds_from_args(argc, argv, 30);
   at::set_num_threads(1);
   kdist::initialize();
   auto world = kdist::comm::world();
@@ -110,13 +73,13 @@ int main(int argc, char** argv) {
         {"kdist reduce_scatter (gloo list)", ag, rs(Algo::kGloo)},
         {"kdist reduce_scatter (all_reduce)", ag, rs(Algo::kAllReduce)},
     };
-    measure(ops, rounds);
-    const double raw_allreduce = ops[0].times_ms[0];
+    kdist::bench::measure(ops, rounds);
+    const double raw_allreduce = ops[0].median_ms;
     for (const auto& op : ops)
       if (print)
         std::printf("%-38s %5lld %9.2f %9.2f %12.2f\n", op.name.c_str(), (long long)mb,
-                    op.times_ms[0], op.bus_factor * n * 4 / (op.times_ms[0] / 1000) / 1e9,
-                    op.times_ms[0] / raw_allreduce);
+                    op.median_ms, op.bus_factor * n * 4 / (op.median_ms / 1000) / 1e9,
+                    op.median_ms / raw_allreduce);
   }
   kdist::comm::set_reduce_scatter_algorithm(Algo::kAllToAll);
   kdist::comm::set_all_gather_algorithm(kdist::comm::AllGatherAlgorithm::kAllToAll);

@@ -157,14 +157,20 @@ at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,
   int64_t inner = 1;
   for (size_t d = 1; d < shape.size(); ++d) inner *= shape[d];
   if (g_all_gather.load() == AllGatherAlgorithm::kAllToAll) {
+    // Every rank's block travels as it is (contiguous, not transposed) and the blocks are
+    // concatenated along `dim` once, as PyTorch's functional all_gather does.
+    auto block = local.contiguous();
     std::vector<int64_t> recv_counts;
     for (int64_t size : *sizes) recv_counts.push_back(size * inner);
-    auto arrived = exchange("all_gather", group, std::vector<at::Tensor>(k, rows), recv_counts,
+    auto arrived = exchange("all_gather", group, std::vector<at::Tensor>(k, block), recv_counts,
                             nbytes(local));
-    auto rows_out = at::cat(arrived, 0);
-    shape[0] = std::accumulate(sizes->begin(), sizes->end(), int64_t{0});
-    rows_out = rows_out.view(shape);
-    return dim == 0 ? rows_out : rows_out.movedim(0, dim).contiguous();
+    std::vector<at::Tensor> pieces;
+    auto block_shape = local.sizes().vec();
+    for (int i = 0; i < k; ++i) {
+      block_shape[dim] = (*sizes)[i];
+      pieces.push_back(arrived[i].view(block_shape));
+    }
+    return at::cat(pieces, dim);
   }
   bool even = std::all_of(sizes->begin(), sizes->end(), [&](int64_t s) { return s == widest; });
   if (even && rows.is_contiguous()) {
