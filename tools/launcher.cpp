@@ -97,14 +97,23 @@ pid_t spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("[kdist.launch] pipe: ") + std::strerror(errno));
+  // Until the child has reset its handlers, a signal must not run the launcher's handler in
+  // it: that handler writes to the launcher's signal pipe, which the child shares. So the
+  // signals stay blocked across fork, and the child unblocks them with default handlers.
+  sigset_t block, previous;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, &previous);
   pid_t pid = fork();
   if (pid < 0) throw std::runtime_error(std::string("[kdist.launch] fork: ") + std::strerror(errno));
   if (pid == 0) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
     setpgid(0, 0);  // its own group: the launcher can stop the rank and its children together
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
     int world = o.nproc_per_node * o.nnodes;
     setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
     setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
@@ -120,6 +129,7 @@ pid_t spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
     std::fprintf(stderr, "[kdist.launch] cannot run '%s': %s\n", argv[0], std::strerror(errno));
     _exit(127);
   }
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
   setpgid(pid, pid);
   close(out[1]);
   close(err[1]);
@@ -131,7 +141,7 @@ pid_t spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
 
 void signal_all(std::vector<Rank>& ranks, int signo) {
   for (auto& r : ranks)
-    if (!r.exited) kill(-r.pid, signo);
+    if (!r.exited && r.pid > 0) kill(-r.pid, signo);  // kill(0, ...) would hit our own group
 }
 
 }  // namespace

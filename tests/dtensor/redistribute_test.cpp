@@ -120,6 +120,24 @@ TEST(Redistribute1D, GradientOfAChainMatchesOneProcess) {
   EXPECT_TRUE(at::allclose(local.grad(), chunk_of(w, 0, k, r), 1e-6, 1e-6));
 }
 
+TEST(Redistribute1D, ASizeOneMeshDimensionCostsNothing) {
+  // A (1, k) mesh: anything on the size-1 dimension is free, the other works as usual.
+  const int k = num_processes();
+  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, k},
+                                           std::vector<std::string>{"one", "x"});
+  auto full = global_arange({6, 5});
+  auto x = distribute_tensor(full, mesh, {Shard{0}, Replicate{}});
+  EXPECT_TRUE(at::equal(x.to_local(), full));
+  comm::CollectiveCounter counter;
+  EXPECT_TRUE(at::equal(x.redistribute({Shard{1}, Replicate{}}).to_local(), full));
+  EXPECT_TRUE(at::equal(x.redistribute({Replicate{}, Replicate{}}).to_local(), full));
+  auto p = DTensor::from_local(full, mesh, {Partial{}, Replicate{}});
+  EXPECT_TRUE(at::equal(p.redistribute({Replicate{}, Replicate{}}).to_local(), full));
+  EXPECT_EQ(counter.total_count(), 0);
+  EXPECT_TRUE(at::equal(x.redistribute({Shard{0}, Shard{1}}).to_local(),
+                        chunk_of(full, 1, k, process_id())));
+}
+
 TEST(Redistribute2x2, UnevenRoundTrips) {
   ASSERT_EQ(num_processes(), 4);
   auto mesh = mesh_2x2();
