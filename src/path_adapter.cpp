@@ -37,18 +37,19 @@ const KerasNaming kKerasNamings[] = {
     {"LayerNorm", is_a<torch::nn::LayerNormImpl>, "bias", "beta", false},
 };
 
-std::string owner_type_of(const torch::nn::Module& module) {
-  for (const auto& row : kKerasNamings)
-    if (row.is_kind(module)) return row.owner_type;
-  return module.name();
-}
-
 std::string replace_dots(std::string name) {
   std::replace(name.begin(), name.end(), '.', '/');
   return name;
 }
 
 }  // namespace
+
+std::string keras_owner_type(const torch::nn::Module& module) {
+  if (auto* named = dynamic_cast<const KerasNamed*>(&module)) return named->keras_kind();
+  for (const auto& row : kKerasNamings)
+    if (row.is_kind(module)) return row.owner_type;
+  return module.name();
+}
 
 ParameterPath make_parameter_path(const std::string& torch_name, const std::string& owner_type) {
   auto dot = torch_name.rfind('.');
@@ -70,7 +71,7 @@ std::vector<ParameterPath> parameter_paths(const torch::nn::Module& module) {
   // module whose prefix it extends by one leaf.
   for (const auto& item : module.named_modules("", /*include_self=*/true)) {
     const auto& prefix = item.key();
-    std::string owner = owner_type_of(*item.value());
+    std::string owner = keras_owner_type(*item.value());
     for (const auto& param : item.value()->named_parameters(/*recurse=*/false)) {
       std::string name = prefix.empty() ? param.key() : prefix + "." + param.key();
       paths.push_back(make_parameter_path(name, owner));

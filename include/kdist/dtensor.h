@@ -88,6 +88,10 @@ DTensor distribute_tensor(const at::Tensor& full, DeviceMeshPtr mesh,
 // keeps value's requires_grad). Its spec is recorded: as_dtensor(shard) finds it.
 at::Tensor distribute_variable(const at::Tensor& value, const TensorLayout& layout,
                                DistributeOptions options = {});
+// Shards a parameter in place: `param` (a module's own handle) becomes its local shard, keeps
+// its identity and requires_grad, and its spec is recorded for as_dtensor. Collective.
+void distribute_parameter(at::Tensor& param, const TensorLayout& layout,
+                          DistributeOptions options = {});
 // The DTensor view of a tensor made by distribute_variable (or registered by kdist's
 // layers); std::nullopt for any other tensor.
 std::optional<DTensor> as_dtensor(const at::Tensor& distributed_variable);

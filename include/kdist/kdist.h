@@ -6,6 +6,7 @@
 #include <kdist/layout.h>
 #include <kdist/layout_map.h>
 #include <kdist/mesh.h>
+#include <kdist/nn.h>
 #include <kdist/path_adapter.h>
 #include <kdist/runtime.h>
 #include <kdist/version.h>

@@ -30,6 +30,15 @@ class Module;
 
 namespace kdist {
 
+// A module type that names its parameters the way a Keras layer does ("Linear": weight ->
+// kernel, transposed; "Embedding": weight -> embeddings). kdist's own layers implement it,
+// so the adapter needs no knowledge of them.
+class KerasNamed {
+ public:
+  virtual ~KerasNamed() = default;
+  virtual const char* keras_kind() const = 0;
+};
+
 struct ParameterPath {
   std::string torch_name;   // "blocks.0.fc1.weight"
   std::string keras_name;   // "blocks/0/fc1/kernel"
@@ -40,6 +49,10 @@ struct ParameterPath {
 // The Keras name of one parameter, given the kind of module that owns it
 // ("Linear", "Embedding", "LayerNorm"; anything else keeps the torch leaf name).
 ParameterPath make_parameter_path(const std::string& torch_name, const std::string& owner_type);
+
+// The kind of module that owns parameters, for their Keras names: "Linear", "Embedding",
+// "LayerNorm" (torch's or a KerasNamed layer's), else the module's own name().
+std::string keras_owner_type(const torch::nn::Module& module);
 
 // Every parameter of `module` (recursively, in named_parameters() order) with its names.
 std::vector<ParameterPath> parameter_paths(const torch::nn::Module& module);

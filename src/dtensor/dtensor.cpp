@@ -4,6 +4,8 @@
 #include <kdist/dtensor.h>
 #include <kdist/runtime.h>
 
+#include <c10/core/GradMode.h>
+
 #include <mutex>
 #include <unordered_map>
 
@@ -141,25 +143,43 @@ std::optional<DTensor> as_dtensor(const at::Tensor& distributed_variable) {
                              spec->global_shape);
 }
 
-at::Tensor distribute_variable(const at::Tensor& value, const TensorLayout& layout,
-                               DistributeOptions options) {
+namespace {
+// Shards `value` and traces what seed 000 needed to see: the distribution in effect, the
+// layout, the placements, the shapes.
+DTensor shard_traced(const at::Tensor& value, const TensorLayout& layout, DistributeOptions options) {
   if (detail::debug_enabled()) {
     auto current = distribution();
     detail::debug_log("distribute_variable: distribution()=" +
                       (current ? current->to_string() : std::string("None")));
   }
   auto dtensor = distribute_tensor(value.detach(), layout, options);
-  at::Tensor local = dtensor.to_local();
-  local.set_requires_grad(value.requires_grad());
-  record_spec(local, dtensor.spec());
   bool sharded = false;
   for (const auto& p : dtensor.placements()) sharded |= std::holds_alternative<Shard>(p);
   detail::debug_log("distribute_variable: layout=" + layout.to_string() +
                     " placements=" + to_string(dtensor.placements()) +
                     " global=" + shape_string(value.sizes()) +
-                    " local=" + shape_string(local.sizes()) +
+                    " local=" + shape_string(dtensor.to_local().sizes()) +
                     (sharded ? " sharded" : " replicated"));
+  return dtensor;
+}
+}  // namespace
+
+at::Tensor distribute_variable(const at::Tensor& value, const TensorLayout& layout,
+                               DistributeOptions options) {
+  auto dtensor = shard_traced(value, layout, options);
+  at::Tensor local = dtensor.to_local();
+  local.set_requires_grad(value.requires_grad());
+  record_spec(local, dtensor.spec());
   return local;
+}
+
+void distribute_parameter(at::Tensor& param, const TensorLayout& layout, DistributeOptions options) {
+  auto dtensor = shard_traced(param, layout, options);
+  {
+    c10::NoGradGuard no_grad;
+    param.set_data(dtensor.to_local());
+  }
+  record_spec(param, dtensor.spec());
 }
 
 }  // namespace kdist

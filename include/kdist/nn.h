@@ -1,0 +1,132 @@
+#pragma once
+// Tensor-parallel layers and distribute_module: a LayoutMap in Keras style shards a model's
+// parameters, and the layers compute in parallel with results equal to the single-process
+// model.
+//
+//   struct MlpImpl : torch::nn::Module {
+//     kdist::nn::Linear fc1{nullptr}, fc2{nullptr};   // drop-in for torch::nn::Linear
+//     ...
+//   };
+//   kdist::LayoutMap map(mesh);
+//   map.set("fc1/kernel", {std::nullopt, "model"});  // column parallel (Keras (in, out))
+//   map.set("fc2/kernel", {"model", std::nullopt});  // row parallel
+//   kdist::ModelParallel mp(map);
+//   auto summary = kdist::distribute_module(*model, mp);
+//   // model->forward(x) now runs fc1 column-parallel and fc2 row-parallel: one all_reduce.
+//
+// Parallel style, chosen from the weight's placement on the one mesh axis that shards it:
+//   Linear  weight Shard(0)  column parallel: input replicated, output sharded on its last
+//                            dim (or gathered with gather_output); backward all-reduces the
+//                            input gradient. The bias follows the output features.
+//   Linear  weight Shard(1)  row parallel: input sharded on its last dim (sliced if it
+//                            arrives whole); one all_reduce forward; bias (replicated) added
+//                            once after it; no collective in backward.
+//   Embedding weight Shard(0) vocab parallel: out-of-range ids masked, local lookup, all_reduce.
+//   Embedding weight Shard(1) embedding-dim parallel: output sharded on its last dim.
+//   replicated               exactly torch::nn's computation.
+//
+// Errors (std::invalid_argument, raised before any parameter is changed): a LayoutMap key
+// that matches no parameter (KDIST_ALLOW_UNMATCHED=1 makes it a warning), a layout whose rank
+// differs from its parameter's, a sharded parameter in a module kdist cannot run in parallel
+// (a stock torch::nn::Linear held as a member of a custom module, a Conv, LayerNorm, a
+// weight sharded over two mesh axes), a bias sharded against its weight's style.
+#include <kdist/comm.h>
+#include <kdist/distribution.h>
+#include <kdist/dtensor.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <string>
+#include <vector>
+
+namespace kdist::nn {
+
+enum class ParallelStyle { kReplicated, kColumn, kRow, kVocab, kEmbeddingDim };
+std::string to_string(ParallelStyle style);
+
+// How a layer runs across the ranks of one mesh axis; set by distribute_module.
+struct TensorParallel {
+  ParallelStyle style = ParallelStyle::kReplicated;
+  comm::GroupPtr group;        // the mesh-axis group the weight is sharded over
+  int64_t full_size = 0;       // the sharded dimension's global size
+  int64_t local_offset = 0;    // this rank's first index in it
+  bool gather_output = false;  // column / embedding-dim: all_gather the output
+};
+
+// The path adapter's interface: kdist's layers carry the Keras names of torch's.
+class LinearImpl : public torch::nn::Cloneable<LinearImpl>, public KerasNamed {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features)
+      : LinearImpl(torch::nn::LinearOptions(in_features, out_features)) {}
+  explicit LinearImpl(const torch::nn::LinearOptions& options);
+  void reset() override;
+  void reset_parameters();  // torch::nn::Linear's initialisation
+  void pretty_print(std::ostream& stream) const override;
+  at::Tensor forward(const at::Tensor& input);
+  const char* keras_kind() const override { return "Linear"; }
+
+  torch::nn::LinearOptions options;
+  at::Tensor weight;  // (out, in), or this rank's shard of it
+  at::Tensor bias;    // (out), or this rank's shard; undefined without bias
+  TensorParallel parallel;
+};
+TORCH_MODULE(Linear);
+
+class EmbeddingImpl : public torch::nn::Cloneable<EmbeddingImpl>, public KerasNamed {
+ public:
+  EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim)
+      : EmbeddingImpl(torch::nn::EmbeddingOptions(num_embeddings, embedding_dim)) {}
+  explicit EmbeddingImpl(const torch::nn::EmbeddingOptions& options);
+  void reset() override;
+  void reset_parameters();
+  void pretty_print(std::ostream& stream) const override;
+  at::Tensor forward(const at::Tensor& indices);
+  const char* keras_kind() const override { return "Embedding"; }
+
+  torch::nn::EmbeddingOptions options;
+  at::Tensor weight;  // (num_embeddings, embedding_dim), or this rank's shard
+  TensorParallel parallel;
+};
+TORCH_MODULE(Embedding);
+
+}  // namespace kdist::nn
+
+namespace kdist {
+
+// What distribute_module did to one parameter.
+struct ParameterPlan {
+  ParameterPath path;
+  std::vector<int64_t> global_shape;
+  TensorLayout layout;
+  std::vector<Placement> placements;
+  std::vector<int64_t> local_shape;  // this rank's
+  std::string style;                 // "column", "row", "vocab", "embedding-dim", "replicated"
+  std::optional<std::string> key;    // the LayoutMap key that asked for it
+};
+
+struct DistributionSummary {
+  std::vector<ParameterPlan> parameters;
+  int64_t local_bytes = 0;       // parameter bytes this rank holds
+  int64_t sharded_bytes = 0;     // of which in sharded parameters
+  int64_t replicated_bytes = 0;  // of which in replicated parameters
+  int64_t global_bytes = 0;      // the whole model
+  std::string to_string() const;  // a table: parameter, global shape, layout, placements, local shape
+};
+
+struct DistributeModuleOptions {
+  bool print_summary = false;  // rank 0 prints the summary to stdout
+};
+
+// Shards `module`'s parameters in place as `distribution` says (the module keeps its own
+// parameter handles), configures kdist::nn layers' parallel style, replaces stock
+// torch::nn::Linear/Embedding children of a torch::nn::Sequential by kdist's, and makes
+// replicated parameters identical on every rank (from mesh coordinate 0). Collective: every
+// rank calls it with the same model. Throws std::invalid_argument (see nn.h's header comment)
+// before changing anything.
+DistributionSummary distribute_module(torch::nn::Module& module,
+                                      const Distribution& distribution = *kdist::distribution(),
+                                      DistributeModuleOptions options = {});
+
+}  // namespace kdist

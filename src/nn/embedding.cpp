@@ -1,0 +1,72 @@
+// kdist::nn::Embedding: torch::nn::Embedding that runs vocab- or dim-parallel when sharded.
+#include <ATen/ATen.h>
+#include <kdist/nn.h>
+#include <torch/nn/functional/embedding.h>
+#include <torch/nn/init.h>
+
+#include "../errors.h"
+#include "parallel_ops.h"
+
+namespace kdist::nn {
+
+EmbeddingImpl::EmbeddingImpl(const torch::nn::EmbeddingOptions& options_) : options(options_) {
+  reset();
+}
+
+void EmbeddingImpl::reset() {
+  weight = register_parameter("weight", at::empty({options.num_embeddings(), options.embedding_dim()}));
+  reset_parameters();
+}
+
+void EmbeddingImpl::reset_parameters() {
+  // torch::nn::Embedding's: normal(0, 1), the padding row zeroed.
+  torch::nn::init::normal_(weight);
+  if (auto padding = options.padding_idx()) {
+    torch::NoGradGuard no_grad;
+    int64_t row = *padding < 0 ? *padding + options.num_embeddings() : *padding;
+    weight[row].fill_(0);
+  }
+}
+
+void EmbeddingImpl::pretty_print(std::ostream& stream) const {
+  stream << "kdist::nn::Embedding(num_embeddings=" << options.num_embeddings()
+         << ", embedding_dim=" << options.embedding_dim()
+         << ", parallel=" << to_string(parallel.style) << ")";
+}
+
+at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
+  if (parallel.style != ParallelStyle::kReplicated)
+    if (auto ids = as_dtensor(indices))
+      for (const auto& p : ids->placements())
+        if (!std::holds_alternative<Replicate>(p))
+          kdist::detail::invalid("nn", "a parallel Embedding needs its ids replicated over the "
+                                 "model axis, got ", to_string(ids->placements()));
+  switch (parallel.style) {
+    case ParallelStyle::kVocab: {
+      // Ids outside this rank's rows [offset, offset + rows) look up row 0 and are zeroed,
+      // so the all_reduce adds each id's row exactly once.
+      const int64_t rows = weight.size(0), first = parallel.local_offset;
+      auto outside = (indices < first).logical_or(indices >= first + rows);
+      auto local_ids = (indices - first).masked_fill(outside, 0);
+      auto rows_out = at::embedding(weight, local_ids);
+      rows_out = rows_out.masked_fill(outside.unsqueeze(-1), 0);
+      return detail::reduce_from_parallel(rows_out, parallel.group);
+    }
+    case ParallelStyle::kEmbeddingDim: {
+      auto y = at::embedding(weight, indices);
+      return parallel.gather_output ? detail::gather_last_dim(y, parallel.group, parallel.full_size) : y;
+    }
+    default: {
+      namespace F = torch::nn::functional;
+      return F::embedding(indices, weight,
+                          F::EmbeddingFuncOptions()
+                              .padding_idx(options.padding_idx())
+                              .max_norm(options.max_norm())
+                              .norm_type(options.norm_type())
+                              .scale_grad_by_freq(options.scale_grad_by_freq())
+                              .sparse(options.sparse()));
+    }
+  }
+}
+
+}  // namespace kdist::nn

@@ -1,0 +1,73 @@
+// kdist::nn::Linear: torch::nn::Linear that runs column- or row-parallel when sharded.
+#include <ATen/ATen.h>
+#include <kdist/nn.h>
+#include <torch/nn/init.h>
+
+#include "../errors.h"
+#include "parallel_ops.h"
+
+namespace kdist::nn {
+
+LinearImpl::LinearImpl(const torch::nn::LinearOptions& options_) : options(options_) { reset(); }
+
+void LinearImpl::reset() {
+  weight = register_parameter("weight", at::empty({options.out_features(), options.in_features()}));
+  if (options.bias())
+    bias = register_parameter("bias", at::empty(options.out_features()));
+  else
+    bias = register_parameter("bias", {}, /*requires_grad=*/false);
+  reset_parameters();
+}
+
+void LinearImpl::reset_parameters() {
+  // torch::nn::Linear's: the same seed gives the same weights.
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5));
+  if (bias.defined()) {
+    auto [fan_in, fan_out] = torch::nn::init::_calculate_fan_in_and_fan_out(weight);
+    const double bound = 1 / std::sqrt(static_cast<double>(fan_in));
+    torch::nn::init::uniform_(bias, -bound, bound);
+  }
+}
+
+void LinearImpl::pretty_print(std::ostream& stream) const {
+  stream << "kdist::nn::Linear(in_features=" << options.in_features()
+         << ", out_features=" << options.out_features() << ", bias=" << options.bias()
+         << ", parallel=" << to_string(parallel.style) << ")";
+}
+
+at::Tensor LinearImpl::forward(const at::Tensor& input) {
+  switch (parallel.style) {
+    case ParallelStyle::kColumn: {
+      auto y = at::linear(detail::copy_to_parallel(input, parallel.group), weight, bias);
+      return parallel.gather_output ? detail::gather_last_dim(y, parallel.group, parallel.full_size) : y;
+    }
+    case ParallelStyle::kRow: {
+      const int64_t local_in = weight.size(1), full_in = options.in_features();
+      at::Tensor x = input;
+      if (input.size(-1) != local_in) {
+        if (input.size(-1) != full_in)
+          kdist::detail::invalid("nn", "row-parallel Linear expects inputs of last dimension ",
+                                 local_in, " (sharded) or ", full_in, " (whole), got ",
+                                 input.size(-1));
+        x = detail::scatter_last_dim(input, parallel.group);
+      }
+      auto y = detail::reduce_from_parallel(at::linear(x, weight), parallel.group);
+      return bias.defined() ? y + bias : y;
+    }
+    default:
+      return at::linear(input, weight, bias);
+  }
+}
+
+std::string to_string(ParallelStyle style) {
+  switch (style) {
+    case ParallelStyle::kColumn: return "column";
+    case ParallelStyle::kRow: return "row";
+    case ParallelStyle::kVocab: return "vocab";
+    case ParallelStyle::kEmbeddingDim: return "embedding-dim";
+    case ParallelStyle::kReplicated: break;
+  }
+  return "replicated";
+}
+
+}  // namespace kdist::nn

@@ -1,0 +1,100 @@
+#include "parallel_ops.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace kdist::nn::detail {
+namespace {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// What a backward needs of a forward: the group, and the size of the gathered dimension.
+struct GroupHolder : torch::CustomClassHolder {
+  comm::GroupPtr group;
+  int64_t full_size = 0;
+  GroupHolder(comm::GroupPtr g, int64_t n) : group(std::move(g)), full_size(n) {}
+};
+
+void save(AutogradContext* ctx, const comm::GroupPtr& group, int64_t full_size = 0) {
+  ctx->saved_data["group"] = c10::IValue::make_capsule(c10::make_intrusive<GroupHolder>(group, full_size));
+}
+
+GroupHolder& saved(AutogradContext* ctx) {
+  return *static_cast<GroupHolder*>(ctx->saved_data["group"].toCapsule().get());
+}
+
+at::Tensor slice_last(const at::Tensor& x, const comm::Group& group) {
+  const int64_t n = x.size(-1), k = group.size(), me = group.rank();
+  int64_t offset = 0;
+  for (int64_t j = 0; j < me; ++j) offset += comm::chunk_size(n, k, j);
+  return x.narrow(-1, offset, comm::chunk_size(n, k, me)).contiguous();
+}
+
+at::Tensor gather_last(const at::Tensor& x, const comm::Group& group, int64_t full_size) {
+  return comm::all_gather(x, -1, group, comm::chunk_sizes(full_size, group.size()));
+}
+
+struct CopyToParallel : torch::autograd::Function<CopyToParallel> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, comm::GroupPtr group) {
+    save(ctx, group);
+    return x;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto grad = grads[0].contiguous().clone();
+    comm::all_reduce(grad, comm::ReduceOp::kSum, *saved(ctx).group);
+    return {grad, at::Tensor()};
+  }
+};
+
+struct ReduceFromParallel : torch::autograd::Function<ReduceFromParallel> {
+  static at::Tensor forward(AutogradContext* ctx, at::Tensor x, comm::GroupPtr group) {
+    comm::all_reduce(x, comm::ReduceOp::kSum, *group);
+    ctx->mark_dirty({x});
+    return x;
+  }
+  static variable_list backward(AutogradContext*, variable_list grads) {
+    return {grads[0], at::Tensor()};
+  }
+};
+
+struct GatherLastDim : torch::autograd::Function<GatherLastDim> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, comm::GroupPtr group,
+                            int64_t full_size) {
+    save(ctx, group, full_size);
+    return gather_last(x, *group, full_size);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {slice_last(grads[0], *saved(ctx).group), at::Tensor(), at::Tensor()};
+  }
+};
+
+struct ScatterLastDim : torch::autograd::Function<ScatterLastDim> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, comm::GroupPtr group) {
+    save(ctx, group, x.size(-1));
+    return slice_last(x, *group).clone();
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto& s = saved(ctx);
+    return {gather_last(grads[0].contiguous(), *s.group, s.full_size), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor copy_to_parallel(const at::Tensor& x, const comm::GroupPtr& group) {
+  return x.requires_grad() ? CopyToParallel::apply(x, group) : x;
+}
+
+at::Tensor reduce_from_parallel(const at::Tensor& x, const comm::GroupPtr& group) {
+  return ReduceFromParallel::apply(x, group);
+}
+
+at::Tensor gather_last_dim(const at::Tensor& x, const comm::GroupPtr& group, int64_t full_size) {
+  return GatherLastDim::apply(x, group, full_size);
+}
+
+at::Tensor scatter_last_dim(const at::Tensor& x, const comm::GroupPtr& group) {
+  return ScatterLastDim::apply(x, group);
+}
+
+}  // namespace kdist::nn::detail

@@ -1,0 +1,267 @@
+// Multi-process tests of src/nn/: distribute_module, column/row parallel Linear and parallel
+// Embedding, against the same model in one process. TensorParallel.* runs on 2 and 4 ranks
+// (a 1-D "model" mesh), TensorParallel2x2.* on a 2x2 (batch, model) mesh.
+#include <kdist/nn.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
+
+#include <cstdlib>
+
+#include "../mp_util.h"
+#include "models.h"
+
+namespace kdist {
+namespace {
+using testing::Mlp;
+
+DeviceMeshPtr model_mesh() {
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()},
+                                      std::vector<std::string>{"model"});
+}
+
+LayoutMap keras_mlp_plan(DeviceMeshPtr mesh) {
+  LayoutMap map(mesh);
+  map.set("fc1/kernel", {std::nullopt, "model"});  // Keras (in, out): column parallel
+  map.set("fc2/kernel", {"model", std::nullopt});  // row parallel
+  return map;
+}
+
+LayoutMap torch_mlp_plan(DeviceMeshPtr mesh) {
+  LayoutMap map(mesh);
+  map.set("fc1.weight", {"model", std::nullopt});  // torch (out, in)
+  map.set("fc2.weight", {std::nullopt, "model"});
+  return map;
+}
+
+// The whole tensor of a (possibly sharded) parameter or of a gradient laid out like it.
+at::Tensor whole(const at::Tensor& param, const at::Tensor& local) {
+  auto d = as_dtensor(param);
+  if (!d) return local;
+  return DTensor::from_local(local, d->device_mesh(), d->placements(), d->sizes()).full_tensor();
+}
+
+void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
+  EXPECT_TRUE(at::allclose(got, want, /*rtol=*/1e-5, /*atol=*/1e-6))
+      << what << ": max abs difference " << (got - want).abs().max().item<float>();
+}
+
+// Runs `steps` optimizer steps of the MLP distributed by `map` and of the same MLP in one
+// process, and compares output, gradients and weights.
+template <typename Optimizer, typename Options>
+void train_and_compare(const LayoutMap& map, Options options, int steps,
+                       const std::string& batch_axis = "model") {
+  at::manual_seed(7);
+  Mlp reference(16, 24, 8);
+  at::manual_seed(7);
+  Mlp model(16, 24, 8);
+  distribute_module(*model, ModelParallel(map, batch_axis));
+  Optimizer ref_opt(reference->parameters(), options), opt(model->parameters(), options);
+  at::manual_seed(11);
+  auto x = at::randn({5, 16});
+  auto target = at::randn({5, 8});
+  for (int step = 0; step < steps; ++step) {
+    for (auto* o : std::vector<torch::optim::Optimizer*>{&ref_opt, &opt}) o->zero_grad();
+    auto want = reference->forward(x);
+    auto got = model->forward(x);
+    expect_close(got, want, "output at step " + std::to_string(step));
+    at::mse_loss(want, target).backward();
+    at::mse_loss(got, target).backward();
+    auto ref_params = reference->named_parameters();
+    for (const auto& p : model->named_parameters())
+      expect_close(whole(p.value(), p.value().grad()), ref_params[p.key()].grad(),
+                   "gradient of " + p.key() + " at step " + std::to_string(step));
+    ref_opt.step();
+    opt.step();
+  }
+  auto ref_params = reference->named_parameters();
+  for (const auto& p : model->named_parameters())
+    expect_close(whole(p.value(), p.value()), ref_params[p.key()], "weight " + p.key() + " after training");
+}
+
+TEST(TensorParallel, MlpMatchesOneProcessWithSgdAndAdam) {
+  train_and_compare<torch::optim::SGD>(keras_mlp_plan(model_mesh()), torch::optim::SGDOptions(0.1).momentum(0.9), 5);
+  train_and_compare<torch::optim::Adam>(keras_mlp_plan(model_mesh()), torch::optim::AdamOptions(1e-2), 5);
+  train_and_compare<torch::optim::Adam>(torch_mlp_plan(model_mesh()), torch::optim::AdamOptions(1e-2), 5);
+}
+
+TEST(TensorParallel, KerasAndTorchNamesGiveTheSameShards) {
+  at::manual_seed(3);
+  Mlp a(16, 24, 8);
+  at::manual_seed(3);
+  Mlp b(16, 24, 8);
+  auto sa = distribute_module(*a, ModelParallel(keras_mlp_plan(model_mesh()), "model"));
+  auto sb = distribute_module(*b, ModelParallel(torch_mlp_plan(model_mesh()), "model"));
+  ASSERT_EQ(sa.parameters.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(sa.parameters[i].placements, sb.parameters[i].placements) << sa.parameters[i].path.torch_name;
+    EXPECT_EQ(sa.parameters[i].local_shape, sb.parameters[i].local_shape);
+  }
+  EXPECT_EQ(sa.parameters[0].style, "column");
+  EXPECT_EQ(sa.parameters[0].placements, (std::vector<Placement>{Shard{0}}));  // fc1.weight (out, in)
+  EXPECT_EQ(sa.parameters[1].placements, (std::vector<Placement>{Shard{0}}));  // fc1.bias follows
+  EXPECT_EQ(sa.parameters[2].style, "row");
+  EXPECT_EQ(sa.parameters[2].placements, (std::vector<Placement>{Shard{1}}));
+  EXPECT_EQ(sa.parameters[3].placements, (std::vector<Placement>{Replicate{}}));  // fc2.bias
+  EXPECT_TRUE(at::equal(a->fc1->weight, b->fc1->weight));
+  EXPECT_TRUE(at::equal(a->fc2->weight, b->fc2->weight));
+  const int k = num_processes(), r = process_id();
+  EXPECT_EQ(a->fc1->weight.sizes().vec(), (std::vector<int64_t>{comm::chunk_size(24, k, r), 16}));
+  EXPECT_EQ(a->fc2->weight.sizes().vec(), (std::vector<int64_t>{8, comm::chunk_size(24, k, r)}));
+}
+
+TEST(TensorParallel, OneAllReduceForwardAndOneBackwardWhenTheInputNeedsIt) {
+  at::manual_seed(1);
+  Mlp model(16, 24, 8);
+  distribute_module(*model, ModelParallel(keras_mlp_plan(model_mesh()), "model"));
+  auto x = at::randn({4, 16});
+  {
+    comm::CollectiveCounter counter;
+    auto y = model->forward(x);
+    EXPECT_EQ(counter.count("all_reduce"), 1);
+    EXPECT_EQ(counter.total_count(), 1);
+    comm::CollectiveCounter backward;
+    y.sum().backward();
+    EXPECT_EQ(backward.total_count(), 0) << "the input needs no gradient";
+  }
+  auto xg = x.clone().requires_grad_();
+  auto y = model->forward(xg);
+  comm::CollectiveCounter backward;
+  y.sum().backward();
+  EXPECT_EQ(backward.count("all_reduce"), 1);
+  EXPECT_EQ(backward.total_count(), 1);
+}
+
+TEST(TensorParallel, StockLayersInASequentialAreReplaced) {
+  at::manual_seed(5);
+  torch::nn::Sequential reference(torch::nn::Linear(8, 12), torch::nn::ReLU(),
+                                  torch::nn::Linear(12, 4));
+  at::manual_seed(5);
+  torch::nn::Sequential model(torch::nn::Linear(8, 12), torch::nn::ReLU(),
+                              torch::nn::Linear(12, 4));
+  LayoutMap map(model_mesh());
+  map.set("0/kernel", {std::nullopt, "model"});
+  map.set("2/kernel", {"model", std::nullopt});
+  auto summary = distribute_module(*model, ModelParallel(map, "model"));
+  EXPECT_NE(dynamic_cast<nn::LinearImpl*>(model[0].get()), nullptr);
+  EXPECT_EQ(summary.parameters[0].style, "column");
+  EXPECT_EQ(summary.parameters[2].style, "row");
+  auto x = at::randn({3, 8});
+  expect_close(model->forward(x), reference->forward(x), "Sequential output");
+}
+
+TEST(TensorParallel, ParallelEmbeddings) {
+  const int64_t vocab = 11, dim = 6;
+  at::manual_seed(9);
+  nn::Embedding reference(vocab, dim);
+  for (const char* axes : {"vocab", "dim"}) {
+    at::manual_seed(9);
+    nn::Embedding embedding(vocab, dim);
+    LayoutMap map(model_mesh());
+    if (std::string(axes) == "vocab")
+      map.set("embeddings", {"model", std::nullopt});
+    else
+      map.set("embeddings", {std::nullopt, "model"});
+    distribute_module(*embedding, ModelParallel(map, "model"));
+    auto ids = at::tensor({0, 3, 10, 5, 7, 10, 1}, at::kLong).view({7});
+    auto want = reference->forward(ids);
+    auto got = embedding->forward(ids);  // dim parallel: this rank's columns
+    auto whole_output = std::string(axes) == "dim"
+                            ? comm::all_gather(got.detach(), -1, *comm::world(), comm::chunk_sizes(dim, num_processes()))
+                            : got;
+    expect_close(whole_output, want, std::string(axes) + "-parallel embedding");
+    // Vocab parallel: every rank holds the whole output and its loss is the whole loss; the
+    // all_reduce's backward is the identity. Dim parallel: the local losses add up to it.
+    got.pow(2).sum().backward();
+    want.pow(2).sum().backward();
+    expect_close(whole(embedding->weight, embedding->weight.grad()), reference->weight.grad(),
+                 std::string(axes) + "-parallel embedding gradient");
+    reference->weight.mutable_grad().reset();
+  }
+}
+
+// ---- errors: raised before anything is changed ----------------------------------------------
+
+struct HoldsStockLinearImpl : torch::nn::Module {
+  HoldsStockLinearImpl() : fc(register_module("fc", torch::nn::Linear(4, 6))) {}
+  torch::nn::Linear fc;
+};
+TORCH_MODULE(HoldsStockLinear);
+
+TEST(TensorParallel, Errors) {
+  auto mesh = model_mesh();
+  Mlp mlp(16, 24, 8);
+  auto before = mlp->fc1->weight.clone();
+
+  LayoutMap typo = keras_mlp_plan(mesh);
+  typo.set("fc3/kernel", {std::nullopt, "model"});
+  EXPECT_THROW_WITH(distribute_module(*mlp, ModelParallel(typo, "model")), std::invalid_argument,
+                    "[kdist.nn] LayoutMap keys ['fc3/kernel'] match no parameter of the module");
+  EXPECT_TRUE(at::equal(mlp->fc1->weight, before)) << "nothing changes on an error";
+
+  LayoutMap rank = keras_mlp_plan(mesh);
+  rank.set("fc1/bias", {std::nullopt, "model"});
+  EXPECT_THROW_WITH(distribute_module(*mlp, ModelParallel(rank, "model")), std::invalid_argument,
+                    "layout TensorLayout(None, model) for 'fc1.bias' has 2 dimensions, the "
+                    "variable has shape (24)");
+
+  LayoutMap row_bias = keras_mlp_plan(mesh);
+  row_bias.set("fc2/bias", {"model"});
+  EXPECT_THROW_WITH(distribute_module(*mlp, ModelParallel(row_bias, "model")),
+                    std::invalid_argument,
+                    "bias 'fc2.bias' has layout TensorLayout(model) but its weight is row parallel");
+
+  HoldsStockLinear custom;
+  LayoutMap stock(mesh);
+  stock.set("fc/kernel", {std::nullopt, "model"});
+  EXPECT_THROW_WITH(distribute_module(*custom, ModelParallel(stock, "model")),
+                    std::invalid_argument,
+                    "parameter 'fc.weight' of torch::nn::LinearImpl has layout "
+                    "TensorLayout(model, None) but a torch::nn::Linear outside a "
+                    "torch::nn::Sequential cannot run in parallel: declare it as kdist::nn::Linear");
+
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(2, 4, 3));
+  LayoutMap conv_map(mesh);
+  conv_map.set("weight", {"model", std::nullopt, std::nullopt, std::nullopt});
+  EXPECT_THROW_WITH(distribute_module(*conv, ModelParallel(conv_map, "model")),
+                    std::invalid_argument, "kdist runs sharded parameters only in kdist::nn::Linear");
+
+  setenv("KDIST_ALLOW_UNMATCHED", "1", 1);
+  ::testing::internal::CaptureStderr();
+  distribute_module(*mlp, ModelParallel(typo, "model"));
+  std::string warning = ::testing::internal::GetCapturedStderr();
+  unsetenv("KDIST_ALLOW_UNMATCHED");
+  EXPECT_NE(warning.find("[kdist.nn] warning: LayoutMap keys ['fc3/kernel'] match no parameter"),
+            std::string::npos) << warning;
+  EXPECT_EQ(mlp->fc1->parallel.style, nn::ParallelStyle::kColumn);
+}
+
+TEST(TensorParallel, SummaryCountsBytes) {
+  Mlp model(16, 24, 8);
+  auto summary = distribute_module(*model, ModelParallel(keras_mlp_plan(model_mesh()), "model"));
+  const int k = num_processes(), r = process_id();
+  const int64_t h = comm::chunk_size(24, k, r);
+  EXPECT_EQ(summary.sharded_bytes, 4 * (h * 16 + h + 8 * h));
+  EXPECT_EQ(summary.replicated_bytes, 4 * 8);
+  EXPECT_EQ(summary.global_bytes, 4 * (24 * 16 + 24 + 8 * 24 + 8));
+  auto text = summary.to_string();
+  EXPECT_NE(text.find("fc1.weight  (24, 16)"), std::string::npos) << text;
+  EXPECT_NE(text.find("column"), std::string::npos) << text;
+}
+
+TEST(TensorParallel2x2, MlpOnTheModelAxisOfA2x2Mesh) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = testing::mesh_2x2();
+  LayoutMap map(mesh);
+  map.set("fc1/kernel", {std::nullopt, "model"});
+  map.set("fc2/kernel", {"model", std::nullopt});
+  auto summary = distribute_module(*Mlp(16, 24, 8), ModelParallel(map));
+  EXPECT_EQ(summary.parameters[0].placements, (std::vector<Placement>{Replicate{}, Shard{0}}));
+  // Same data on every rank: the batch replicas agree without gradient sync.
+  train_and_compare<torch::optim::Adam>(map, torch::optim::AdamOptions(1e-2), 5, "batch");
+}
+
+}  // namespace
+}  // namespace kdist

@@ -1,0 +1,68 @@
+#pragma once
+// Small models of the tensor-parallel tests, written with kdist::nn layers (which behave as
+// torch::nn's until distribute_module makes them parallel).
+#include <ATen/ATen.h>
+#include <kdist/nn.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/normalization.h>
+
+namespace kdist::testing {
+
+struct MlpImpl : torch::nn::Module {
+  MlpImpl(int64_t in, int64_t hidden, int64_t out)
+      : fc1(register_module("fc1", nn::Linear(in, hidden))),
+        fc2(register_module("fc2", nn::Linear(hidden, out))) {}
+  at::Tensor forward(const at::Tensor& x) { return fc2(at::relu(fc1(x))); }
+  nn::Linear fc1, fc2;
+};
+TORCH_MODULE(Mlp);
+
+// A decoder block with its embeddings and LM head: heads split over the model axis by the
+// column-parallel q/k/v (the local head count comes from the local width), the output
+// projection and MLP down projection row parallel, LayerNorms replicated.
+struct TinyGptImpl : torch::nn::Module {
+  TinyGptImpl(int64_t vocab, int64_t context, int64_t width, int64_t heads)
+      : head_dim(width / heads),
+        tok(register_module("tok", nn::Embedding(vocab, width))),
+        pos(register_module("pos", nn::Embedding(context, width))),
+        ln1(register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})))),
+        q(register_module("q", nn::Linear(width, width))),
+        k(register_module("k", nn::Linear(width, width))),
+        v(register_module("v", nn::Linear(width, width))),
+        o(register_module("o", nn::Linear(width, width))),
+        ln2(register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})))),
+        up(register_module("up", nn::Linear(width, 4 * width))),
+        down(register_module("down", nn::Linear(4 * width, width))),
+        ln_f(register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})))),
+        head(register_module("head", nn::Linear(torch::nn::LinearOptions(width, vocab).bias(false)))) {
+    head->parallel.gather_output = true;  // logits whole for the loss
+  }
+
+  at::Tensor forward(const at::Tensor& ids) {
+    const int64_t batch = ids.size(0), time = ids.size(1);
+    auto x = tok(ids) + pos(at::arange(time, at::kLong));
+    auto h = ln1(x);
+    auto split = [&](const at::Tensor& t) {  // (B, T, local width) -> (B, local heads, T, hd)
+      return t.view({batch, time, -1, head_dim}).transpose(1, 2);
+    };
+    auto qh = split(q(h)), kh = split(k(h)), vh = split(v(h));
+    auto scores = at::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim));
+    auto causal = at::ones({time, time}, at::kBool).triu(1);
+    auto attended = at::matmul(at::softmax(scores.masked_fill(causal, -1e9), -1), vh);
+    x = x + o(attended.transpose(1, 2).reshape({batch, time, -1}));
+    x = x + down(at::gelu(up(ln2(x))));
+    return head(ln_f(x));
+  }
+
+  int64_t head_dim;
+  nn::Embedding tok, pos;
+  torch::nn::LayerNorm ln1;
+  nn::Linear q, k, v, o;
+  torch::nn::LayerNorm ln2;
+  nn::Linear up, down;
+  torch::nn::LayerNorm ln_f;
+  nn::Linear head;
+};
+TORCH_MODULE(TinyGpt);
+
+}  // namespace kdist::testing
