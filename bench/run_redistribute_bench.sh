@@ -7,8 +7,11 @@ ranks=${1:-2} rounds=${2:-20}
 export OMP_NUM_THREADS=1
 kdist_out=$("$root/build/tools/kdist" launch -n "$ranks" -- "$root/build/bench/redistribute_bench" \
             --rounds "$rounds" | sed -n 's/^\[rank 0\] //p')
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 torch_out=$("$root/.venv/bin/torchrun" --standalone --nproc-per-node "$ranks" \
-            "$root/bench/redistribute_torch.py" --rounds "$rounds" 2>/dev/null)
+            "$root/bench/redistribute_torch.py" --rounds "$rounds" 2>"$log") \
+  || { echo "torchrun failed:"; cat "$log"; exit 1; }
 "$root/.venv/bin/python" - "$ranks" "$rounds" <<PY
 import sys
 kdist = {tuple(l.split()[:2]): l.split()[2:] for l in """$kdist_out""".splitlines() if l.strip()}

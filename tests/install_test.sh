@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs kdist from BUILD into a fresh prefix, builds examples/layout_plan against it
-# with find_package(kdist) alone, runs it and checks what it prints.
+# Installs kdist from BUILD into a fresh prefix, builds examples/ against it with
+# find_package(kdist) alone, runs them and checks what they print.
 set -euo pipefail
 build=$1 source=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
@@ -13,14 +13,18 @@ test -x "$work/prefix/bin/kdist"
 
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S "$source/examples/layout_plan" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
+cmake -S "$source/examples" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
       "${launcher[@]}" >"$work/configure.log" || { cat "$work/configure.log"; exit 1; }
 cmake --build "$work/consumer" -j2 >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
-out=$("$work/consumer/layout_plan")
+out=$("$work/consumer/layout_plan/layout_plan")
 echo "$out"
 # fc1 is column parallel through its Keras name, fc2 row parallel through its torch name.
 grep -Eq '^fc1\.weight +fc1/kernel +\(4096, 1024\) +\(model, None\) +\[R, S\(0\)\]' <<<"$out"
 grep -Eq '^fc2\.weight +fc2/kernel +\(1024, 4096\) +\(None, model\) +\[R, S\(1\)\]' <<<"$out"
 grep -Eq '^fc1\.bias +fc1/bias +\(4096\) +\(model\) +\[R, S\(0\)\]' <<<"$out"
 grep -Eq '^fc2\.bias +fc2/bias +\(1024\) +\(None\) +\[R, R\]' <<<"$out"
+# A real multi-process training run of the installed package, checked against one process.
+trained=$("$work/prefix/bin/kdist" launch -n 2 -- "$work/consumer/model_parallel_mlp/model_parallel_mlp" 60)
+echo "$trained" | tail -3
+grep -Eq '^\[rank 0\] 2 processes: loss .* largest relative difference from one process' <<<"$trained"
 echo "install test: ok"

@@ -233,14 +233,18 @@ std::string DistributionSummary::to_string() const {
       out += row[i] + (i + 1 < row.size() ? std::string(width[i] - row[i].size() + 2, ' ') : "");
     out += "\n";
   }
-  auto mib = [](int64_t bytes) {
+  auto size = [](int64_t bytes) {
     std::ostringstream text;
-    text << std::fixed << std::setprecision(2) << bytes / 1048576.0;
+    text << std::fixed << std::setprecision(2);
+    if (bytes >= 1 << 20)
+      text << bytes / 1048576.0 << " MiB";
+    else
+      text << bytes / 1024.0 << " KiB";
     return text.str();
   };
-  out += detail::cat("parameters per device: ", mib(local_bytes), " MiB (sharded ", mib(sharded_bytes),
-                     " MiB, replicated ", mib(replicated_bytes), " MiB); whole model ",
-                     mib(global_bytes), " MiB\n");
+  out += detail::cat("parameters per device: ", size(local_bytes), " (sharded ", size(sharded_bytes),
+                     ", replicated ", size(replicated_bytes), "); whole model ", size(global_bytes),
+                     "\n");
   return out;
 }
 
