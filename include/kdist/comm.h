@@ -68,6 +68,23 @@ at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op,
 // concatenated dimension summed over the group (the pieces follow torch.chunk of it).
 at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
                          int64_t concat_full_size, const Group& group);
+// A collective launched without waiting. wait() blocks until it is done (at most the
+// timeout) and throws like the blocking collectives; the tensor must stay alive until then.
+class PendingCollective {
+ public:
+  struct Impl;
+  PendingCollective() = default;
+  explicit PendingCollective(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  void wait();
+  bool valid() const { return impl_ != nullptr; }
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+// all_reduce of a contiguous tensor, in place, returning at once (Gloo runs it on its
+// worker thread): the overlap of gradient synchronisation with backward.
+PendingCollective all_reduce_async(const at::Tensor& tensor, ReduceOp op, const Group& group);
+
 // Copies group rank `root`'s tensor into every rank's `tensor`, in place.
 void broadcast(at::Tensor& tensor, int root, const Group& group);
 void barrier(const Group& group);

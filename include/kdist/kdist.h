@@ -1,6 +1,7 @@
 #pragma once
 // Everything kdist offers. Narrower headers compile faster; include them where it matters.
 #include <kdist/comm.h>
+#include <kdist/data.h>
 #include <kdist/distribution.h>
 #include <kdist/dtensor.h>
 #include <kdist/layout.h>
@@ -9,4 +10,5 @@
 #include <kdist/nn.h>
 #include <kdist/path_adapter.h>
 #include <kdist/runtime.h>
+#include <kdist/sync.h>
 #include <kdist/version.h>

@@ -267,6 +267,43 @@ at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat
   return at::cat(parts, concat_dim);  // a fresh tensor: the staging buffer is reused
 }
 
+struct PendingCollective::Impl {
+  c10::intrusive_ptr<c10d::Work> work;  // null for a group of one
+  const Group* group;
+};
+
+PendingCollective all_reduce_async(const at::Tensor& tensor, ReduceOp op, const Group& group) {
+  check_cpu(tensor, "all_reduce_async");
+  if (!tensor.is_contiguous())
+    kdist::detail::invalid("comm", "all_reduce_async needs a contiguous tensor");
+  auto impl = std::make_shared<PendingCollective::Impl>();
+  impl->group = &group;
+  if (group.size() == 1) return PendingCollective(impl);
+  std::vector<at::Tensor> buffer{tensor};
+  c10d::AllreduceOptions options;
+  options.reduceOp = to_c10d(op);
+  record("all_reduce", nbytes(tensor));
+  try {
+    impl->work = group.impl().backend->allreduce(buffer, options);
+  } catch (const std::exception& e) {
+    kdist::detail::failure("comm", "all_reduce on ", group.name(), " failed on rank ",
+                           process_id(), ": ", std::string(e.what()).substr(0, 400));
+  }
+  return PendingCollective(impl);
+}
+
+void PendingCollective::wait() {
+  if (!impl_ || !impl_->work) return;
+  try {
+    impl_->work->wait(detail::timeout());
+  } catch (const std::exception& e) {
+    kdist::detail::failure("comm", "all_reduce on ", impl_->group->name(), " failed on rank ",
+                           process_id(), " (timeout ", detail::timeout().count() / 1000.0,
+                           " s): ", std::string(e.what()).substr(0, 400));
+  }
+  impl_->work.reset();
+}
+
 void broadcast(at::Tensor& tensor, int root, const Group& group) {
   check_cpu(tensor, "broadcast");
   if (root < 0 || root >= group.size())

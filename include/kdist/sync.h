@@ -1,0 +1,77 @@
+#pragma once
+// GradientSync: data-parallel gradient averaging for a LibTorch module (PyTorch's DDP, in C++).
+//
+//   kdist::DataParallel dp;                       // or a 2-D ModelParallel
+//   kdist::distribute_module(*model, dp);         // parameters identical on every replica
+//   kdist::GradientSync sync(*model, dp);
+//   for (auto& batch : loader) {                  // each process: its own per-process batch
+//     optimizer.zero_grad();
+//     loss_fn(model->forward(batch.data), batch.target).backward();  // syncs while it runs
+//     optimizer.step();                           // gradients are averaged by now
+//   }
+//
+// Every parameter replicated along the distribution's batch axis (all of them under
+// DataParallel; under a 2-D ModelParallel the model-axis shards too, each within its batch
+// group) has its gradient averaged over that axis. Gradients go into buckets (the first one
+// small so that communication starts early, then bucket_bytes) in the order backward produces
+// them; a bucket's all_reduce starts, asynchronously, as soon as its last gradient arrives,
+// and buckets start in order on every rank. When backward finishes, the remaining buckets are
+// launched and every bucket is waited for, so the optimizer sees averaged gradients.
+// After the first step each gradient *is* a view into its bucket: no copy at all.
+//
+// A parameter that got no gradient on a rank counts as zero there; one that got none on any
+// rank keeps no gradient, as it would in one process. Parameters sharded over the batch axis
+// are not synchronised. Construction broadcasts every synchronised parameter and buffer from
+// the first replica, so replicas start identical.
+//
+// Contract: every rank builds the same module and GradientSync and runs backward the same
+// number of times. no_sync() skips synchronisation (gradients accumulate locally) while its
+// guard lives, as DDP's no_sync.
+#include <kdist/comm.h>
+#include <kdist/distribution.h>
+#include <torch/nn/module.h>
+
+#include <memory>
+
+namespace kdist {
+
+struct GradientSyncOptions {
+  int64_t bucket_bytes = 25 << 20;
+  int64_t first_bucket_bytes = 1 << 20;
+  bool broadcast_parameters = true;
+};
+
+class GradientSync {
+ public:
+  explicit GradientSync(torch::nn::Module& module,
+                        const Distribution& distribution = *kdist::distribution(),
+                        GradientSyncOptions options = {});
+  ~GradientSync();  // removes its hooks
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
+
+  // While the returned guard lives, backward accumulates gradients without communicating.
+  class NoSyncGuard {
+   public:
+    explicit NoSyncGuard(GradientSync& sync);
+    ~NoSyncGuard();
+    NoSyncGuard(const NoSyncGuard&) = delete;
+    NoSyncGuard& operator=(const NoSyncGuard&) = delete;
+
+   private:
+    GradientSync& sync_;
+    bool previous_;
+  };
+  [[nodiscard]] NoSyncGuard no_sync() { return NoSyncGuard(*this); }
+
+  int64_t num_buckets() const;
+  int64_t synchronized_parameters() const;
+  // Called by the autograd engine at the end of backward; callable by hand (idempotent).
+  void finish();
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace kdist

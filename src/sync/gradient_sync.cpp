@@ -1,0 +1,216 @@
+// GradientSync: bucketed, overlapped gradient averaging over the batch axis.
+#include <ATen/ATen.h>
+#include <kdist/runtime.h>
+#include <kdist/sync.h>
+#include <kdist/dtensor.h>
+#include <torch/csrc/autograd/engine.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <mutex>
+
+#include "../debug_log.h"
+#include "../errors.h"
+
+namespace kdist {
+
+namespace {
+
+struct Slot {
+  at::Tensor param;
+  int64_t offset;  // in the bucket's buffer
+  int64_t numel;
+  bool ready = false;
+};
+
+// One flat buffer: the gradients of its parameters, then one "had a gradient" flag each, so
+// that the average also says whether any rank produced a gradient.
+struct Bucket {
+  std::vector<Slot> slots;
+  // The slot's memory as a plain tensor sharing the bucket's storage. Not an autograd view:
+  // LibTorch's Optimizer::zero_grad calls detach_() on gradients, which views refuse.
+  at::Tensor slot_tensor(const Slot& slot) const {
+    at::NoGradGuard no_grad;
+    return at::empty({0}, buffer.options())
+        .set_(buffer.storage(), buffer.storage_offset() + slot.offset, slot.param.sizes(),
+              slot.param.strides());
+  }
+  at::Tensor buffer;
+  int64_t ready = 0;
+  bool launched = false;
+  comm::PendingCollective pending;
+  at::Tensor flags() const { return buffer.narrow(0, buffer.numel() - slots.size(), slots.size()); }
+};
+
+}  // namespace
+
+struct GradientSync::State {
+  comm::GroupPtr group;
+  std::vector<Bucket> buckets;
+  std::vector<std::pair<size_t, size_t>> where;  // per hooked parameter: bucket, slot
+  std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
+  std::mutex mutex;
+  bool syncing = true;
+  bool callback_queued = false;
+  size_t next_to_launch = 0;
+
+  void on_gradient(size_t index);
+  void launch_ready_in_order();
+  void launch(Bucket& bucket);
+  void finish();
+};
+
+void GradientSync::State::launch(Bucket& bucket) {
+  // Slots whose parameter got no gradient count as zero, with their flag at zero.
+  auto flags = bucket.flags();
+  for (size_t i = 0; i < bucket.slots.size(); ++i) {
+    auto& slot = bucket.slots[i];
+    if (!slot.ready) bucket.buffer.narrow(0, slot.offset, slot.numel).zero_();
+    flags[i].fill_(slot.ready ? 1.0 : 0.0);
+  }
+  bucket.pending = comm::all_reduce_async(bucket.buffer, comm::ReduceOp::kAvg, *group);
+  bucket.launched = true;
+}
+
+void GradientSync::State::launch_ready_in_order() {
+  // Buckets start in index order on every rank, whatever order their gradients arrive in.
+  while (next_to_launch < buckets.size()) {
+    auto& bucket = buckets[next_to_launch];
+    if (bucket.ready < static_cast<int64_t>(bucket.slots.size())) return;
+    launch(bucket);
+    ++next_to_launch;
+  }
+}
+
+void GradientSync::State::on_gradient(size_t index) {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!syncing) return;
+  if (!callback_queued) {
+    callback_queued = true;
+    torch::autograd::Engine::get_default_engine().queue_callback([this] { finish(); });
+  }
+  auto [b, s] = where[index];
+  auto& bucket = buckets[b];
+  auto& slot = bucket.slots[s];
+  if (slot.ready) return;  // a parameter used twice in one backward: its accumulator fires again
+  auto in_bucket = bucket.slot_tensor(slot);
+  at::Tensor& grad = slot.param.mutable_grad();
+  // The one copy: into the bucket, unless the gradient already lives there.
+  if (!(grad.defined() && grad.data_ptr() == in_bucket.data_ptr())) {
+    in_bucket.copy_(grad);
+    grad = in_bucket;
+  }
+  slot.ready = true;
+  ++bucket.ready;
+  launch_ready_in_order();
+}
+
+void GradientSync::State::finish() {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!callback_queued) return;
+  while (next_to_launch < buckets.size()) launch(buckets[next_to_launch++]);
+  for (auto& bucket : buckets) {
+    bucket.pending.wait();
+    auto flags = bucket.flags();
+    for (size_t i = 0; i < bucket.slots.size(); ++i) {
+      auto& slot = bucket.slots[i];
+      at::Tensor& grad = slot.param.mutable_grad();
+      if (flags[i].item<float>() > 0) {
+        auto in_bucket = bucket.slot_tensor(slot);
+        if (!(grad.defined() && grad.data_ptr() == in_bucket.data_ptr())) grad = in_bucket;
+      } else {
+        grad = at::Tensor();  // no rank produced one: as in one process
+      }
+      slot.ready = false;
+    }
+    bucket.ready = 0;
+    bucket.launched = false;
+  }
+  next_to_launch = 0;
+  callback_queued = false;
+}
+
+GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distribution,
+                           GradientSyncOptions options)
+    : state_(std::make_shared<State>()) {
+  const auto& mesh = *distribution.device_mesh();
+  const int64_t batch_axis = mesh.axis_index(distribution.batch_dim_name());
+  state_->group = comm::axis_group(mesh, batch_axis);
+
+  // Parameters replicated along the batch axis, in reverse registration order: roughly the
+  // order backward produces their gradients.
+  std::vector<at::Tensor> params;
+  for (const auto& p : module.parameters()) {
+    if (!p.requires_grad()) continue;
+    if (auto d = as_dtensor(p); d && !std::holds_alternative<Replicate>(d->placements()[batch_axis]))
+      continue;  // sharded over the batch axis: each rank owns its piece
+    params.push_back(p);
+  }
+  std::reverse(params.begin(), params.end());
+
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& p = params[i];
+    if (!p.is_contiguous() || !p.device().is_cpu())
+      detail::invalid("sync", "GradientSync needs contiguous CPU parameters");
+    int64_t limit = state_->buckets.size() <= 1 ? options.first_bucket_bytes : options.bucket_bytes;
+    if (state_->buckets.empty()) state_->buckets.emplace_back();
+    auto* bucket = &state_->buckets.back();
+    int64_t used = bucket->slots.empty() ? 0 : bucket->slots.back().offset + bucket->slots.back().numel;
+    bool same_dtype = bucket->slots.empty() || bucket->slots.front().param.scalar_type() == p.scalar_type();
+    if (!bucket->slots.empty() && (!same_dtype || (used + p.numel()) * p.element_size() > limit)) {
+      state_->buckets.emplace_back();
+      bucket = &state_->buckets.back();
+      used = 0;
+    }
+    bucket->slots.push_back(Slot{p, used, p.numel()});
+    state_->where.emplace_back(state_->buckets.size() - 1, bucket->slots.size() - 1);
+  }
+  for (auto& bucket : state_->buckets) {
+    const auto& last = bucket.slots.back();
+    bucket.buffer = at::zeros({last.offset + last.numel + static_cast<int64_t>(bucket.slots.size())},
+                              last.param.options().requires_grad(false));
+  }
+
+  if (options.broadcast_parameters) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : params) comm::broadcast(p, 0, *state_->group);
+    for (auto& b : module.buffers()) comm::broadcast(b, 0, *state_->group);
+  }
+
+  std::weak_ptr<State> weak = state_;
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto accumulator = torch::autograd::impl::grad_accumulator(params[i]);
+    auto key = accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [weak, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          if (auto state = weak.lock()) state->on_gradient(i);
+          return outputs;
+        }));
+    state_->hooks.emplace_back(accumulator, key);
+  }
+  detail::debug_log("GradientSync: " + std::to_string(params.size()) + " parameters in " +
+                    std::to_string(state_->buckets.size()) + " buckets over " +
+                    state_->group->name());
+}
+
+GradientSync::~GradientSync() {
+  for (auto& [node, key] : state_->hooks) node->del_post_hook(key);
+}
+
+void GradientSync::finish() { state_->finish(); }
+int64_t GradientSync::num_buckets() const { return static_cast<int64_t>(state_->buckets.size()); }
+int64_t GradientSync::synchronized_parameters() const {
+  return static_cast<int64_t>(state_->where.size());
+}
+
+GradientSync::NoSyncGuard::NoSyncGuard(GradientSync& sync) : sync_(sync) {
+  std::lock_guard<std::mutex> lock(sync_.state_->mutex);
+  previous_ = sync_.state_->syncing;
+  sync_.state_->syncing = false;
+}
+
+GradientSync::NoSyncGuard::~NoSyncGuard() {
+  std::lock_guard<std::mutex> lock(sync_.state_->mutex);
+  sync_.state_->syncing = previous_;
+}
+
+}  // namespace kdist

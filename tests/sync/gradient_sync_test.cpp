@@ -1,0 +1,198 @@
+// Multi-process tests of src/sync/gradient_sync.cpp against one process on the global batch.
+// DataParallel.* runs on 2 and 4 ranks; DataParallel2x2.* on a 2x2 (batch, model) mesh.
+#include <kdist/nn.h>
+#include <kdist/sync.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
+
+#include "../mp_util.h"
+#include "../nn/models.h"
+
+namespace kdist {
+namespace {
+using testing::chunk_of;
+using testing::Mlp;
+
+void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
+  EXPECT_TRUE(at::allclose(got, want, /*rtol=*/1e-5, /*atol=*/1e-6))
+      << what << ": max abs difference " << (got - want).abs().max().item<float>();
+}
+
+// The whole tensor of a parameter that may be sharded over the model axis.
+at::Tensor whole(const at::Tensor& param) {
+  auto d = as_dtensor(param);
+  return d ? d->full_tensor() : param;
+}
+
+// Trains `model` data-parallel on this rank's rows of each global batch and `reference` on the
+// whole batch, and compares the weights after every step.
+template <typename Optimizer, typename Options>
+void train_and_compare(Mlp& reference, Mlp& model, const Distribution& dist, Options options, int steps) {
+  GradientSync sync(*model, dist);
+  Optimizer ref_opt(reference->parameters(), options), opt(model->parameters(), options);
+  const int64_t shards = dist.num_data_shards(), shard = dist.data_shard_id();
+  at::manual_seed(99);
+  for (int step = 0; step < steps; ++step) {
+    auto x = at::randn({16, 12});
+    auto y = at::randn({16, 4});
+    ref_opt.zero_grad();
+    at::mse_loss(reference->forward(x), y).backward();
+    ref_opt.step();
+    opt.zero_grad();
+    at::mse_loss(model->forward(chunk_of(x, 0, shards, shard)), chunk_of(y, 0, shards, shard)).backward();
+    opt.step();
+    auto ref = reference->named_parameters();
+    for (const auto& p : model->named_parameters())
+      expect_close(whole(p.value()), ref[p.key()], p.key() + " after step " + std::to_string(step));
+  }
+}
+
+TEST(DataParallel, MatchesOneProcessOnTheGlobalBatch) {
+  for (int optimizer = 0; optimizer < 2; ++optimizer) {
+    at::manual_seed(100);
+    Mlp reference(12, 20, 4);
+    at::manual_seed(100 + process_id());  // replicas start different: the sync broadcasts rank 0's
+    Mlp model(12, 20, 4);
+    DataParallel dp;
+    if (optimizer == 0)
+      train_and_compare<torch::optim::SGD>(reference, model, dp, torch::optim::SGDOptions(0.05).momentum(0.9), 5);
+    else
+      train_and_compare<torch::optim::Adam>(reference, model, dp, torch::optim::AdamOptions(1e-2), 5);
+  }
+}
+
+TEST(DataParallel, BucketsAndCommunication) {
+  Mlp model(12, 20, 4);
+  GradientSyncOptions small;
+  small.first_bucket_bytes = 4 * 30;  // fc2 (4x20 + 4): the first bucket holds one tensor
+  small.bucket_bytes = 4 * 300;
+  GradientSync sync(*model, DataParallel(), small);
+  EXPECT_EQ(sync.synchronized_parameters(), 4);
+  EXPECT_GT(sync.num_buckets(), 1);
+  comm::CollectiveCounter counter;
+  at::mse_loss(model->forward(at::randn({4, 12})), at::zeros({4, 4})).backward();
+  EXPECT_EQ(counter.count("all_reduce"), sync.num_buckets());
+  // Gradients live in the buckets after the first step: a second step needs no copy and
+  // gives the same averages.
+  auto first = model->fc1->weight.grad().clone();
+  model->zero_grad(/*set_to_none=*/false);
+  at::mse_loss(model->forward(at::randn({4, 12})), at::zeros({4, 4})).backward();
+  EXPECT_FALSE(at::equal(first, model->fc1->weight.grad()));
+}
+
+// fc1 feeds fc2, and `extra` is used only on rank 0 (or nowhere).
+struct BranchyImpl : torch::nn::Module {
+  BranchyImpl()
+      : fc1(register_module("fc1", nn::Linear(6, 8))), fc2(register_module("fc2", nn::Linear(8, 2))),
+        extra(register_module("extra", nn::Linear(8, 2))), unused(register_module("unused", nn::Linear(2, 2))) {}
+  at::Tensor forward(const at::Tensor& x, bool branch) {
+    auto h = at::relu(fc1(x));
+    return branch ? fc2(h) + extra(h) : fc2(h);
+  }
+  nn::Linear fc1, fc2, extra, unused;
+};
+TORCH_MODULE(Branchy);
+
+TEST(DataParallel, UnusedParameters) {
+  const int k = num_processes(), r = process_id();
+  at::manual_seed(3);
+  Branchy reference;
+  at::manual_seed(3);
+  Branchy model;
+  GradientSync sync(*model, DataParallel());
+  at::manual_seed(4);
+  auto x = at::randn({4 * k, 6});
+  // One process, global batch: the mean of every rank's loss, the branch on rank 0's rows.
+  at::Tensor total = at::zeros({});
+  for (int q = 0; q < k; ++q)
+    total = total + reference->forward(chunk_of(x, 0, k, q), q == 0).pow(2).mean() / k;
+  total.backward();
+  model->forward(chunk_of(x, 0, k, r), r == 0).pow(2).mean().backward();
+  for (const char* name : {"fc1.weight", "fc2.bias", "extra.weight", "extra.bias"})
+    expect_close(model->named_parameters()[name].grad(), reference->named_parameters()[name].grad(), name);
+  EXPECT_FALSE(model->unused->weight.grad().defined()) << "no rank used it: no gradient";
+  EXPECT_FALSE(reference->unused->weight.grad().defined());
+}
+
+TEST(DataParallel, NoSyncAccumulates) {
+  const int k = num_processes(), r = process_id();
+  at::manual_seed(5);
+  Mlp reference(12, 20, 4);
+  at::manual_seed(5);
+  Mlp model(12, 20, 4);
+  GradientSync sync(*model, DataParallel());
+  at::manual_seed(6);
+  auto a = at::randn({2 * k, 12}), b = at::randn({2 * k, 12});
+  for (const auto& batch : {a, b}) reference->forward(batch).pow(2).mean().backward();
+  {
+    auto guard = sync.no_sync();
+    comm::CollectiveCounter counter;
+    model->forward(chunk_of(a, 0, k, r)).pow(2).mean().backward();
+    EXPECT_EQ(counter.total_count(), 0);
+  }
+  model->forward(chunk_of(b, 0, k, r)).pow(2).mean().backward();
+  auto ref = reference->named_parameters();
+  for (const auto& p : model->named_parameters())
+    expect_close(p.value().grad(), ref[p.key()].grad(), "accumulated " + p.key());
+}
+
+TEST(DataParallel2x2, MlpWithModelAndBatchAxes) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = testing::mesh_2x2();
+  LayoutMap map(mesh);
+  map.set("fc1/kernel", {std::nullopt, "model"});
+  map.set("fc2/kernel", {"model", std::nullopt});
+  ModelParallel mp(map);  // batch axis "batch": 2 replicas of a 2-way model-parallel MLP
+  at::manual_seed(100);
+  Mlp reference(12, 20, 4);
+  at::manual_seed(100);
+  Mlp model(12, 20, 4);
+  distribute_module(*model, mp);
+  EXPECT_EQ(mp.num_data_shards(), 2);
+  EXPECT_EQ(mp.data_shard_id(), process_id() / 2);
+  train_and_compare<torch::optim::Adam>(reference, model, mp, torch::optim::AdamOptions(1e-2), 5);
+}
+
+TEST(DataParallel2x2, GptWithModelAndBatchAxes) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = testing::mesh_2x2();
+  LayoutMap map(mesh);
+  map.set("tok/embeddings", {"model", std::nullopt});
+  map.set("(q|k|v|up)/kernel", {std::nullopt, "model"});
+  map.set("(o|down)/kernel", {"model", std::nullopt});
+  map.set("head/kernel", {std::nullopt, "model"});
+  ModelParallel mp(map);
+  at::manual_seed(4);
+  testing::TinyGpt reference(50, 8, 32, 4);
+  at::manual_seed(4);
+  testing::TinyGpt model(50, 8, 32, 4);
+  distribute_module(*model, mp);
+  GradientSync sync(*model, mp);
+  torch::optim::Adam ref_opt(reference->parameters(), torch::optim::AdamOptions(3e-3));
+  torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(3e-3));
+  at::manual_seed(21);
+  auto ids = at::randint(0, 50, {8, 8}, at::kLong);
+  auto targets = at::randint(0, 50, {8, 8}, at::kLong);
+  auto loss_of = [](testing::TinyGpt& m, const at::Tensor& in, const at::Tensor& out) {
+    return at::cross_entropy_loss(m->forward(in).view({-1, 50}), out.reshape({-1}));
+  };
+  const int64_t shard = mp.data_shard_id();
+  for (int step = 0; step < 10; ++step) {
+    ref_opt.zero_grad();
+    auto want = loss_of(reference, ids, targets);
+    want.backward();
+    ref_opt.step();
+    opt.zero_grad();
+    auto got = loss_of(model, chunk_of(ids, 0, 2, shard), chunk_of(targets, 0, 2, shard));
+    got.backward();
+    opt.step();
+    // The global loss is the mean of the two replicas' losses.
+    auto mean = got.detach().clone().view({1});
+    comm::all_reduce(mean, comm::ReduceOp::kAvg, *comm::axis_group(*mesh, "batch"));
+    EXPECT_NEAR(mean.item<float>(), want.item<float>(), 1e-4 * std::max(1.0f, want.item<float>()))
+        << "step " << step;
+  }
+}
+
+}  // namespace
+}  // namespace kdist
