@@ -6,13 +6,13 @@ parallelize_module with ColwiseParallel on fc1 and RowwiseParallel on fc2.
 Prints on rank 0: "step_ms <median ms> param_bytes <bytes on this rank>".
 """
 import sys
-import time
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+from torch_timing import median_ms_of_slowest_rank
 
 
 class Mlp(nn.Module):
@@ -45,18 +45,10 @@ def main():
         model(x).pow(2).mean().backward()
         optimizer.step()
 
-    step(), step()
-    times = []
-    for _ in range(rounds):
-        dist.barrier()
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1000)
-    median = torch.tensor([sorted(times)[len(times) // 2]], dtype=torch.float64)
-    dist.all_reduce(median, op=dist.ReduceOp.MAX)
+    median = median_ms_of_slowest_rank(step, rounds)
     local_bytes = sum(p.to_local().numel() * p.element_size() for p in model.parameters())
     if dist.get_rank() == 0:
-        print(f"step_ms {median.item():.3f} param_bytes {local_bytes}", flush=True)
+        print(f"step_ms {median:.3f} param_bytes {local_bytes}", flush=True)
     dist.destroy_process_group()
 
 

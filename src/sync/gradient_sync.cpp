@@ -23,8 +23,8 @@ struct Slot {
   bool ready = false;
 };
 
-// One flat buffer: the gradients of its parameters, then one "had a gradient" flag each, so
-// that the average also says whether any rank produced a gradient.
+// One flat buffer: the gradients of its parameters (pre-scaled by 1/k), then one "had a
+// gradient" flag each, so that the sum also says whether any rank produced a gradient.
 struct Bucket {
   std::vector<Slot> slots;
   // The slot's memory as a plain tensor sharing the bucket's storage. Not an autograd view:
@@ -68,7 +68,7 @@ void GradientSync::State::launch(Bucket& bucket) {
     if (!slot.ready) bucket.buffer.narrow(0, slot.offset, slot.numel).zero_();
     flags[i].fill_(slot.ready ? 1.0 : 0.0);
   }
-  bucket.pending = comm::all_reduce_async(bucket.buffer, comm::ReduceOp::kAvg, *group);
+  bucket.pending = comm::all_reduce_async(bucket.buffer, comm::ReduceOp::kSum, *group);
   bucket.launched = true;
 }
 
@@ -95,9 +95,14 @@ void GradientSync::State::on_gradient(size_t index) {
   if (slot.ready) return;  // a parameter used twice in one backward: its accumulator fires again
   auto in_bucket = bucket.slot_tensor(slot);
   at::Tensor& grad = slot.param.mutable_grad();
-  // The one copy: into the bucket, unless the gradient already lives there.
-  if (!(grad.defined() && grad.data_ptr() == in_bucket.data_ptr())) {
-    in_bucket.copy_(grad);
+  // The one copy, into the bucket, scaled by 1/k on the way so that the all_reduce is a plain
+  // sum (Gloo's AVG would take another pass over the bucket). A gradient that already lives
+  // in the bucket (zero_grad without set_to_none) is scaled in place.
+  const double scale = 1.0 / group->size();
+  if (grad.defined() && grad.data_ptr() == in_bucket.data_ptr()) {
+    in_bucket.mul_(scale);
+  } else {
+    at::mul_out(in_bucket, grad, scale);
     grad = in_bucket;
   }
   slot.ready = true;
