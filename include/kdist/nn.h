@@ -29,7 +29,8 @@
 // that matches no parameter (KDIST_ALLOW_UNMATCHED=1 makes it a warning), a layout whose rank
 // differs from its parameter's, a sharded parameter in a module kdist cannot run in parallel
 // (a stock torch::nn::Linear held as a member of a custom module, a Conv, LayerNorm, a
-// weight sharded over two mesh axes), a bias sharded against its weight's style.
+// weight sharded over two mesh axes), a bias sharded against its weight's style, a sharded
+// Embedding with padding_idx, max_norm, scale_grad_by_freq or sparse (not applied in parallel).
 #include <kdist/comm.h>
 #include <kdist/distribution.h>
 #include <kdist/dtensor.h>

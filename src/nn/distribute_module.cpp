@@ -145,6 +145,13 @@ DistributionSummary distribute_module(torch::nn::Module& root, const Distributio
       auto& c = plan.config;
       c.style = linear ? (d == 0 ? nn::ParallelStyle::kColumn : nn::ParallelStyle::kRow)
                        : (d == 0 ? nn::ParallelStyle::kVocab : nn::ParallelStyle::kEmbeddingDim);
+      if (embedding) {
+        const auto& o = embedding->options;
+        if (o.padding_idx() || o.max_norm() || o.scale_grad_by_freq() || o.sparse())
+          invalid("nn", "Embedding '", weight->path.torch_name, "' uses padding_idx, max_norm, "
+                  "scale_grad_by_freq or sparse, which its parallel lookup does not apply: "
+                  "replicate its weight or drop those options");
+      }
       c.full_size = weight->global_shape[d];
       DTensorSpec spec{mesh, weight->placements, weight->global_shape};
       const auto coordinate = mesh->coordinate_of(process_id());

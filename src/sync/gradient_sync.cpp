@@ -37,7 +37,6 @@ struct Bucket {
   }
   at::Tensor buffer;
   int64_t ready = 0;
-  bool launched = false;
   comm::PendingCollective pending;
   at::Tensor flags() const { return buffer.narrow(0, buffer.numel() - slots.size(), slots.size()); }
 };
@@ -69,7 +68,6 @@ void GradientSync::State::launch(Bucket& bucket) {
     flags[i].fill_(slot.ready ? 1.0 : 0.0);
   }
   bucket.pending = comm::all_reduce_async(bucket.buffer, comm::ReduceOp::kSum, *group);
-  bucket.launched = true;
 }
 
 void GradientSync::State::launch_ready_in_order() {
@@ -129,7 +127,6 @@ void GradientSync::State::finish() {
       slot.ready = false;
     }
     bucket.ready = 0;
-    bucket.launched = false;
   }
   next_to_launch = 0;
   callback_queued = false;

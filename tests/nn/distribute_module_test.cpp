@@ -228,6 +228,12 @@ TEST(TensorParallel, Errors) {
   EXPECT_THROW_WITH(distribute_module(*conv, ModelParallel(conv_map, "model")),
                     std::invalid_argument, "kdist runs sharded parameters only in kdist::nn::Linear");
 
+  nn::Embedding padded(torch::nn::EmbeddingOptions(10, 4).padding_idx(0));
+  LayoutMap vocab(mesh);
+  vocab.set("embeddings", {"model", std::nullopt});
+  EXPECT_THROW_WITH(distribute_module(*padded, ModelParallel(vocab, "model")), std::invalid_argument,
+                    "Embedding 'weight' uses padding_idx, max_norm, scale_grad_by_freq or sparse");
+
   setenv("KDIST_ALLOW_UNMATCHED", "1", 1);
   ::testing::internal::CaptureStderr();
   distribute_module(*mlp, ModelParallel(typo, "model"));
