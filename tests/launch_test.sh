@@ -21,15 +21,19 @@ env)
   ;;
 fail_fast)
   start=$(date +%s)
+  # The surviving ranks sleep under a name unique to this test, so that the check below sees
+  # only them and not other programs on the machine.
+  export KDIST_TEST_TAG="kdist-fail-fast-$$"
   "$kdist" launch --grace 2 -n 3 -- bash -c \
-    'if [ "$RANK" = 1 ]; then sleep 1; echo boom >&2; exit 3; fi; exec sleep 120' >"$work/out" 2>&1
+    'if [ "$RANK" = 1 ]; then sleep 1; echo boom >&2; exit 3; fi; exec -a "$KDIST_TEST_TAG" sleep 120' \
+    >"$work/out" 2>&1
   rc=$? elapsed=$(( $(date +%s) - start ))
   [ $rc = 3 ] || fail "exit code $rc, expected rank 1's 3"
   [ $elapsed -lt 15 ] || fail "took ${elapsed}s to stop the other ranks"
   grep -q "^\[kdist.launch\] rank 1 exited with code 3; stopping the other ranks" "$work/out" || fail "failing rank not named"
   grep -q "^\[kdist.launch\] failed: rank 1 exited with code 3" "$work/out" || fail "no summary"
   grep -q "^\[rank 1\] boom" "$work/out" || fail "rank 1's output lost"
-  ! pgrep -f "sleep 120" >/dev/null || fail "ranks left running"
+  ! pgrep -f "$KDIST_TEST_TAG" >/dev/null || fail "ranks left running: $(pgrep -af "$KDIST_TEST_TAG")"
   ;;
 crash)
   "$kdist" launch -n 2 -- bash -c 'if [ "$RANK" = 0 ]; then kill -SEGV $$; fi; exec sleep 120' >"$work/out" 2>&1
