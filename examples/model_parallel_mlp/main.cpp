@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   if (rank0) std::printf("%s\n\n", mesh->to_string().c_str());
   kdist::distribute_module(*model, *distribution, {/*print_summary=*/true});
   if (rank0)  // fc1's weight (out=256, in=32): which rank holds which rows
-    std::printf("\n%s\n", kdist::visualize_sharding(kdist::as_dtensor(model->fc1->weight)->spec()).c_str());
+    std::printf("\n%s\n", kdist::visualize_sharding(*kdist::as_dtensor(model->fc1->weight)).c_str());
   auto losses = train(model, steps, rank0);
 
   int status = 0;

@@ -101,6 +101,7 @@ void record_spec(const at::Tensor& local, DTensorSpec spec);
 // A terminal picture of which ranks hold which block of a 1-D or 2-D tensor, like
 // jax.debug.visualize_array_sharding. Local computation only.
 std::string visualize_sharding(const DTensorSpec& spec);
+inline std::string visualize_sharding(const DTensor& tensor) { return visualize_sharding(tensor.spec()); }
 std::string visualize_sharding(const TensorLayout& layout, const std::vector<int64_t>& shape);
 
 }  // namespace kdist

@@ -56,6 +56,7 @@ TEST(DTensor1D, DistributeVariableIsALeafWithARecordedSpec) {
   EXPECT_EQ(d->sizes(), (std::vector<int64_t>{10, 4}));
   EXPECT_EQ(d->placements(), (std::vector<Placement>{Shard{0}}));
   EXPECT_TRUE(at::equal(d->full_tensor(), value.detach()));
+  EXPECT_EQ(visualize_sharding(*d), visualize_sharding(d->spec()));
   EXPECT_FALSE(as_dtensor(at::ones({2})).has_value());
   EXPECT_FALSE(as_dtensor(shard.clone()).has_value());
 
