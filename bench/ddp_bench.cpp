@@ -54,23 +54,9 @@ int main(int argc, char** argv) {
   auto flat = at::randn({numel});
   auto& world = *comm::world();
   auto& raw = *world.impl().backend;
-  // Buffers the sizes of GradientSync's buckets (reverse parameter order, 1 MiB then 25 MiB).
+  // Buffers the sizes of GradientSync's buckets.
   std::vector<at::Tensor> buckets;
-  {
-    auto params = model->parameters();
-    std::reverse(params.begin(), params.end());
-    int64_t used = 0;
-    for (const auto& p : params) {
-      int64_t limit = buckets.size() <= 1 ? sync_options.first_bucket_bytes : sync_options.bucket_bytes;
-      if (buckets.empty() || (used > 0 && (used + p.numel()) * 4 > limit)) {
-        if (!buckets.empty()) buckets.back() = at::randn({used});
-        buckets.emplace_back();
-        used = 0;
-      }
-      used += p.numel();
-    }
-    buckets.back() = at::randn({used});
-  }
+  for (int64_t numel : sync.bucket_numels()) buckets.push_back(at::randn({numel}));
   std::vector<bench::Op> ops{
       {"step", 0, step},
       {"compute", 0, [&] { auto guard = sync.no_sync(); step(); }},

@@ -28,10 +28,6 @@ inline at::Tensor global_arange(std::vector<int64_t> shape) {
 }
 
 // Piece `index` of `t` split in k along dim by torch.chunk's rule (empty past the end).
-inline at::Tensor chunk_of(const at::Tensor& t, int64_t dim, int64_t k, int64_t index) {
-  int64_t offset = 0;
-  for (int64_t i = 0; i < index; ++i) offset += comm::chunk_size(t.size(dim), k, i);
-  return t.narrow(dim, offset, comm::chunk_size(t.size(dim), k, index));
-}
+using comm::chunk_piece;
 
 }  // namespace kdist::testing

@@ -93,6 +93,9 @@ void barrier(const Group& group);
 // pieces of ceil(n/k), the last non-empty one the rest, trailing ones empty.
 int64_t chunk_size(int64_t n, int64_t k, int64_t index);
 std::vector<int64_t> chunk_sizes(int64_t n, int64_t k);
+// Where piece `index` starts, and the piece itself along `dim` (a view).
+int64_t chunk_offset(int64_t n, int64_t k, int64_t index);
+at::Tensor chunk_piece(const at::Tensor& tensor, int64_t dim, int64_t k, int64_t index);
 
 // How reduce_scatter and all_gather move data. kdist picks kAllToAll for both: measured
 // fastest on Gloo (bench/collectives_bench.cpp, docs/PERFORMANCE.md); the others exist to

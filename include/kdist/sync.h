@@ -65,6 +65,8 @@ class GradientSync {
   [[nodiscard]] NoSyncGuard no_sync() { return NoSyncGuard(*this); }
 
   int64_t num_buckets() const;
+  // Each bucket's gradient elements, in launch order (what one step all-reduces).
+  std::vector<int64_t> bucket_numels() const;
   int64_t synchronized_parameters() const;
   // Called by the autograd engine at the end of backward; callable by hand (idempotent).
   void finish();

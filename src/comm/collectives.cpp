@@ -41,7 +41,14 @@ void check_cpu(const at::Tensor& t, const char* op) {
                            "; this build's collectives run on CPU tensors (Gloo)");
 }
 
-// Runs one c10d collective and turns any failure into an error naming op, group and rank.
+// A failed collective, as an error naming the operation, the group and the rank.
+[[noreturn]] void collective_failed(const char* op, const Group& group, const std::exception& e) {
+  kdist::detail::failure("comm", op, " on ", group.name(), " failed on rank ", process_id(),
+                         " (timeout ", detail::timeout().count() / 1000.0,
+                         " s): ", std::string(e.what()).substr(0, 400));
+}
+
+// Runs one c10d collective and waits for it, within the timeout.
 template <typename Launch>
 void run(const char* op, const Group& group, int64_t bytes, Launch launch) {
   record(op, bytes);
@@ -49,9 +56,7 @@ void run(const char* op, const Group& group, int64_t bytes, Launch launch) {
     c10::intrusive_ptr<c10d::Work> work = launch(*group.impl().backend);
     work->wait(detail::timeout());
   } catch (const std::exception& e) {
-    kdist::detail::failure("comm", op, " on ", group.name(), " failed on rank ", process_id(),
-                           " (timeout ", detail::timeout().count() / 1000.0,
-                           " s): ", std::string(e.what()).substr(0, 400));
+    collective_failed(op, group, e);
   }
 }
 
@@ -107,6 +112,17 @@ std::vector<at::Tensor> split_by_chunk_rule(const at::Tensor& t, int64_t dim, in
 int64_t chunk_size(int64_t n, int64_t k, int64_t index) {
   int64_t chunk = (n + k - 1) / k;
   return std::max<int64_t>(0, std::min(chunk, n - index * chunk));
+}
+
+int64_t chunk_offset(int64_t n, int64_t k, int64_t index) {
+  int64_t offset = 0;
+  for (int64_t j = 0; j < index; ++j) offset += chunk_size(n, k, j);
+  return offset;
+}
+
+at::Tensor chunk_piece(const at::Tensor& tensor, int64_t dim, int64_t k, int64_t index) {
+  const int64_t n = tensor.size(dim);
+  return tensor.narrow(dim, chunk_offset(n, k, index), chunk_size(n, k, index));
 }
 
 std::vector<int64_t> chunk_sizes(int64_t n, int64_t k) {
@@ -286,8 +302,7 @@ PendingCollective all_reduce_async(const at::Tensor& tensor, ReduceOp op, const 
   try {
     impl->work = group.impl().backend->allreduce(buffer, options);
   } catch (const std::exception& e) {
-    kdist::detail::failure("comm", "all_reduce on ", group.name(), " failed on rank ",
-                           process_id(), ": ", std::string(e.what()).substr(0, 400));
+    collective_failed("all_reduce", group, e);
   }
   return PendingCollective(impl);
 }
@@ -297,9 +312,7 @@ void PendingCollective::wait() {
   try {
     impl_->work->wait(detail::timeout());
   } catch (const std::exception& e) {
-    kdist::detail::failure("comm", "all_reduce on ", impl_->group->name(), " failed on rank ",
-                           process_id(), " (timeout ", detail::timeout().count() / 1000.0,
-                           " s): ", std::string(e.what()).substr(0, 400));
+    collective_failed("all_reduce", *impl_->group, e);
   }
   impl_->work.reset();
 }

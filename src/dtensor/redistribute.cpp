@@ -42,10 +42,7 @@ at::Tensor shard_to_replicate(const at::Tensor& local, const Step& s) {
 
 at::Tensor replicate_to_shard(const at::Tensor& local, const Step& s) {
   const int64_t d = shard_dim(s.after.placements[s.mesh_dim]);
-  const int64_t k = s.group.size(), me = s.coordinate[s.mesh_dim];
-  int64_t offset = 0;
-  for (int64_t j = 0; j < me; ++j) offset += comm::chunk_size(local.size(d), k, j);
-  return local.narrow(d, offset, comm::chunk_size(local.size(d), k, me)).contiguous();
+  return comm::chunk_piece(local, d, s.group.size(), s.coordinate[s.mesh_dim]).contiguous();
 }
 
 at::Tensor shard_to_shard(const at::Tensor& local, const Step& s) {
@@ -71,13 +68,11 @@ at::Tensor to_partial(const at::Tensor&, const Step& s) {
           ": Partial placements exist only inside computations");
 }
 
-at::Tensor shard_to_partial(const at::Tensor& local, const Step& s) { return to_partial(local, s); }
-
 using Transition = at::Tensor (*)(const at::Tensor&, const Step&);
 // kTransitions[from][to], indexed by Placement's variant index: Replicate, Shard, Partial.
 constexpr std::array<std::array<Transition, 3>, 3> kTransitions{{
     {nullptr, replicate_to_shard, to_partial},
-    {shard_to_replicate, shard_to_shard, shard_to_partial},
+    {shard_to_replicate, shard_to_shard, to_partial},
     {partial_to_replicate, partial_to_shard, nullptr},
 }};
 

@@ -33,7 +33,7 @@ static void block(const DTensorSpec& spec, const std::vector<int64_t>& coordinat
     const auto* shard = std::get_if<Shard>(&spec.placements[i]);
     if (!shard) continue;
     const int64_t k = spec.mesh->shape()[i], d = shard->dim;
-    for (int64_t j = 0; j < coordinate[i]; ++j) offset[d] += comm::chunk_size(size[d], k, j);
+    offset[d] += comm::chunk_offset(size[d], k, coordinate[i]);
     size[d] = comm::chunk_size(size[d], k, coordinate[i]);
   }
 }

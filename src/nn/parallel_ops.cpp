@@ -24,10 +24,7 @@ GroupHolder& saved(AutogradContext* ctx) {
 }
 
 at::Tensor slice_last(const at::Tensor& x, const comm::Group& group) {
-  const int64_t n = x.size(-1), k = group.size(), me = group.rank();
-  int64_t offset = 0;
-  for (int64_t j = 0; j < me; ++j) offset += comm::chunk_size(n, k, j);
-  return x.narrow(-1, offset, comm::chunk_size(n, k, me)).contiguous();
+  return comm::chunk_piece(x, -1, group.size(), group.rank()).contiguous();
 }
 
 at::Tensor gather_last(const at::Tensor& x, const comm::Group& group, int64_t full_size) {

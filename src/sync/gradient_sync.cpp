@@ -200,6 +200,12 @@ GradientSync::~GradientSync() {
 
 void GradientSync::finish() { state_->finish(); }
 int64_t GradientSync::num_buckets() const { return static_cast<int64_t>(state_->buckets.size()); }
+std::vector<int64_t> GradientSync::bucket_numels() const {
+  std::vector<int64_t> numels;
+  for (const auto& bucket : state_->buckets)
+    numels.push_back(bucket.slots.back().offset + bucket.slots.back().numel);
+  return numels;
+}
 int64_t GradientSync::synchronized_parameters() const {
   return static_cast<int64_t>(state_->where.size());
 }

@@ -12,7 +12,7 @@
 namespace kdist::comm {
 namespace {
 
-using testing::chunk_of;
+using testing::chunk_piece;
 using testing::global_arange;
 using testing::line_mesh;
 using testing::mesh_2x2;
@@ -62,7 +62,7 @@ TEST(Comm1D, AllGatherEvenAndUneven) {
     for (int64_t dim : {0, 1}) {
       std::vector<int64_t> shape = dim == 0 ? std::vector<int64_t>{n, 3} : std::vector<int64_t>{3, n};
       auto full = global_arange(shape);
-      auto local = chunk_of(full, dim, k, g->rank()).contiguous();
+      auto local = chunk_piece(full, dim, k, g->rank()).contiguous();
       auto with_sizes = all_gather(local, dim, *g, chunk_sizes(n, k));
       EXPECT_TRUE(at::equal(with_sizes, full)) << "n=" << n << " dim=" << dim;
       auto exchanged = all_gather(local, dim, *g);  // sizes found by the collective itself
@@ -84,7 +84,7 @@ TEST(Comm1D, ReduceScatterEveryAlgorithm) {
       for (int64_t dim : {0, 1}) {
         std::vector<int64_t> shape = dim == 0 ? std::vector<int64_t>{n, 3} : std::vector<int64_t>{3, n};
         auto mine = global_arange(shape) * (process_id() + 1.0f);
-        auto expected = chunk_of(global_arange(shape) * factor, dim, k, g->rank());
+        auto expected = chunk_piece(global_arange(shape) * factor, dim, k, g->rank());
         auto got = reduce_scatter(mine, dim, ReduceOp::kSum, *g);
         EXPECT_TRUE(at::allclose(got, expected))
             << "algorithm " << int(algorithm) << " n=" << n << " dim=" << dim;
@@ -102,9 +102,9 @@ TEST(Comm1D, AllToAllReshards) {
   const int k = g->size();
   for (auto shape : std::vector<std::vector<int64_t>>{{8, 8}, {8, 5}, {5, 8}, {5, 5}, {3, 7}}) {
     auto full = global_arange(shape);
-    auto rows = chunk_of(full, 0, k, g->rank()).contiguous();
+    auto rows = chunk_piece(full, 0, k, g->rank()).contiguous();
     auto cols = all_to_all(rows, /*split_dim=*/1, /*concat_dim=*/0, shape[0], *g);
-    EXPECT_TRUE(at::equal(cols, chunk_of(full, 1, k, g->rank())))
+    EXPECT_TRUE(at::equal(cols, chunk_piece(full, 1, k, g->rank())))
         << shape[0] << "x" << shape[1];
     auto back = all_to_all(cols, /*split_dim=*/0, /*concat_dim=*/1, shape[1], *g);
     EXPECT_TRUE(at::equal(back, rows)) << shape[0] << "x" << shape[1];
@@ -181,14 +181,14 @@ TEST(Comm2x2, CollectivesStayInsideTheirGroup) {
   EXPECT_TRUE(at::equal(t, at::full({3}, model_sum)));
 
   auto full = global_arange({5, 2});
-  auto local = chunk_of(full, 0, 2, batch->rank()).contiguous();  // rows 0-2 or 3-4
+  auto local = chunk_piece(full, 0, 2, batch->rank()).contiguous();  // rows 0-2 or 3-4
   EXPECT_TRUE(at::equal(all_gather(local, 0, *batch, chunk_sizes(5, 2)), full));
 
   auto scattered = reduce_scatter(global_arange({3, 4}), 1, ReduceOp::kSum, *model);
-  EXPECT_TRUE(at::equal(scattered, chunk_of(global_arange({3, 4}) * 2, 1, 2, model->rank())));
+  EXPECT_TRUE(at::equal(scattered, chunk_piece(global_arange({3, 4}) * 2, 1, 2, model->rank())));
 
-  auto cols = all_to_all(chunk_of(full, 0, 2, model->rank()).contiguous(), 1, 0, 5, *model);
-  EXPECT_TRUE(at::equal(cols, chunk_of(full, 1, 2, model->rank())));
+  auto cols = all_to_all(chunk_piece(full, 0, 2, model->rank()).contiguous(), 1, 0, 5, *model);
+  EXPECT_TRUE(at::equal(cols, chunk_piece(full, 1, 2, model->rank())));
   EXPECT_EQ(counter.total_count(), 4);
 }
 

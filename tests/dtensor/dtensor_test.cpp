@@ -9,7 +9,7 @@
 
 namespace kdist {
 namespace {
-using testing::chunk_of;
+using testing::chunk_piece;
 using testing::global_arange;
 using testing::line_mesh;
 
@@ -32,12 +32,12 @@ TEST(DTensor1D, DistributeTensorTakesRankZerosData) {
   auto mine = global_arange({7, 4}) + 100 * process_id();
   auto x = distribute_tensor(mine, TensorLayout({"x", std::nullopt}, line_mesh()));
   EXPECT_TRUE(at::equal(x.full_tensor(), global_arange({7, 4})));
-  EXPECT_TRUE(at::equal(x.to_local(), chunk_of(global_arange({7, 4}), 0, num_processes(), process_id())));
+  EXPECT_TRUE(at::equal(x.to_local(), chunk_piece(global_arange({7, 4}), 0, num_processes(), process_id())));
   // With assume_identical there is no communication: each rank slices its own data.
   comm::CollectiveCounter counter;
   auto local_only = distribute_tensor(mine, line_mesh(), {Shard{1}}, {/*assume_identical=*/true});
   EXPECT_EQ(counter.total_count(), 0);
-  EXPECT_TRUE(at::equal(local_only.to_local(), chunk_of(mine, 1, num_processes(), process_id())));
+  EXPECT_TRUE(at::equal(local_only.to_local(), chunk_piece(mine, 1, num_processes(), process_id())));
 }
 
 TEST(DTensor1D, DistributeVariableIsALeafWithARecordedSpec) {
@@ -50,7 +50,7 @@ TEST(DTensor1D, DistributeVariableIsALeafWithARecordedSpec) {
   EXPECT_TRUE(shard.is_leaf());
   EXPECT_TRUE(shard.requires_grad());
   const int k = num_processes(), r = process_id();
-  EXPECT_TRUE(at::equal(shard, chunk_of(value.detach(), 0, k, r)));
+  EXPECT_TRUE(at::equal(shard, chunk_piece(value.detach(), 0, k, r)));
   auto d = as_dtensor(shard);
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->sizes(), (std::vector<int64_t>{10, 4}));

@@ -7,7 +7,7 @@
 namespace kdist {
 namespace {
 using comm::CollectiveCounter;
-using testing::chunk_of;
+using testing::chunk_piece;
 using testing::global_arange;
 using testing::line_mesh;
 using testing::mesh_2x2;
@@ -21,7 +21,7 @@ TEST(Redistribute1D, ShardToReplicateAndItsGradient) {
   for (const auto& shape : kUnevenShapes) {
     for (int64_t d : {0, 1}) {
       auto full = global_arange(shape);
-      auto local = chunk_of(full, d, k, r).clone().requires_grad_();
+      auto local = chunk_piece(full, d, k, r).clone().requires_grad_();
       auto x = DTensor::from_local(local, mesh, {Shard{d}}, shape);
       CollectiveCounter forward;
       auto y = x.redistribute({Replicate{}});
@@ -33,7 +33,7 @@ TEST(Redistribute1D, ShardToReplicateAndItsGradient) {
       CollectiveCounter backward;
       (y.to_local() * weight).sum().backward();
       EXPECT_EQ(backward.total_count(), 0);
-      EXPECT_TRUE(at::equal(local.grad(), chunk_of(weight, d, k, r)));
+      EXPECT_TRUE(at::equal(local.grad(), chunk_piece(weight, d, k, r)));
     }
   }
 }
@@ -48,13 +48,13 @@ TEST(Redistribute1D, ReplicateToShardAndItsGradient) {
       CollectiveCounter forward;
       auto y = x.redistribute({Shard{d}});
       EXPECT_EQ(forward.total_count(), 0);
-      EXPECT_TRUE(at::equal(y.to_local(), chunk_of(full.detach(), d, k, r)));
+      EXPECT_TRUE(at::equal(y.to_local(), chunk_piece(full.detach(), d, k, r)));
       auto chunks = at::chunk(full.detach(), k, d);  // torch.chunk itself, where it has a piece
       if (r < static_cast<int>(chunks.size())) EXPECT_TRUE(at::equal(y.to_local(), chunks[r]));
       // The gradient of Replicate -> Shard is an all_gather of the pieces.
       auto weight = global_arange(shape) * 2;
       CollectiveCounter backward;
-      (y.to_local() * chunk_of(weight, d, k, r)).sum().backward();
+      (y.to_local() * chunk_piece(weight, d, k, r)).sum().backward();
       EXPECT_EQ(backward.count("all_gather"), 1);
       EXPECT_EQ(backward.total_count(), 1);
       EXPECT_TRUE(at::equal(full.grad(), weight));
@@ -110,14 +110,14 @@ TEST(Redistribute1D, GradientOfAChainMatchesOneProcess) {
   at::manual_seed(0);
   auto x = at::randn({9, 7});
   auto w = at::randn({9, 7});
-  auto local = chunk_of(x, 0, k, r).clone().requires_grad_();
+  auto local = chunk_piece(x, 0, k, r).clone().requires_grad_();
   auto y = DTensor::from_local(local, mesh, {Shard{0}}, std::vector<int64_t>{9, 7})
                .redistribute({Shard{1}})
                .redistribute({Replicate{}})
                .redistribute({Shard{0}});
-  EXPECT_TRUE(at::equal(y.to_local(), chunk_of(x, 0, k, r)));
-  (y.to_local() * chunk_of(w, 0, k, r)).sum().backward();
-  EXPECT_TRUE(at::allclose(local.grad(), chunk_of(w, 0, k, r), 1e-6, 1e-6));
+  EXPECT_TRUE(at::equal(y.to_local(), chunk_piece(x, 0, k, r)));
+  (y.to_local() * chunk_piece(w, 0, k, r)).sum().backward();
+  EXPECT_TRUE(at::allclose(local.grad(), chunk_piece(w, 0, k, r), 1e-6, 1e-6));
 }
 
 TEST(Redistribute1D, ASizeOneMeshDimensionCostsNothing) {
@@ -135,7 +135,7 @@ TEST(Redistribute1D, ASizeOneMeshDimensionCostsNothing) {
   EXPECT_TRUE(at::equal(p.redistribute({Replicate{}, Replicate{}}).to_local(), full));
   EXPECT_EQ(counter.total_count(), 0);
   EXPECT_TRUE(at::equal(x.redistribute({Shard{0}, Shard{1}}).to_local(),
-                        chunk_of(full, 1, k, process_id())));
+                        chunk_piece(full, 1, k, process_id())));
 }
 
 TEST(Redistribute2x2, UnevenRoundTrips) {

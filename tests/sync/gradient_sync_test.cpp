@@ -10,7 +10,7 @@
 
 namespace kdist {
 namespace {
-using testing::chunk_of;
+using testing::chunk_piece;
 using testing::Mlp;
 
 void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
@@ -39,7 +39,7 @@ void train_and_compare(Mlp& reference, Mlp& model, const Distribution& dist, Opt
     at::mse_loss(reference->forward(x), y).backward();
     ref_opt.step();
     opt.zero_grad();
-    at::mse_loss(model->forward(chunk_of(x, 0, shards, shard)), chunk_of(y, 0, shards, shard)).backward();
+    at::mse_loss(model->forward(chunk_piece(x, 0, shards, shard)), chunk_piece(y, 0, shards, shard)).backward();
     opt.step();
     auto ref = reference->named_parameters();
     for (const auto& p : model->named_parameters())
@@ -105,9 +105,9 @@ TEST(DataParallel, UnusedParameters) {
   // One process, global batch: the mean of every rank's loss, the branch on rank 0's rows.
   at::Tensor total = at::zeros({});
   for (int q = 0; q < k; ++q)
-    total = total + reference->forward(chunk_of(x, 0, k, q), q == 0).pow(2).mean() / k;
+    total = total + reference->forward(chunk_piece(x, 0, k, q), q == 0).pow(2).mean() / k;
   total.backward();
-  model->forward(chunk_of(x, 0, k, r), r == 0).pow(2).mean().backward();
+  model->forward(chunk_piece(x, 0, k, r), r == 0).pow(2).mean().backward();
   for (const char* name : {"fc1.weight", "fc2.bias", "extra.weight", "extra.bias"})
     expect_close(model->named_parameters()[name].grad(), reference->named_parameters()[name].grad(), name);
   EXPECT_FALSE(model->unused->weight.grad().defined()) << "no rank used it: no gradient";
@@ -127,10 +127,10 @@ TEST(DataParallel, NoSyncAccumulates) {
   {
     auto guard = sync.no_sync();
     comm::CollectiveCounter counter;
-    model->forward(chunk_of(a, 0, k, r)).pow(2).mean().backward();
+    model->forward(chunk_piece(a, 0, k, r)).pow(2).mean().backward();
     EXPECT_EQ(counter.total_count(), 0);
   }
-  model->forward(chunk_of(b, 0, k, r)).pow(2).mean().backward();
+  model->forward(chunk_piece(b, 0, k, r)).pow(2).mean().backward();
   auto ref = reference->named_parameters();
   for (const auto& p : model->named_parameters())
     expect_close(p.value().grad(), ref[p.key()].grad(), "accumulated " + p.key());
@@ -183,7 +183,7 @@ TEST(DataParallel2x2, GptWithModelAndBatchAxes) {
     want.backward();
     ref_opt.step();
     opt.zero_grad();
-    auto got = loss_of(model, chunk_of(ids, 0, 2, shard), chunk_of(targets, 0, 2, shard));
+    auto got = loss_of(model, chunk_piece(ids, 0, 2, shard), chunk_piece(targets, 0, 2, shard));
     got.backward();
     opt.step();
     // The global loss is the mean of the two replicas' losses.
