@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The README's main job: a real multi-process training run on CPU. Builds and installs kdist,
-# builds examples/ against the installed package, and trains an MLP tensor-parallel on 4
-# processes from a Keras-style LayoutMap, checked against the same training in one process.
-# It becomes `kdist launch -n 4 -- kdist train --model gpt` when the training command lands.
+# then trains the character-level gpt on 4 processes over a 2x2 (batch, model) mesh:
+# attention heads and MLP sharded over "model", the batch over "batch". --verify retrains
+# in one process and fails the job unless the losses match.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/scripts/build.sh"
 cd "$root"
-prefix=build/main-job/prefix
+out=build/main-job
+prefix=$out/prefix
+mkdir -p "$out"
 cmake --install build --prefix "$prefix" >/dev/null
-cmake -S examples -B build/main-job/examples -G Ninja -DCMAKE_PREFIX_PATH="$PWD/$prefix" \
-  >build/main-job/configure.log 2>&1 || { cat build/main-job/configure.log; exit 1; }
-cmake --build build/main-job/examples -j2 >build/main-job/build.log 2>&1 || { cat build/main-job/build.log; exit 1; }
 "$prefix/bin/kdist" info
 echo
-OMP_NUM_THREADS=1 "$prefix/bin/kdist" launch -n 4 -- build/main-job/examples/model_parallel_mlp/model_parallel_mlp 200
+"$prefix/bin/kdist" launch -n 4 -- "$prefix/bin/kdist" train --model gpt --mesh batch=2,model=2 \
+  --verify --metrics "$out/metrics.jsonl" --plot "$out/loss.svg" "$@"
+echo
+echo "per-step metrics: $out/metrics.jsonl; loss curve: $out/loss.svg"

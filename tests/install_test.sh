@@ -27,4 +27,11 @@ grep -Eq '^fc2\.bias +fc2/bias +\(1024\) +\(None\) +\[R, R\]' <<<"$out"
 trained=$("$work/prefix/bin/kdist" launch -n 2 -- "$work/consumer/model_parallel_mlp/model_parallel_mlp" 60)
 echo "$trained" | tail -3
 grep -Eq '^\[rank 0\] 2 processes: loss .* largest relative difference from one process' <<<"$trained"
+dp=$("$work/prefix/bin/kdist" launch -n 2 -- "$work/consumer/data_parallel_mlp/data_parallel_mlp" 2)
+echo "$dp" | tail -3
+grep -q '^\[rank 0\] epoch 1  64 steps  mean loss' <<<"$dp"
+grep -q '^\[rank 0\] replicas identical: yes' <<<"$dp"
+# The installed kdist train finds the corpus installed beside it.
+gpt=$(KDIST_CORPUS= "$work/prefix/bin/kdist" train --model gpt --width 32 --layers 1 --steps 2)
+grep -q "characters of $work/prefix/bin/../share/kdist/corpus.txt" <<<"$gpt"
 echo "install test: ok"

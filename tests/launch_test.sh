@@ -63,6 +63,17 @@ bad_usage)
   [ $rc = 127 ] || fail "exit code $rc for a missing program, expected 127"
   grep -q "cannot run '/nonexistent/program'" "$work/out" || fail "missing program not reported"
   ;;
+nnodes)  # two "nodes" on this host: two launchers, one rank each, one job of 2 ranks
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  node() { "$kdist" launch --nnodes 2 --node-rank "$1" --master-addr 127.0.0.1 --master-port "$port" -n 1 -- \
+             "$kdist" train --model mlp --devices 2 --steps 5; }
+  node 1 >"$work/out1" 2>&1 &
+  node 0 >"$work/out" 2>&1
+  rc0=$? ; wait $!; rc1=$?
+  [ $rc0 = 0 ] && [ $rc1 = 0 ] || { cat "$work/out1"; fail "exit codes $rc0 and $rc1, expected 0"; }
+  grep -q "^\[rank 0\] trained 5 steps on 2 processes" "$work/out" || fail "node 0 did not train with 2 processes"
+  grep -q "^\[rank 0\] batch:        32 global, 16 per data shard (2 shards" "$work/out" || fail "not 2 data shards"
+  ;;
 torchrun)
   mp_tests=$3 torchrun=$4
   "$torchrun" --standalone --nproc-per-node 2 --no-python "$mp_tests" \

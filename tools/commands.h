@@ -6,5 +6,7 @@ namespace kdist::tools {
 
 void add_info_command(CLI::App& app);
 void add_launch_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_plan_command(CLI::App& app);
 
 }  // namespace kdist::tools

@@ -1,4 +1,6 @@
-// The kdist command: `kdist info` and `kdist launch`; train and plan join as they are built.
+// The kdist command: info, launch, train and plan.
+#include <c10/util/Exception.h>
+
 #include <iostream>
 
 #include "commands.h"
@@ -8,10 +10,15 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   kdist::tools::add_info_command(app);
   kdist::tools::add_launch_command(app);
+  kdist::tools::add_train_command(app);
+  kdist::tools::add_plan_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const c10::Error& e) {  // LibTorch's what() carries a C++ backtrace
+    std::cerr << "kdist: " << e.what_without_backtrace() << "\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "kdist: " << e.what() << "\n";
     return 1;

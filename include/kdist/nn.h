@@ -130,4 +130,12 @@ DistributionSummary distribute_module(torch::nn::Module& module,
                                       const Distribution& distribution = *kdist::distribution(),
                                       DistributeModuleOptions options = {});
 
+// What distribute_module would do, seen from the process of global rank `rank`: the same
+// checks (same exceptions) and the same summary, with local shapes and bytes of that rank's
+// shards. Changes nothing and talks to no process, so it works for meshes larger than the
+// job (build the mesh with explicit devices). Stock torch::nn layers are planned as they are:
+// distribute_module would first replace those inside a Sequential by kdist's.
+DistributionSummary plan_module(torch::nn::Module& module, const Distribution& distribution,
+                                int rank = 0);
+
 }  // namespace kdist

@@ -82,18 +82,22 @@ std::string what_to_use(const torch::nn::Module& module) {
          "replicate it";
 }
 
-}  // namespace
+struct Plan {
+  DistributionSummary summary;
+  std::vector<ModulePlan> modules;
+};
 
-DistributionSummary distribute_module(torch::nn::Module& root, const Distribution& distribution,
-                                      DistributeModuleOptions options) {
-  replace_stock_layers(root);
+// Every check distribute_module makes, and each parameter's shard on the process of `rank`;
+// nothing is changed and no process is contacted.
+Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int rank) {
   const auto* model_parallel = dynamic_cast<const ModelParallel*>(&distribution);
   const auto& mesh = distribution.device_mesh();
-  DistributionSummary summary;
-  std::vector<ModulePlan> plans;
+  const auto coordinate = mesh->coordinate_of(rank);
+  Plan result;
+  DistributionSummary& summary = result.summary;
+  std::vector<ModulePlan>& plans = result.modules;
   std::set<std::string> used_keys;
 
-  // ---- plan ----
   for (auto& item : root.named_modules("", /*include_self=*/true)) {
     torch::nn::Module& module = *item.value();
     auto direct = module.named_parameters(/*recurse=*/false);
@@ -154,7 +158,6 @@ DistributionSummary distribute_module(torch::nn::Module& root, const Distributio
       }
       c.full_size = weight->global_shape[d];
       DTensorSpec spec{mesh, weight->placements, weight->global_shape};
-      const auto coordinate = mesh->coordinate_of(process_id());
       c.local_offset = spec.local_offset(coordinate)[d];
       weight->style = nn::to_string(c.style);
     }
@@ -198,19 +201,37 @@ DistributionSummary distribute_module(torch::nn::Module& root, const Distributio
     }
   }
 
+  for (auto& plan : plans)
+    for (auto& [tensor, index] : plan.parameters) {
+      auto& entry = summary.parameters[index];
+      entry.local_shape = DTensorSpec{mesh, entry.placements, entry.global_shape}.local_shape(coordinate);
+      int64_t local = tensor.element_size(), global = tensor.element_size();
+      for (auto s : entry.local_shape) local *= s;
+      for (auto s : entry.global_shape) global *= s;
+      summary.local_bytes += local;
+      summary.global_bytes += global;
+      (entry.layout.is_fully_replicated() ? summary.replicated_bytes : summary.sharded_bytes) += local;
+    }
+  return result;
+}
+
+}  // namespace
+
+DistributionSummary plan_module(torch::nn::Module& module, const Distribution& distribution,
+                                int rank) {
+  return make_plan(module, distribution, rank).summary;
+}
+
+DistributionSummary distribute_module(torch::nn::Module& root, const Distribution& distribution,
+                                      DistributeModuleOptions options) {
+  replace_stock_layers(root);
+  auto [summary, plans] = make_plan(root, distribution, process_id());
+  const auto& mesh = distribution.device_mesh();
   // ---- apply: every rank in the same order ----
   for (auto& plan : plans) {
     for (auto& [tensor, index] : plan.parameters) {
-      auto& entry = summary.parameters[index];
       at::Tensor param = tensor;
-      distribute_parameter(param, entry.layout);
-      entry.local_shape = param.sizes().vec();
-      const int64_t bytes = param.numel() * static_cast<int64_t>(param.element_size());
-      int64_t global = param.element_size();
-      for (auto s : entry.global_shape) global *= s;
-      summary.local_bytes += bytes;
-      summary.global_bytes += global;
-      (entry.layout.is_fully_replicated() ? summary.replicated_bytes : summary.sharded_bytes) += bytes;
+      distribute_parameter(param, summary.parameters[index].layout);
     }
     if (plan.parallel && plan.config.style != nn::ParallelStyle::kReplicated) {
       const auto& weight = summary.parameters[plan.parameters.front().second];

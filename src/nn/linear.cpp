@@ -35,7 +35,28 @@ void LinearImpl::pretty_print(std::ostream& stream) const {
          << ", parallel=" << to_string(parallel.style) << ")";
 }
 
+namespace {
+
+// A replicated or column-parallel layer needs its whole input; one fed by a column-parallel
+// layer without gather_output gets that layer's shard, which at::linear reports only as a
+// shape mismatch.
+void check_whole_input(const at::Tensor& input, const LinearImpl& layer) {
+  const int64_t in = layer.options.in_features();
+  if (input.dim() == 0 || input.size(-1) == in) return;
+  const int64_t got = input.size(-1);
+  kdist::detail::invalid(
+      "nn", to_string(layer.parallel.style), " Linear(", in, ", ", layer.options.out_features(),
+      ") got inputs of last dimension ", got,
+      in % got == 0 ? " (a 1/" + std::to_string(in / got) + " shard?)" : std::string(),
+      ", expected ", in,
+      ": if the layer before it is column parallel, make this one row parallel (Keras kernel "
+      "layout (model, None)) or set that layer's parallel.gather_output");
+}
+
+}  // namespace
+
 at::Tensor LinearImpl::forward(const at::Tensor& input) {
+  if (parallel.style != ParallelStyle::kRow) check_whole_input(input, *this);
   switch (parallel.style) {
     case ParallelStyle::kColumn: {
       auto y = at::linear(detail::copy_to_parallel(input, parallel.group), weight, bias);

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `kdist plan` (tools/plan_command.cpp): plans for meshes larger than the machine, without
+# processes. usage: plan_test.sh KDIST CASE
+set -uo pipefail
+kdist=$1 case=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*"; echo "--- stdout"; cat "$work/out"; echo "--- stderr"; cat "$work/err"; exit 1; }
+
+case $case in
+gpt_8x8)
+  "$kdist" plan --model gpt --width 64 --layers 2 --mesh batch=8,model=8 --heads 8 --batch-size 64 >"$work/out" 2>"$work/err" \
+    || fail "exit code $?"
+  # q's (64, 64) weight in eight (8, 64) row blocks; up's (256, 64) in (32, 64).
+  grep -Eq "^blocks.0.attn.q.weight +\(64, 64\) +\(model, None\) +\[R, S\(0\)\] +\(8, 64\) +column$" "$work/out" || fail "q shard"
+  grep -Eq "^blocks.1.mlp.up.weight +\(256, 64\) +\(model, None\) +\[R, S\(0\)\] +\(32, 64\) +column$" "$work/out" || fail "up shard"
+  grep -Eq "^tok.weight +\(62, 64\) +\(None, None\) +\[R, R\] +\(62, 64\) +replicated$" "$work/out" || fail "tok replicated"
+  grep -q "per device: parameters .*adam state" "$work/out" || fail "no bytes per device"
+  # 8 rows per device x 64 characters = 512 rows; o's all_reduce: 512 x 64 x 4 bytes = 128 KiB.
+  grep -q "collectives per training step on one device (512 rows of activations)" "$work/out" || fail "rows"
+  grep -Eq "^forward +all_reduce +model \(8\) +blocks.0.attn.o +128.00 KiB$" "$work/out" || fail "o's all_reduce"
+  grep -Eq "^backward +all_reduce +batch \(8\) +gradients" "$work/out" || fail "gradient sync"
+  grep -Eq "^total per step: .* in 14 collectives$" "$work/out" || fail "total"
+  ;;
+mlp_data_64)
+  "$kdist" plan --model mlp --devices 64 --batch-size 128 --optimizer sgd >"$work/out" 2>"$work/err" || fail "exit code $?"
+  grep -q "distribution: DataParallel" "$work/out" || fail "not DataParallel"
+  grep -q "batch:        128 global, 2 per data shard (64 shards over 'batch')" "$work/out" || fail "batch split"
+  grep -q "sgd state 41.03 KiB" "$work/out" || fail "sgd momentum bytes"
+  grep -Eq "^backward +all_reduce +batch \(64\) +gradients \(bucketed, averaged\) +41.03 KiB$" "$work/out" || fail "sync"
+  ;;
+no_mesh)
+  "$kdist" plan --model mlp >"$work/out" 2>"$work/err"; rc=$?
+  [ $rc = 2 ] || fail "exit code $rc, expected 2"
+  grep -q "kdist plan: \[kdist.plan\] give the mesh to plan for" "$work/err" || fail "message"
+  ;;
+*) echo "unknown case $case"; exit 2 ;;
+esac
+echo "PASS $case"

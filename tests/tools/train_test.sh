@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# `kdist train` end to end (tools/train_command.cpp): short runs on real processes whose
+# --verify compares the distributed losses with one process, and the command-line errors.
+# usage: train_test.sh KDIST CASE
+set -uo pipefail
+kdist=$1 case=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*"; echo "--- stdout"; cat "$work/out" 2>/dev/null; echo "--- stderr"; cat "$work/err" 2>/dev/null; exit 1; }
+launch() { local n=$1; shift; "$kdist" launch --grace 2 -n "$n" -- "$kdist" train "$@" >"$work/out" 2>"$work/err"; }
+
+# A run passes when it exits 0, --verify matched one process, and the loss fell.
+expect_verified() {
+  local rc=$1
+  [ "$rc" = 0 ] || fail "exit code $rc, expected 0"
+  grep -Eq "verify: [0-9]+ steps, largest relative loss difference from one process .*: OK" "$work/out" \
+    || fail "no passing verify line"
+  local line first last
+  line=$(grep -E "trained [0-9]+ steps on [0-9]+ process" "$work/out") || fail "no summary line"
+  first=$(sed -E 's/.*loss ([0-9.]+) -> ([0-9.]+).*/\1/' <<<"$line")
+  last=$(sed -E 's/.*loss ([0-9.]+) -> ([0-9.]+).*/\2/' <<<"$line")
+  python3 -c "import sys; sys.exit(0 if $last < 0.9 * $first else 1)" || fail "loss did not fall: $first -> $last"
+}
+
+# A bad option: exit code 2, one error line (from one rank only), naming the problem.
+expect_error() {
+  local rc=$1 pattern=$2
+  [ "$rc" = 2 ] || fail "exit code $rc, expected 2"
+  [ "$(grep -c "kdist train: " "$work/err")" = 1 ] || fail "expected exactly one error line"
+  grep -q -- "$pattern" "$work/err" || fail "error does not say: $pattern"
+  ! grep -q "^\(\[rank [0-9]\] \)\?step " "$work/out" || fail "training started"
+}
+
+case $case in
+mlp_data_n2)  # DataParallel on a 1-D mesh of 2
+  launch 2 --model mlp --steps 30 --verify; expect_verified $?
+  grep -q "distribution: DataParallel" "$work/out" || fail "not DataParallel"
+  ;;
+mlp_model_2x2)  # ModelParallel over (batch, model), SGD
+  launch 4 --model mlp --mesh batch=2,model=2 --steps 30 --optimizer sgd --lr 0.05 --verify; expect_verified $?
+  grep -Eq "fc1.weight +\(256, 32\) +\(model, None\) +\[R, S\(0\)\] +\(128, 32\) +column" "$work/out" \
+    || fail "fc1 not column parallel with a (128, 32) shard"
+  ;;
+gpt_model_n2)  # tensor parallel only: default mesh (batch=1, model=2), AdamW
+  launch 2 --model gpt --distribution model --steps 20 --optimizer adamw --verify; expect_verified $?
+  grep -q "DeviceMesh(shape=(1, 2), axis_names=(batch, model)" "$work/out" || fail "not a (1, 2) mesh"
+  ;;
+gpt_data_n2)  # data parallel gpt from --devices
+  launch 2 --model gpt --devices 2 --steps 20 --verify; expect_verified $?
+  ;;
+gpt_2x2)  # the demo's shape, with its outputs
+  launch 4 --model gpt --width 64 --mesh batch=2,model=2 --steps 30 --log-every 10 --verify \
+    --metrics "$work/metrics.jsonl" --plot "$work/loss.svg"
+  expect_verified $?
+  grep -Eq "blocks.1.attn.q.weight +\(64, 64\) +\(model, None\) +\[R, S\(0\)\] +\(32, 64\) +column" "$work/out" \
+    || fail "attention not sharded over the model axis"
+  grep -q "^\[rank 0\] step 10/30  loss" "$work/out" || fail "no progress line at step 10"
+  grep -A1 "^\[rank 0\] sample:" "$work/out" | grep -q "^\[rank 0\] ." || fail "no sample text"
+  ! grep -q "^\[rank [123]\] " "$work/out" || fail "ranks other than 0 printed"
+  python3 - "$work/metrics.jsonl" "$work/loss.svg" "$work/out" <<'PY' || fail "metrics or plot wrong"
+import json, re, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert [l["step"] for l in lines] == list(range(1, 31)), "one line per step"
+assert all(l["loss"] > 0 and l["seconds"] > 0 and l["tokens_per_s"] > 0 for l in lines)
+out = open(sys.argv[3]).read()
+last = float(re.search(r"loss [0-9.]+ -> ([0-9.]+)", out).group(1))
+assert abs(lines[-1]["loss"] - last) < 1e-4, "metrics agree with the summary"
+svg = open(sys.argv[2]).read()
+assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+points = re.search(r'<polyline[^>]*points="([^"]*)"', svg).group(1).split()
+assert len(points) == 30, len(points)
+PY
+  ;;
+config)  # a JSON config file; the command line wins over it
+  cat >"$work/config.json" <<'JSON'
+{"model": "mlp", "mesh": "batch=1,model=2", "steps": 5, "batch_size": 16,
+ "layout": {"fc1.weight": ["model", null], "fc2/kernel": ["model", null]},
+ "no-default-layout": true, "optimizer": "sgd", "lr": 0.05}
+JSON
+  launch 2 --config "$work/config.json" --steps 8 --verify; expect_verified $?
+  grep -q "step 8/8" "$work/out" || fail "--steps 8 did not override the file's 5"
+  grep -Eq "fc1.weight .* \[R, S\(0\)\] .* column" "$work/out" || fail "fc1 not column parallel by its torch name"
+  grep -Eq "fc2.weight .* \[R, S\(1\)\] .* row" "$work/out" || fail "fc2 not row parallel by its Keras name"
+  grep -q "layout_map keys=\['fc1.weight', 'fc2/kernel'\]" "$work/out" || fail "default layout used despite no-default-layout"
+  grep -q "batch:        16 global" "$work/out" || fail "batch_size from the file not used"
+  ;;
+column_into_replicated)  # a sharded output fed to a replicated layer: named, not a shape error
+  launch 2 --model mlp --distribution model --no-default-layout --layout 'fc1/kernel=null,model' --steps 2
+  rc=$?
+  [ $rc = 1 ] || fail "exit code $rc, expected 1"
+  grep -q "replicated Linear(256, 8) got inputs of last dimension 128 (a 1/2 shard?), expected 256: if the layer before it is column parallel, make this one row parallel" "$work/err" \
+    || fail "error does not explain the column -> replicated mismatch"
+  ! grep -q "frame #" "$work/err" || fail "a C++ backtrace was printed"
+  ;;
+terminal)  # on a terminal the progress line is rewritten in place
+  script -qec "$kdist train --model mlp --steps 5" /dev/null >"$work/out" 2>&1 || fail "run failed"
+  grep -q $'\r\e\[Kstep 5/5' "$work/out" || fail "no in-place progress line"
+  ;;
+error_unknown_axis)
+  "$kdist" train --model mlp --mesh batch=1,model=1 --layout 'fc1/kernel=null,modle' >"$work/out" 2>"$work/err"
+  expect_error $? "axis 'modle' of layout (None, modle) is not in mesh axes (batch, model)"
+  ;;
+error_mesh_size)
+  "$kdist" train --mesh batch=2,model=2 >"$work/out" 2>"$work/err"
+  expect_error $? "mesh batch=2,model=2 has 4 devices but the job has 1 process"
+  ;;
+error_unmatched_key)
+  launch 2 --model mlp --distribution model --layout 'encoder/kernel=null,model'
+  expect_error $? "LayoutMap keys \['encoder/kernel'\] match no parameter"
+  ;;
+error_missing_data)
+  "$kdist" train --data "$work/none.txt" >"$work/out" 2>"$work/err"
+  expect_error $? "cannot read data file '$work/none.txt'"
+  ;;
+error_batch_size)
+  launch 2 --model mlp --batch-size 33
+  expect_error $? "batch-size 33 does not divide into the 2 data shards of mesh axis 'batch'"
+  ;;
+error_heads)
+  launch 2 --model gpt --heads 3 --width 48 --distribution model
+  expect_error $? "gpt's 3 attention heads do not split over a model axis of size 2"
+  ;;
+error_batch_axis_sharded)
+  "$kdist" train --model mlp --mesh model=1 --distribution model >"$work/out" 2>"$work/err"
+  expect_error $? "shards over 'model', the batch axis"
+  ;;
+error_config)
+  echo '{"model": "mlp", "stpes": 3}' >"$work/bad.json"
+  "$kdist" train --config "$work/bad.json" >"$work/out" 2>"$work/err"
+  expect_error $? "config file '$work/bad.json' has unknown key 'stpes'"
+  ;;
+error_layout_syntax)
+  "$kdist" train --model mlp --layout 'fc1/kernel' >"$work/out" 2>"$work/err"
+  expect_error $? "layout 'fc1/kernel' is not REGEX=AXES"
+  ;;
+*) echo "unknown case $case"; exit 2 ;;
+esac
+echo "PASS $case"

@@ -1,0 +1,39 @@
+// `kdist plan`: the sharding and the per-step collectives of a training configuration,
+// computed without launching processes, for meshes of any size.
+#include <kdist/kdist.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include "commands.h"
+#include "train/job.h"
+#include "train/plan.h"
+
+namespace kdist::tools {
+
+void add_plan_command(CLI::App& app) {
+  auto options = std::make_shared<TrainOptions>();
+  auto* plan_cmd = app.add_subcommand(
+      "plan", "Print the sharding plan and per-step collectives of a `kdist train` configuration "
+              "(no processes are started)");
+  add_train_options(*plan_cmd, *options);
+  plan_cmd->callback([options, plan_cmd] {
+    try {
+      apply_config_file(*plan_cmd, *options);  // sets the options bound to *options
+      const TrainOptions o = *options;
+      const int64_t devices = requested_devices(o);
+      if (devices == 0)
+        throw std::invalid_argument("[kdist.plan] give the mesh to plan for: --mesh batch=2,model=4 or --devices N");
+      auto job = prepare_job(o, cpu_devices(devices));
+      auto model = job.workload->build();
+      auto summary = plan_module(*model, *job.distribution, 0);
+      std::cout << sharding_report(job, summary) << "\n" << collectives_report(job, summary, *model);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "kdist plan: " << e.what() << "\n";
+      std::exit(2);
+    }
+    std::exit(0);
+  });
+}
+
+}  // namespace kdist::tools

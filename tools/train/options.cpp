@@ -1,0 +1,205 @@
+// Shared options of `kdist train` and `kdist plan`, JSON config files, and the mesh.
+#include "options.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <unistd.h>
+
+namespace kdist::tools {
+namespace {
+
+[[noreturn]] void bad(const std::string& message) {
+  throw std::invalid_argument("[kdist.train] " + message);
+}
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, separator);) parts.push_back(part);
+  return parts;
+}
+
+// A JSON value as the strings CLI11 would have read from the command line.
+std::vector<std::string> as_inputs(const std::string& key, const nlohmann::json& value) {
+  if (value.is_string()) return {value.get<std::string>()};
+  if (value.is_boolean()) return {value.get<bool>() ? "true" : "false"};
+  if (value.is_number()) return {value.dump()};
+  if (key == "layout" && value.is_object()) {
+    std::vector<std::string> entries;
+    for (const auto& [regex, axes] : value.items()) {
+      if (!axes.is_array()) bad("config key layout['" + regex + "'] must be a list of axes, got " + axes.dump());
+      std::string spec;
+      for (const auto& axis : axes) {
+        if (!spec.empty() || &axis != &axes.front()) spec += ",";
+        if (axis.is_null()) spec += "null";
+        else if (axis.is_string()) spec += axis.get<std::string>();
+        else if (axis.is_array()) {
+          std::string joined;
+          for (const auto& name : axis) joined += (joined.empty() ? "" : "+") + name.get<std::string>();
+          spec += joined;
+        } else bad("config key layout['" + regex + "'] has axis " + axis.dump() +
+                   ": expected null, an axis name or a list of names");
+      }
+      entries.push_back(regex + "=" + spec);
+    }
+    return entries;
+  }
+  if (value.is_array()) {
+    std::vector<std::string> items;
+    for (const auto& item : value) items.push_back(item.is_string() ? item.get<std::string>() : item.dump());
+    return items;
+  }
+  bad("config key '" + key + "' has value " + value.dump() + ", which is not a string, number or boolean");
+}
+
+}  // namespace
+
+void add_train_options(CLI::App& c, TrainOptions& o) {
+  c.add_option("--config", o.config, "JSON file of these options (the command line wins)");
+  c.add_option("--model", o.model, "Built-in model: gpt or mlp")->capture_default_str();
+  c.add_option("--width", o.width, "Model width (0: gpt 128, mlp 256)");
+  c.add_option("--layers", o.layers, "gpt: transformer blocks")->capture_default_str();
+  c.add_option("--heads", o.heads, "gpt: attention heads")->capture_default_str();
+  c.add_option("--context", o.context, "gpt: characters per sample")->capture_default_str();
+  c.add_option("--data", o.data, "gpt: a text file (default: the shipped corpus)");
+  c.add_option("--mesh", o.mesh, "Mesh axes, e.g. batch=2,model=2 (default: all processes)");
+  c.add_option("--devices", o.devices, "A 1-D 'batch' mesh of this many devices");
+  c.add_option("--distribution", o.distribution,
+               "data (DataParallel) or model (ModelParallel); default: model if the mesh has a "
+               "'model' axis");
+  c.add_option("--layout", o.layout,
+               "Layout map entry REGEX=AXES (Keras-style key, torch or Keras names; AXES like "
+               "null,model); repeatable, added to the model's default map");
+  c.add_flag("--no-default-layout", o.no_default_layout, "Use only the --layout entries");
+  c.add_option("--batch-size", o.batch_size, "Global batch size")->capture_default_str();
+  c.add_option("--steps", o.steps, "Training steps")->capture_default_str();
+  c.add_option("--lr", o.lr, "Learning rate")->capture_default_str();
+  c.add_option("--optimizer", o.optimizer, "sgd (momentum 0.9), adam or adamw")->capture_default_str();
+  c.add_option("--seed", o.seed, "Seed of the weights and the data")->capture_default_str();
+}
+
+void apply_config_file(CLI::App& command, const TrainOptions& options) {
+  if (options.config.empty()) return;
+  std::ifstream in(options.config);
+  if (!in) bad("cannot read config file '" + options.config + "'");
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    bad("config file '" + options.config + "' is not valid JSON: " + e.what());
+  }
+  if (!config.is_object()) bad("config file '" + options.config + "' must hold a JSON object");
+  for (const auto& [raw_key, value] : config.items()) {
+    std::string key = raw_key;
+    for (auto& ch : key) if (ch == '_') ch = '-';
+    if (key == "config") bad("config file '" + options.config + "' cannot name another config file");
+    CLI::Option* option = nullptr;
+    try {
+      option = command.get_option("--" + key);
+    } catch (const CLI::OptionNotFound&) {
+      bad("config file '" + options.config + "' has unknown key '" + raw_key + "'");
+    }
+    if (option->count() > 0) continue;  // given on the command line
+    option->clear();
+    for (const auto& input : as_inputs(key, value)) option->add_result(input);
+    try {
+      option->run_callback();
+    } catch (const CLI::Error& e) {
+      bad("config key '" + raw_key + "': " + e.what());
+    }
+  }
+}
+
+void validate(const TrainOptions& o) {
+  auto positive = [](const char* name, int64_t value) {
+    if (value <= 0) bad(std::string(name) + " must be positive, got " + std::to_string(value));
+  };
+  if (o.model != "gpt" && o.model != "mlp") bad("--model '" + o.model + "' is not one of gpt, mlp");
+  if (o.optimizer != "sgd" && o.optimizer != "adam" && o.optimizer != "adamw")
+    bad("--optimizer '" + o.optimizer + "' is not one of sgd, adam, adamw");
+  if (!o.distribution.empty() && o.distribution != "data" && o.distribution != "model")
+    bad("--distribution '" + o.distribution + "' is not one of data, model");
+  if (!o.mesh.empty() && o.devices) bad("give --mesh or --devices, not both");
+  positive("--batch-size", o.batch_size);
+  positive("--steps", o.steps);
+  positive("--layers", o.layers);
+  positive("--heads", o.heads);
+  positive("--context", o.context);
+  if (o.width < 0) bad("--width must be positive, got " + std::to_string(o.width));
+  if (o.devices < 0) bad("--devices must be positive, got " + std::to_string(o.devices));
+  if (!(o.lr > 0)) bad("--lr must be positive, got " + std::to_string(o.lr));
+  if (!o.data.empty() && access(o.data.c_str(), R_OK) != 0)
+    bad("cannot read data file '" + o.data + "': no such file or not readable");
+  for (const auto& entry : o.layout) parse_layout_entry(entry);
+}
+
+std::pair<std::string, std::vector<AxisSpec>> parse_layout_entry(const std::string& entry) {
+  const auto equals = entry.rfind('=');
+  if (equals == std::string::npos || equals == 0 || equals + 1 == entry.size())
+    bad("--layout '" + entry + "' is not REGEX=AXES (e.g. 'fc1/kernel=null,model')");
+  std::vector<AxisSpec> axes;
+  for (const auto& axis : split(entry.substr(equals + 1), ',')) {
+    if (axis == "null" || axis == "None" || axis == "none" || axis == "-") {
+      axes.emplace_back(std::nullopt);
+    } else if (axis.find('+') != std::string::npos) {
+      axes.emplace_back(split(axis, '+'));
+    } else if (axis.empty()) {
+      bad("--layout '" + entry + "' has an empty axis: write null for a replicated dimension");
+    } else {
+      axes.emplace_back(axis);
+    }
+  }
+  return {entry.substr(0, equals), axes};
+}
+
+int64_t requested_devices(const TrainOptions& o) {
+  if (o.devices) return o.devices;
+  if (o.mesh.empty()) return 0;
+  int64_t product = 1;
+  for (const auto& axis : split(o.mesh, ',')) {
+    const auto equals = axis.find('=');
+    int64_t size = 0;
+    try {
+      if (equals != std::string::npos) size = std::stoll(axis.substr(equals + 1));
+    } catch (const std::exception&) {
+    }
+    if (equals == std::string::npos || equals == 0 || size <= 0)
+      bad("--mesh '" + o.mesh + "': axis '" + axis + "' is not NAME=SIZE with SIZE > 0");
+    product *= size;
+  }
+  return product;
+}
+
+DeviceMeshPtr make_mesh(const TrainOptions& o, const std::vector<std::string>& devices) {
+  const auto count = static_cast<int64_t>(devices.size());
+  const int64_t wanted = requested_devices(o);
+  if (wanted && wanted != count)
+    bad((o.devices ? "--devices " + std::to_string(o.devices) : "--mesh " + o.mesh) + " has " +
+        std::to_string(wanted) + " devices but the job has " + std::to_string(count) +
+        " process" + (count == 1 ? "" : "es") + ": run it as `kdist launch -n " +
+        std::to_string(wanted) + " -- kdist train ...`");
+  std::vector<int64_t> shape;
+  std::vector<std::string> names;
+  if (o.mesh.empty()) {
+    const bool model = o.distribution == "model" || (o.distribution.empty() && !o.layout.empty());
+    shape = model ? std::vector<int64_t>{1, count} : std::vector<int64_t>{count};
+    names = model ? std::vector<std::string>{"batch", "model"} : std::vector<std::string>{"batch"};
+  } else {
+    for (const auto& axis : split(o.mesh, ',')) {
+      const auto equals = axis.find('=');
+      names.push_back(axis.substr(0, equals));
+      shape.push_back(std::stoll(axis.substr(equals + 1)));
+    }
+  }
+  return std::make_shared<DeviceMesh>(shape, names, devices);
+}
+
+std::string distribution_kind(const TrainOptions& o, const DeviceMesh& mesh) {
+  if (!o.distribution.empty()) return o.distribution;
+  return mesh.has_axis("model") || !o.layout.empty() ? "model" : "data";
+}
+
+}  // namespace kdist::tools

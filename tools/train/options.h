@@ -1,0 +1,70 @@
+#pragma once
+// The options `kdist train` and `kdist plan` share, from the command line or a JSON config
+// file, and what they turn into: a mesh, a distribution and a built-in workload.
+#include <CLI/CLI.hpp>
+#include <kdist/distribution.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kdist::tools {
+
+struct TrainOptions {
+  std::string config;  // JSON file of options; the command line wins over it
+  // Model and task.
+  std::string model = "gpt";  // gpt | mlp
+  int64_t width = 0;          // 0: the model's default (gpt 128, mlp 256)
+  int64_t layers = 3;         // gpt blocks
+  int64_t heads = 4;          // gpt attention heads
+  int64_t context = 64;       // gpt characters per sample
+  std::string data;           // gpt text file; empty: the shipped corpus
+  // Distribution.
+  std::string mesh;                 // "batch=2,model=2"
+  int64_t devices = 0;              // a 1-D "batch" mesh of this many devices
+  std::string distribution;         // data | model; empty: model if the mesh has a "model" axis
+  std::vector<std::string> layout;  // "REGEX=AXES", AXES like "null,model"
+  bool no_default_layout = false;   // only --layout entries (no built-in layout map)
+  // Training.
+  int64_t batch_size = 32;  // global
+  int64_t steps = 400;
+  double lr = 3e-3;
+  std::string optimizer = "adam";  // sgd | adam | adamw
+  uint64_t seed = 0;
+  // Output.
+  std::string metrics;  // JSON lines, one per step
+  std::string plot;     // SVG loss curve
+  int64_t log_every = 0;  // plain progress lines every N steps; 0: about 20 per run
+  bool verify = false;
+  double verify_tolerance = 1e-4;
+  int64_t sample_length = 300;
+};
+
+// Registers the shared options on a subcommand.
+void add_train_options(CLI::App& command, TrainOptions& options);
+
+// Fills every option not given on the command line from the JSON file named by --config
+// (keys are the long option names, with - or _; "layout" is an object {"REGEX": [axes]}),
+// through CLI11, so into the variables add_train_options bound: `options` must be those.
+// Throws std::invalid_argument for a missing file, bad JSON or an unknown key.
+void apply_config_file(CLI::App& command, const TrainOptions& options);
+
+// Checks the options that need nothing else (names, ranges, files); throws
+// std::invalid_argument with a tagged one-line message.
+void validate(const TrainOptions& options);
+
+// The mesh the options describe; `devices` gives it its devices ("cpu:0", ...). Throws when
+// the options describe no mesh of that many devices.
+DeviceMeshPtr make_mesh(const TrainOptions& options, const std::vector<std::string>& devices);
+// The number of devices the options' mesh has, or 0 if they leave it to the job's size.
+int64_t requested_devices(const TrainOptions& options);
+
+// "data" or "model", resolved from the options and the mesh.
+std::string distribution_kind(const TrainOptions& options, const DeviceMesh& mesh);
+
+// "REGEX=AXES" -> (REGEX, axes); AXES: comma-separated, null/none/- for a replicated dim,
+// "a+b" for a dim sharded over two axes.
+std::pair<std::string, std::vector<AxisSpec>> parse_layout_entry(const std::string& entry);
+
+}  // namespace kdist::tools

@@ -1,0 +1,134 @@
+#include "plan.h"
+
+#include <iomanip>
+#include <map>
+#include <sstream>
+
+namespace kdist::tools {
+namespace {
+
+std::string bytes_text(double bytes) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(bytes < 1024 ? 0 : 2);
+  if (bytes >= 1 << 30) out << bytes / (1 << 30) << " GiB";
+  else if (bytes >= 1 << 20) out << bytes / (1 << 20) << " MiB";
+  else if (bytes >= 1024) out << bytes / 1024 << " KiB";
+  else out << bytes << " B";
+  return out.str();
+}
+
+std::string table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(rows.front().size(), 0);
+  for (const auto& row : rows)
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) line += row[i] + std::string(width[i] - row[i].size() + 2, ' ');
+    out += line.substr(0, line.find_last_not_of(' ') + 1) + "\n";
+  }
+  return out;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out = "(";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + (shape.size() == 1 ? ",)" : ")");
+}
+
+// Optimizer state per parameter element: Adam's two moments, SGD's momentum buffer.
+int optimizer_slots(const std::string& optimizer) { return optimizer == "sgd" ? 1 : 2; }
+
+// The mesh axis a placement list shards over, or "" if replicated.
+std::string sharding_axis(const DeviceMesh& mesh, const std::vector<Placement>& placements) {
+  for (size_t i = 0; i < placements.size(); ++i)
+    if (!std::holds_alternative<Replicate>(placements[i])) return mesh.axis_names()[i];
+  return "";
+}
+
+}  // namespace
+
+std::string sharding_report(const TrainJob& job, const DistributionSummary& summary) {
+  std::ostringstream out;
+  out << "mesh:         " << job.mesh->to_string() << "\n"
+      << "distribution: " << job.distribution->to_string() << "\n"
+      << "model:        " << job.workload->describe() << "\n"
+      << "batch:        " << job.options.batch_size << " global, " << job.options.batch_size / job.data_shards
+      << " per data shard (" << job.data_shards << (job.data_shards == 1 ? " shard" : " shards")
+      << " over '" << job.batch_axis << "')\n\n";
+  std::vector<std::vector<std::string>> rows{
+      {"parameter", "global shape", "layout", "placements", "local shape", "style"}};
+  for (const auto& p : summary.parameters)
+    rows.push_back({p.path.torch_name, shape_text(p.global_shape),
+                    p.layout.to_string().substr(std::string("TensorLayout").size()),
+                    to_string(p.placements), shape_text(p.local_shape), p.style});
+  out << table(rows);
+  const double params = static_cast<double>(summary.local_bytes);
+  const int slots = optimizer_slots(job.options.optimizer);
+  out << "\nper device: parameters " << bytes_text(params) << " (sharded "
+      << bytes_text(double(summary.sharded_bytes)) << ", replicated "
+      << bytes_text(double(summary.replicated_bytes)) << "), gradients " << bytes_text(params) << ", "
+      << job.options.optimizer << " state " << bytes_text(slots * params) << "; total "
+      << bytes_text((2 + slots) * params) << " (one process would hold "
+      << bytes_text((2 + slots) * double(summary.global_bytes)) << ")\n";
+  return out.str();
+}
+
+std::string collectives_report(const TrainJob& job, const DistributionSummary& summary,
+                               torch::nn::Module& model) {
+  const DeviceMesh& mesh = *job.mesh;
+  const int64_t rows = job.options.batch_size / job.data_shards * job.workload->rows_per_sample();
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> modules;
+  for (const auto& item : model.named_modules()) modules[item.key()] = item.value();
+
+  std::vector<std::vector<std::string>> lines{{"phase", "collective", "over", "layer", "bytes"}};
+  double total = 0;
+  auto add = [&](const std::string& phase, const std::string& kind, const std::string& axis,
+                 const std::string& layer, double bytes) {
+    lines.push_back({phase, kind, axis + " (" + std::to_string(mesh.axis_size(axis)) + ")", layer,
+                     bytes_text(bytes)});
+    total += bytes;
+  };
+  for (const auto& p : summary.parameters) {
+    const auto& name = p.path.torch_name;
+    if (p.style == "replicated" || name.size() < 6 || name.substr(name.size() - 6) != "weight") continue;
+    const std::string layer = name.size() > 7 ? name.substr(0, name.size() - 7) : "";
+    const std::string axis = sharding_axis(mesh, p.placements);
+    const double element = 4;
+    bool gather = false;
+    if (auto it = modules.find(layer); it != modules.end()) {
+      if (auto* linear = dynamic_cast<nn::LinearImpl*>(it->second.get())) gather = linear->parallel.gather_output;
+      if (auto* embedding = dynamic_cast<nn::EmbeddingImpl*>(it->second.get())) gather = embedding->parallel.gather_output;
+    }
+    if (p.style == "column") {  // weight (out, in)
+      if (gather) add("forward", "all_gather", axis, layer, rows * p.global_shape[0] * element);
+      add("backward", "all_reduce", axis, layer + " (input gradient)", rows * p.global_shape[1] * element);
+    } else if (p.style == "row") {
+      add("forward", "all_reduce", axis, layer, rows * p.global_shape[0] * element);
+    } else if (p.style == "vocab") {
+      add("forward", "all_reduce", axis, layer, rows * p.global_shape[1] * element);
+    } else if (p.style == "embedding-dim" && gather) {
+      add("forward", "all_gather", axis, layer, rows * p.global_shape[1] * element);
+    }
+  }
+  if (job.data_shards > 1) {
+    const int64_t batch_dim = mesh.axis_index(job.batch_axis);
+    double synced = 0;
+    for (const auto& p : summary.parameters)
+      if (std::holds_alternative<Replicate>(p.placements[batch_dim])) {
+        double bytes = 4;
+        for (auto s : p.local_shape) bytes *= s;
+        synced += bytes;
+      }
+    add("backward", "all_reduce", job.batch_axis, "gradients (bucketed, averaged)", synced);
+    add("step end", "all_reduce", job.batch_axis, "loss (for the report)", 4);
+  }
+  std::ostringstream out;
+  out << "collectives per training step on one device (" << rows << " rows of activations):\n";
+  if (lines.size() == 1) out << "  none: every parameter is replicated and there is one data shard\n";
+  else out << table(lines);
+  out << "total per step: " << bytes_text(total) << " in " << lines.size() - 1 << " collectives\n";
+  return out.str();
+}
+
+}  // namespace kdist::tools

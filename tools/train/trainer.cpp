@@ -1,0 +1,51 @@
+#include "trainer.h"
+
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+
+#include <chrono>
+#include <stdexcept>
+
+namespace kdist::tools {
+namespace {
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model, const TrainOptions& o) {
+  if (o.optimizer == "sgd")
+    return std::make_unique<torch::optim::SGD>(model.parameters(), torch::optim::SGDOptions(o.lr).momentum(0.9));
+  if (o.optimizer == "adam")
+    return std::make_unique<torch::optim::Adam>(model.parameters(), torch::optim::AdamOptions(o.lr));
+  if (o.optimizer == "adamw")
+    return std::make_unique<torch::optim::AdamW>(model.parameters(), torch::optim::AdamWOptions(o.lr));
+  throw std::invalid_argument("[kdist.train] --optimizer '" + o.optimizer + "' is not one of sgd, adam, adamw");
+}
+
+}  // namespace
+
+std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model,
+                              const TrainOptions& options, DataShard shard,
+                              comm::GroupPtr loss_group,
+                              const std::function<void(const StepRecord&)>& on_step) {
+  auto optimizer = make_optimizer(model, options);
+  const int64_t rows = options.batch_size / shard.count;
+  std::vector<StepRecord> records;
+  for (int64_t step = 1; step <= options.steps; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    auto batch = workload.global_batch(step, options.batch_size).rows(shard.id * rows, rows);
+    optimizer->zero_grad();
+    auto loss = workload.loss(model, batch);
+    loss.backward();
+    optimizer->step();
+    auto reported = loss.detach().reshape({1});
+    if (loss_group && loss_group->size() > 1) {
+      comm::all_reduce(reported, comm::ReduceOp::kSum, *loss_group);
+      reported /= loss_group->size();
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    records.push_back({step, reported.item<double>(), seconds});
+    if (on_step) on_step(records.back());
+  }
+  return records;
+}
+
+}  // namespace kdist::tools

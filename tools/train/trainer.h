@@ -1,0 +1,34 @@
+#pragma once
+// The training loop of `kdist train`, the same for the distributed run and the
+// single-process reference of --verify.
+#include <kdist/comm.h>
+#include <torch/nn/module.h>
+
+#include <functional>
+#include <vector>
+
+#include "workload.h"
+
+namespace kdist::tools {
+
+struct StepRecord {
+  int64_t step;     // 1-based
+  double loss;      // the global batch's mean loss
+  double seconds;   // this step's wall time
+};
+
+struct DataShard {
+  int64_t count = 1;  // how many shards the global batch is cut into
+  int64_t id = 0;     // which one this process trains on
+};
+
+// Trains `model` for options.steps steps on its shard of each global batch. With
+// `loss_group`, the reported loss is averaged over it (the batch axis), so every process
+// reports the global batch's loss. Gradient averaging is the caller's (a GradientSync on
+// the model). Throws std::invalid_argument for an unknown optimizer.
+std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model,
+                              const TrainOptions& options, DataShard shard,
+                              comm::GroupPtr loss_group,
+                              const std::function<void(const StepRecord&)>& on_step = {});
+
+}  // namespace kdist::tools

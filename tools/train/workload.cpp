@@ -1,0 +1,268 @@
+// The gpt and mlp workloads of `kdist train`.
+#include "workload.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <kdist/nn.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <unistd.h>
+
+namespace kdist::tools {
+namespace {
+
+at::Generator generator_for(uint64_t seed, int64_t step) {
+  return at::make_generator<at::CPUGeneratorImpl>(seed * 1000003u + static_cast<uint64_t>(step) + 1);
+}
+
+// ---------------------------------------------------------------- gpt
+
+struct AttentionImpl : torch::nn::Module {
+  AttentionImpl(int64_t width, int64_t heads)
+      : head_dim(width / heads),
+        q(register_module("q", nn::Linear(width, width))),
+        k(register_module("k", nn::Linear(width, width))),
+        v(register_module("v", nn::Linear(width, width))),
+        o(register_module("o", nn::Linear(width, width))) {}
+
+  at::Tensor forward(const at::Tensor& x) {
+    const int64_t batch = x.size(0), time = x.size(1);
+    // (B, T, local width) -> (B, local heads, T, head_dim): a column-parallel q/k/v holds
+    // whole heads, so attention runs on this rank's heads alone.
+    auto split = [&](const at::Tensor& t) { return t.view({batch, time, -1, head_dim}).transpose(1, 2); };
+    auto scores = at::matmul(split(q(x)), split(k(x)).transpose(-2, -1)) / std::sqrt(double(head_dim));
+    auto causal = at::ones({time, time}, at::kBool).triu(1);
+    auto attended = at::matmul(at::softmax(scores.masked_fill(causal, -1e9), -1), split(v(x)));
+    return o(attended.transpose(1, 2).reshape({batch, time, -1}));
+  }
+
+  int64_t head_dim;
+  nn::Linear q, k, v, o;
+};
+TORCH_MODULE(Attention);
+
+struct FeedForwardImpl : torch::nn::Module {
+  explicit FeedForwardImpl(int64_t width)
+      : up(register_module("up", nn::Linear(width, 4 * width))),
+        down(register_module("down", nn::Linear(4 * width, width))) {}
+  at::Tensor forward(const at::Tensor& x) { return down(at::gelu(up(x))); }
+  nn::Linear up, down;
+};
+TORCH_MODULE(FeedForward);
+
+torch::nn::LayerNorm layer_norm(int64_t width) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}));
+}
+
+struct BlockImpl : torch::nn::Module {
+  BlockImpl(int64_t width, int64_t heads)
+      : ln1(register_module("ln1", layer_norm(width))),
+        attn(register_module("attn", Attention(width, heads))),
+        ln2(register_module("ln2", layer_norm(width))),
+        mlp(register_module("mlp", FeedForward(width))) {}
+  at::Tensor forward(at::Tensor x) {
+    x = x + attn(ln1(x));
+    return x + mlp(ln2(x));
+  }
+  torch::nn::LayerNorm ln1;
+  Attention attn;
+  torch::nn::LayerNorm ln2;
+  FeedForward mlp;
+};
+TORCH_MODULE(Block);
+
+struct GptImpl : torch::nn::Module {
+  GptImpl(int64_t vocab, int64_t context, int64_t width, int64_t layers, int64_t heads)
+      : tok(register_module("tok", nn::Embedding(vocab, width))),
+        pos(register_module("pos", nn::Embedding(context, width))),
+        blocks(register_module("blocks", torch::nn::ModuleList())),
+        ln_f(register_module("ln_f", layer_norm(width))),
+        head(register_module("head", nn::Linear(torch::nn::LinearOptions(width, vocab).bias(false)))) {
+    for (int64_t i = 0; i < layers; ++i) blocks->push_back(Block(width, heads));
+    head->parallel.gather_output = true;  // whole logits for the loss, if a layout shards it
+  }
+  at::Tensor forward(const at::Tensor& ids) {
+    auto x = tok(ids) + pos(at::arange(ids.size(1), at::kLong));
+    for (const auto& block : *blocks) x = block->as<BlockImpl>()->forward(x);
+    return head(ln_f(x));
+  }
+  nn::Embedding tok, pos;
+  torch::nn::ModuleList blocks;
+  torch::nn::LayerNorm ln_f;
+  nn::Linear head;
+};
+TORCH_MODULE(Gpt);
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw std::invalid_argument("[kdist.train] cannot read data file '" + path +
+                                "': no such file or not readable");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+class GptWorkload : public Workload {
+ public:
+  GptWorkload(const TrainOptions& o, const std::string& path)
+      : seed_(o.seed), context_(o.context), width_(o.width ? o.width : 128), layers_(o.layers),
+        heads_(o.heads), path_(path) {
+    const std::string text = read_text(path);
+    if (static_cast<int64_t>(text.size()) < context_ + 2)
+      throw std::invalid_argument("[kdist.train] data file '" + path + "' has " +
+                                  std::to_string(text.size()) + " bytes; --context " +
+                                  std::to_string(context_) + " needs at least " +
+                                  std::to_string(context_ + 2));
+    if (width_ % heads_ != 0)
+      throw std::invalid_argument("[kdist.train] --width " + std::to_string(width_) +
+                                  " does not divide into --heads " + std::to_string(heads_));
+    std::set<unsigned char> chars(text.begin(), text.end());
+    vocab_.assign(chars.begin(), chars.end());
+    int64_t index_of[256] = {};
+    for (size_t i = 0; i < vocab_.size(); ++i) index_of[vocab_[i]] = static_cast<int64_t>(i);
+    ids_ = at::empty({static_cast<int64_t>(text.size())}, at::kLong);
+    auto* out = ids_.data_ptr<int64_t>();
+    for (size_t i = 0; i < text.size(); ++i) out[i] = index_of[static_cast<unsigned char>(text[i])];
+    prompt_ = text.substr(0, text.find_first_of(" \n") == std::string::npos ? 1 : text.find_first_of(" \n") + 1);
+  }
+
+  std::shared_ptr<torch::nn::Module> build() const override {
+    at::manual_seed(seed_);
+    return Gpt(static_cast<int64_t>(vocab_.size()), context_, width_, layers_, heads_).ptr();
+  }
+  std::vector<std::pair<std::string, std::vector<AxisSpec>>> default_layout() const override {
+    return {{".*attn/(q|k|v)/kernel", {std::nullopt, "model"}},
+            {".*attn/o/kernel", {"model", std::nullopt}},
+            {".*mlp/up/kernel", {std::nullopt, "model"}},
+            {".*mlp/down/kernel", {"model", std::nullopt}}};
+  }
+  Batch global_batch(int64_t step, int64_t batch_size) const override {
+    auto gen = generator_for(seed_, step);
+    auto starts = at::randint(0, ids_.size(0) - context_ - 1, {batch_size, 1}, gen, at::kLong);
+    auto index = starts + at::arange(context_, at::kLong);
+    return {ids_.index_select(0, index.flatten()).view({batch_size, context_}),
+            ids_.index_select(0, (index + 1).flatten()).view({batch_size, context_})};
+  }
+  at::Tensor loss(torch::nn::Module& model, const Batch& batch) const override {
+    auto logits = static_cast<GptImpl&>(model).forward(batch.inputs);
+    return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1}));
+  }
+  int64_t rows_per_sample() const override { return context_; }
+  const char* unit() const override { return "tokens"; }
+  std::string describe() const override {
+    return "gpt: " + std::to_string(layers_) + " blocks, width " + std::to_string(width_) + ", " +
+           std::to_string(heads_) + " heads, context " + std::to_string(context_) + ", vocabulary " +
+           std::to_string(vocab_.size()) + " characters of " + path_ + " (" +
+           std::to_string(ids_.size(0)) + " characters)";
+  }
+  void check_model_axis(int64_t size) const override {
+    if (heads_ % size != 0)
+      throw std::invalid_argument("[kdist.train] gpt's " + std::to_string(heads_) +
+                                  " attention heads do not split over a model axis of size " +
+                                  std::to_string(size) + ": choose --heads divisible by it");
+  }
+  std::string sample(torch::nn::Module& model, int64_t length) const override {
+    torch::NoGradGuard no_grad;
+    auto& gpt = static_cast<GptImpl&>(model);
+    auto gen = generator_for(seed_, -1);
+    std::vector<int64_t> ids;
+    for (unsigned char c : prompt_)
+      ids.push_back(std::find(vocab_.begin(), vocab_.end(), c) - vocab_.begin());
+    std::string text = prompt_;
+    for (int64_t i = 0; i < length; ++i) {
+      const int64_t first = std::max<int64_t>(0, static_cast<int64_t>(ids.size()) - context_);
+      auto window = at::tensor(std::vector<int64_t>(ids.begin() + first, ids.end()), at::kLong).unsqueeze(0);
+      auto logits = gpt.forward(window).select(1, -1).squeeze(0);
+      auto next = at::multinomial(at::softmax(logits / 0.8, -1), 1, false, gen).item<int64_t>();
+      ids.push_back(next);
+      text += static_cast<char>(vocab_[next]);
+    }
+    return text;
+  }
+
+ private:
+  uint64_t seed_;
+  int64_t context_, width_, layers_, heads_;
+  std::string path_, prompt_;
+  std::vector<unsigned char> vocab_;
+  at::Tensor ids_;
+};
+
+// ---------------------------------------------------------------- mlp
+
+struct MlpImpl : torch::nn::Module {
+  MlpImpl(int64_t in, int64_t hidden, int64_t out)
+      : fc1(register_module("fc1", nn::Linear(in, hidden))),
+        fc2(register_module("fc2", nn::Linear(hidden, out))) {}
+  at::Tensor forward(const at::Tensor& x) { return fc2(at::relu(fc1(x))); }
+  nn::Linear fc1, fc2;
+};
+TORCH_MODULE(Mlp);
+
+class MlpWorkload : public Workload {
+ public:
+  static constexpr int64_t kIn = 32, kOut = 8;
+  explicit MlpWorkload(const TrainOptions& o) : seed_(o.seed), width_(o.width ? o.width : 256) {
+    at::manual_seed(seed_ + 1);
+    teacher_ = Mlp(kIn, 64, kOut);  // the function to learn; never distributed
+  }
+  std::shared_ptr<torch::nn::Module> build() const override {
+    at::manual_seed(seed_);
+    return Mlp(kIn, width_, kOut).ptr();
+  }
+  std::vector<std::pair<std::string, std::vector<AxisSpec>>> default_layout() const override {
+    return {{"fc1/kernel", {std::nullopt, "model"}}, {"fc2/kernel", {"model", std::nullopt}}};
+  }
+  Batch global_batch(int64_t step, int64_t batch_size) const override {
+    torch::NoGradGuard no_grad;
+    auto x = at::randn({batch_size, kIn}, generator_for(seed_, step));
+    return {x, teacher_->forward(x)};
+  }
+  at::Tensor loss(torch::nn::Module& model, const Batch& batch) const override {
+    return at::mse_loss(static_cast<MlpImpl&>(model).forward(batch.inputs), batch.targets);
+  }
+  int64_t rows_per_sample() const override { return 1; }
+  const char* unit() const override { return "samples"; }
+  std::string describe() const override {
+    return "mlp: " + std::to_string(kIn) + " -> " + std::to_string(width_) + " -> " +
+           std::to_string(kOut) + " regression of a random teacher network";
+  }
+
+ private:
+  uint64_t seed_;
+  int64_t width_;
+  mutable Mlp teacher_{nullptr};  // forward is not const in torch::nn
+};
+
+bool readable(const std::string& path) { return !path.empty() && access(path.c_str(), R_OK) == 0; }
+
+}  // namespace
+
+std::string default_corpus_path() {
+  if (const char* env = std::getenv("KDIST_CORPUS"); env && *env) return env;
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) {
+    std::string dir(exe, static_cast<size_t>(n));
+    dir = dir.substr(0, dir.rfind('/'));
+    const std::string installed = dir + "/../share/kdist/corpus.txt";
+    if (readable(installed)) return installed;
+  }
+  return KDIST_SOURCE_CORPUS;
+}
+
+std::unique_ptr<Workload> make_workload(const TrainOptions& options) {
+  if (options.model == "gpt")
+    return std::make_unique<GptWorkload>(options, options.data.empty() ? default_corpus_path() : options.data);
+  if (options.model == "mlp") return std::make_unique<MlpWorkload>(options);
+  throw std::invalid_argument("[kdist.train] --model '" + options.model + "' is not one of gpt, mlp");
+}
+
+}  // namespace kdist::tools

@@ -1,0 +1,161 @@
+// `kdist train`: trains a built-in model under the distribution the options describe; run
+// it on every process of a job (`kdist launch -n 4 -- kdist train --mesh batch=2,model=2`).
+#include <ATen/Parallel.h>
+#include <kdist/kdist.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+#include "commands.h"
+#include "train/job.h"
+#include "train/plan.h"
+#include "train/report.h"
+#include "train/trainer.h"
+
+namespace kdist::tools {
+namespace {
+
+// Every process checks the same things, so a bad option fails everywhere; the lowest
+// failing rank alone prints its error, and every rank learns that some rank failed.
+bool any_rank_failed(const std::string& error) {
+  at::Tensor failed = at::full({1}, error.empty() ? 0.0f : 1.0f);
+  if (num_processes() > 1) failed = comm::all_gather(failed, 0, *comm::world());
+  const auto flags = failed.nonzero();
+  if (flags.numel() == 0) return false;
+  if (flags[0].item<int64_t>() == process_id()) std::cerr << "kdist train: " << error << "\n";
+  return true;
+}
+
+void use_fair_share_of_cores() {
+  if (std::getenv("OMP_NUM_THREADS")) return;
+  const int local = std::getenv("LOCAL_WORLD_SIZE") ? std::atoi(std::getenv("LOCAL_WORLD_SIZE")) : 1;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(std::max(1, cores / std::max(1, local)));
+}
+
+int verify_against_one_process(const TrainJob& job, const std::vector<StepRecord>& distributed) {
+  std::cout << "\nverify: training the same model in this process alone on the global batch...\n"
+            << std::flush;
+  // The other processes are done: this one may use every core.
+  if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  auto model = job.workload->build();
+  auto reference = train(*job.workload, *model, job.options, DataShard{}, nullptr);
+  double worst = 0;
+  int64_t worst_step = 1;
+  for (size_t i = 0; i < reference.size(); ++i) {
+    const double diff = std::abs(distributed[i].loss - reference[i].loss) / std::max(1e-6, std::abs(reference[i].loss));
+    if (diff > worst || std::isnan(diff)) worst = diff, worst_step = reference[i].step;
+  }
+  const bool ok = worst <= job.options.verify_tolerance;
+  std::printf("verify: %zu steps, largest relative loss difference from one process %.2e at step %lld "
+              "(tolerance %.0e): %s\n",
+              reference.size(), worst, static_cast<long long>(worst_step), job.options.verify_tolerance,
+              ok ? "OK" : "FAILED");
+  if (!ok)
+    std::printf("verify: step %lld: distributed %.8f, one process %.8f\n", static_cast<long long>(worst_step),
+                distributed[worst_step - 1].loss, reference[worst_step - 1].loss);
+  return ok ? 0 : 1;
+}
+
+int run_train(CLI::App& command, const TrainOptions& given) {
+  use_fair_share_of_cores();
+  initialize();
+  const bool rank0 = process_id() == 0;
+  TrainOptions options = given;
+  std::optional<TrainJob> job;
+  std::shared_ptr<torch::nn::Module> model;
+  DataShard shard;
+  DistributionSummary summary;
+  std::unique_ptr<MetricsFile> metrics;
+  std::string error;
+  try {  // everything that can be wrong with the options, before any work
+    apply_config_file(command, given);  // sets the options bound to `given`
+    options = given;
+    job = prepare_job(options, list_devices());
+    model = job->workload->build();
+    const auto batch = per_process_batch(options.batch_size, *job->distribution);
+    shard = {batch.num_shards, batch.shard_id};
+    summary = plan_module(*model, *job->distribution, process_id());
+    const double units = double(options.batch_size * job->workload->rows_per_sample());
+    if (rank0 && !options.metrics.empty())
+      metrics = std::make_unique<MetricsFile>(options.metrics, units, job->workload->unit());
+    if (rank0 && !options.plot.empty() && !std::ofstream(options.plot))
+      throw std::invalid_argument("[kdist.train] cannot write plot file '" + options.plot + "'");
+  } catch (const std::invalid_argument& e) {
+    error = e.what();
+  }
+  if (any_rank_failed(error)) {
+    shutdown();
+    return 2;
+  }
+
+  auto scope = job->distribution->scope();
+  summary = distribute_module(*model, *job->distribution);
+  std::unique_ptr<GradientSync> sync;
+  comm::GroupPtr loss_group;
+  if (job->data_shards > 1) {
+    sync = std::make_unique<GradientSync>(*model, *job->distribution);
+    loss_group = comm::axis_group(*job->mesh, job->batch_axis);
+  }
+  if (rank0) std::cout << sharding_report(*job, summary) << "\n" << std::flush;
+
+  const double units_per_step = double(options.batch_size * job->workload->rows_per_sample());
+  Progress progress(options.steps, units_per_step, job->workload->unit(), options.log_every,
+                    rank0 && isatty(STDOUT_FILENO));
+  auto records = train(*job->workload, *model, options, shard, loss_group, [&](const StepRecord& r) {
+    if (!rank0) return;
+    progress.update(r);
+    if (metrics) metrics->write(r);
+  });
+  if (rank0) progress.finish();
+  const std::string sample = job->workload->sample(*model, options.sample_length);
+
+  double seconds = 0;
+  for (const auto& r : records) seconds += r.seconds;
+  if (rank0) {
+    std::printf("\ntrained %lld steps on %d process%s in %.1f s: loss %.4f -> %.4f, %.0f %s/s\n",
+                static_cast<long long>(records.size()), num_processes(), num_processes() == 1 ? "" : "es",
+                seconds, records.front().loss, records.back().loss, progress.mean_rate(), job->workload->unit());
+    if (!sample.empty()) std::printf("\nsample:\n%s\n", sample.c_str());
+    if (!options.plot.empty()) {
+      write_loss_plot(options.plot, records, job->workload->describe().substr(0, job->workload->describe().find(':')) +
+                                                 " on " + std::to_string(num_processes()) + " processes, " +
+                                                 job->kind + " parallel");
+      std::printf("loss curve: %s\n", options.plot.c_str());
+    }
+    std::fflush(stdout);
+  }
+  sync.reset();
+  const bool verify = options.verify;
+  shutdown();  // the reference below is this process's alone
+  if (!verify || !rank0) return 0;
+  return verify_against_one_process(*job, records);
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto options = std::make_shared<TrainOptions>();
+  auto* train_cmd = app.add_subcommand(
+      "train", "Train a built-in model (gpt, mlp) under a DataParallel or ModelParallel distribution");
+  add_train_options(*train_cmd, *options);
+  train_cmd->add_option("--metrics", options->metrics, "Write one JSON line per step to this file");
+  train_cmd->add_option("--plot", options->plot, "Write the loss curve to this SVG file");
+  train_cmd->add_option("--log-every", options->log_every, "Progress line every N steps when not on a terminal");
+  train_cmd->add_flag("--verify", options->verify,
+                      "Also train in one process and fail unless the losses match");
+  train_cmd->add_option("--verify-tolerance", options->verify_tolerance,
+                        "Largest relative loss difference --verify accepts")->capture_default_str();
+  train_cmd->add_option("--sample-length", options->sample_length, "gpt: characters of generated text")
+      ->capture_default_str();
+  train_cmd->callback([options, train_cmd] { std::exit(run_train(*train_cmd, *options)); });
+}
+
+}  // namespace kdist::tools
