@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "train/checkpoints.h"
 #include "train/job.h"
 #include "train/plan.h"
 #include "train/report.h"
@@ -46,7 +47,8 @@ int verify_against_one_process(const TrainJob& job, const std::vector<StepRecord
   // The other processes are done: this one may use every core.
   if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   auto model = job.workload->build();
-  auto reference = train(*job.workload, *model, job.options, DataShard{}, nullptr);
+  auto optimizer = make_optimizer(*model, job.options);
+  auto reference = train(*job.workload, *model, *optimizer, job.options, DataShard{}, nullptr);
   double worst = 0;
   int64_t worst_step = 1;
   for (size_t i = 0; i < reference.size(); ++i) {
@@ -104,16 +106,48 @@ int run_train(CLI::App& command, const TrainOptions& given) {
     sync = std::make_unique<GradientSync>(*model, *job->distribution);
     loss_group = comm::axis_group(*job->mesh, job->batch_axis);
   }
+  auto optimizer = make_optimizer(*model, options);
   if (rank0) std::cout << sharding_report(*job, summary) << "\n" << std::flush;
 
+  int64_t first_step = 1;
+  error.clear();
+  try {  // a checkpoint that does not fit this model or optimizer is a bad option too
+    if (options.resume) {
+      if (auto saved = latest_checkpoint(options.checkpoint_dir)) {
+        load(saved->path, *model, optimizer.get());
+        first_step = saved->step + 1;
+        if (rank0) std::cout << "resumed from " << saved->path << "\n\n" << std::flush;
+      } else if (rank0) {
+        std::cout << "no checkpoint in " << options.checkpoint_dir << ": starting at step 1\n\n";
+      }
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (any_rank_failed(error)) {
+    shutdown();
+    return 2;
+  }
+
   const double units_per_step = double(options.batch_size * job->workload->rows_per_sample());
-  Progress progress(options.steps, units_per_step, job->workload->unit(), options.log_every,
-                    rank0 && isatty(STDOUT_FILENO));
-  auto records = train(*job->workload, *model, options, shard, loss_group, [&](const StepRecord& r) {
+  Progress progress(first_step, options.steps, units_per_step, job->workload->unit(),
+                    options.log_every, rank0 && isatty(STDOUT_FILENO));
+  auto records = train(*job->workload, *model, *optimizer, options, shard, loss_group, first_step,
+                       [&](const StepRecord& r) {
+    if (!options.checkpoint_dir.empty() &&
+        ((options.checkpoint_every > 0 && r.step % options.checkpoint_every == 0) || r.step == options.steps)) {
+      save(checkpoint_path(options.checkpoint_dir, r.step), *model, optimizer.get());
+      if (rank0) prune_checkpoints(options.checkpoint_dir, 2);
+    }
     if (!rank0) return;
     progress.update(r);
     if (metrics) metrics->write(r);
   });
+  if (records.empty()) {
+    if (rank0) std::cout << "nothing to do: the checkpoint is at step " << first_step - 1 << " of " << options.steps << "\n";
+    shutdown();
+    return 0;
+  }
   if (rank0) progress.finish();
   const std::string sample = job->workload->sample(*model, options.sample_length);
 
@@ -149,6 +183,12 @@ void add_train_command(CLI::App& app) {
   train_cmd->add_option("--metrics", options->metrics, "Write one JSON line per step to this file");
   train_cmd->add_option("--plot", options->plot, "Write the loss curve to this SVG file");
   train_cmd->add_option("--log-every", options->log_every, "Progress line every N steps when not on a terminal");
+  train_cmd->add_option("--checkpoint-dir", options->checkpoint_dir,
+                        "Save sharded checkpoints here (DIR/step-N; the two newest are kept)");
+  train_cmd->add_option("--checkpoint-every", options->checkpoint_every,
+                        "Steps between checkpoints (0: after the last step only)");
+  train_cmd->add_flag("--resume", options->resume,
+                      "Continue from the newest complete checkpoint in --checkpoint-dir");
   train_cmd->add_flag("--verify", options->verify,
                       "Also train in one process and fail unless the losses match");
   train_cmd->add_option("--verify-tolerance", options->verify_tolerance,

@@ -1,5 +1,6 @@
 #pragma once
 // Everything kdist offers. Narrower headers compile faster; include them where it matters.
+#include <kdist/checkpoint.h>
 #include <kdist/comm.h>
 #include <kdist/data.h>
 #include <kdist/distribution.h>

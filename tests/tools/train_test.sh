@@ -84,6 +84,37 @@ JSON
   grep -q "layout_map keys=\['fc1.weight', 'fc2/kernel'\]" "$work/out" || fail "default layout used despite no-default-layout"
   grep -q "batch:        16 global" "$work/out" || fail "batch_size from the file not used"
   ;;
+resume)  # stop after 4 steps (a rank killed while saving step 6), resume: the same losses
+  common=(--model gpt --width 64 --layers 2 --mesh batch=2,model=2 --log-every 1)
+  launch 4 "${common[@]}" --steps 8 --metrics "$work/straight.jsonl" || fail "uninterrupted run failed"
+  KDIST_CHECKPOINT_FAULT=1:writing launch 4 "${common[@]}" --steps 8 --checkpoint-dir "$work/ck" --checkpoint-every 2 \
+    --metrics "$work/crashed.jsonl"
+  [ $? != 0 ] || fail "the run with a fault did not fail"
+  mv "$work/out" "$work/crashed.out"
+  # The fault kills rank 1 in its first save (step 2): resume has nothing, start over with
+  # saves every 2 steps, and stop the job at step 4 by asking for 4 steps.
+  launch 4 "${common[@]}" --steps 4 --checkpoint-dir "$work/ck" --checkpoint-every 2 --resume || fail "run to step 4 failed"
+  grep -q "no checkpoint in $work/ck: starting at step 1" "$work/out" || fail "the crashed save was taken for a checkpoint"
+  [ -f "$work/ck/step-4/metadata.json" ] && [ -f "$work/ck/step-2/metadata.json" ] || fail "checkpoints missing"
+  launch 4 "${common[@]}" --steps 8 --checkpoint-dir "$work/ck" --checkpoint-every 2 --resume \
+    --metrics "$work/resumed.jsonl" || fail "resumed run failed"
+  grep -q "resumed from $work/ck/step-4" "$work/out" || fail "did not resume from step 4"
+  grep -q "^\[rank 0\] step 5/8" "$work/out" || fail "did not continue at step 5"
+  [ ! -e "$work/ck/step-2" ] && [ -f "$work/ck/step-8/metadata.json" ] || fail "not the two newest checkpoints kept"
+  python3 - "$work/straight.jsonl" "$work/resumed.jsonl" <<'PY' || fail "resumed losses differ"
+import json, sys
+straight = {l["step"]: l["loss"] for l in map(json.loads, open(sys.argv[1]))}
+resumed = {l["step"]: l["loss"] for l in map(json.loads, open(sys.argv[2]))}
+assert sorted(resumed) == [5, 6, 7, 8], sorted(resumed)
+for step, loss in resumed.items():
+    assert loss == straight[step], (step, loss, straight[step])  # bit for bit
+print("steps 5-8 identical to the uninterrupted run")
+PY
+  ;;
+error_resume)
+  "$kdist" train --model mlp --resume >"$work/out" 2>"$work/err"
+  expect_error $? "resume needs --checkpoint-dir"
+  ;;
 column_into_replicated)  # a sharded output fed to a replicated layer: named, not a shape error
   launch 2 --model mlp --distribution model --no-default-layout --layout 'fc1/kernel=null,model' --steps 2
   rc=$?

@@ -134,6 +134,11 @@ void validate(const TrainOptions& o) {
   if (!o.data.empty() && access(o.data.c_str(), R_OK) != 0)
     bad("cannot read data file '" + o.data + "': no such file or not readable");
   for (const auto& entry : o.layout) parse_layout_entry(entry);
+  if (o.resume && o.checkpoint_dir.empty()) bad("--resume needs --checkpoint-dir");
+  if (o.resume && o.verify)
+    bad("--verify cannot check a resumed run: its first steps ran in an earlier job");
+  if (o.checkpoint_every < 0)
+    bad("--checkpoint-every must be 0 or positive, got " + std::to_string(o.checkpoint_every));
 }
 
 std::pair<std::string, std::vector<AxisSpec>> parse_layout_entry(const std::string& entry) {

@@ -36,6 +36,9 @@ struct TrainOptions {
   std::string metrics;  // JSON lines, one per step
   std::string plot;     // SVG loss curve
   int64_t log_every = 0;  // plain progress lines every N steps; 0: about 20 per run
+  std::string checkpoint_dir;    // step-N/ checkpoints go here
+  int64_t checkpoint_every = 0;  // 0: only after the last step
+  bool resume = false;           // continue from the newest complete checkpoint
   bool verify = false;
   double verify_tolerance = 1e-4;
   int64_t sample_length = 300;

@@ -25,26 +25,30 @@ std::string duration(double seconds) {
 
 }  // namespace
 
-Progress::Progress(int64_t steps, double units_per_step, std::string unit, int64_t every, bool terminal)
-    : steps_(steps),
-      every_(every > 0 ? every : std::max<int64_t>(1, steps / 20)),
+Progress::Progress(int64_t first_step, int64_t last_step, double units_per_step, std::string unit,
+                   int64_t every, bool terminal)
+    : first_step_(first_step),
+      last_step_(last_step),
+      every_(every > 0 ? every : std::max<int64_t>(1, (last_step - first_step + 1) / 20)),
       units_per_step_(units_per_step),
       unit_(std::move(unit)),
       terminal_(terminal) {}
 
 double Progress::mean_rate() const {
   // The first step pays one-time costs (allocations, Gloo connections): leave it out.
-  const bool skip_first = steps_ > 1;
-  const double seconds = skip_first ? elapsed_ - first_ : elapsed_;
-  const int64_t steps = skip_first ? steps_ - 1 : steps_;
+  const int64_t run = last_step_ - first_step_ + 1;
+  const bool skip_first = run > 1;
+  const double seconds = skip_first ? elapsed_ - first_seconds_ : elapsed_;
+  const int64_t steps = skip_first ? run - 1 : run;
   return seconds > 0 ? double(steps) * units_per_step_ / seconds : 0;
 }
 
 std::string Progress::line(const StepRecord& r) const {
   const double rate = units_per_step_ / std::max(r.seconds, 1e-9);
-  const double eta = elapsed_ / static_cast<double>(r.step) * static_cast<double>(steps_ - r.step);
+  const double done = static_cast<double>(r.step - first_step_ + 1);
+  const double eta = elapsed_ / done * static_cast<double>(last_step_ - r.step);
   std::ostringstream out;
-  out << "step " << r.step << "/" << steps_ << "  loss " << format("%.4f", r.loss) << "  "
+  out << "step " << r.step << "/" << last_step_ << "  loss " << format("%.4f", r.loss) << "  "
       << format("%.0f", rate) << " " << unit_ << "/s  elapsed " << duration(elapsed_) << "  ETA "
       << duration(eta);
   return out.str();
@@ -52,10 +56,10 @@ std::string Progress::line(const StepRecord& r) const {
 
 void Progress::update(const StepRecord& r) {
   elapsed_ += r.seconds;
-  if (r.step == 1) first_ = r.seconds;
+  if (r.step == first_step_) first_seconds_ = r.seconds;
   if (terminal_) {
     std::cout << "\r\033[K" << line(r) << std::flush;
-  } else if (r.step == 1 || r.step % every_ == 0 || r.step == steps_) {
+  } else if (r.step == first_step_ || r.step % every_ == 0 || r.step == last_step_) {
     std::cout << line(r) << "\n" << std::flush;
   }
 }

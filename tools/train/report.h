@@ -14,18 +14,20 @@ namespace kdist::tools {
 // `every` steps otherwise.
 class Progress {
  public:
-  Progress(int64_t steps, double units_per_step, std::string unit, int64_t every, bool terminal);
+  // Steps first_step..last_step (a resumed run starts after 1).
+  Progress(int64_t first_step, int64_t last_step, double units_per_step, std::string unit,
+           int64_t every, bool terminal);
   void update(const StepRecord& record);
   void finish();  // ends the in-place line
   double mean_rate() const;  // units per second over the run, first step excluded when possible
 
  private:
   std::string line(const StepRecord& record) const;
-  int64_t steps_, every_;
+  int64_t first_step_, last_step_, every_;
   double units_per_step_;
   std::string unit_;
   bool terminal_;
-  double elapsed_ = 0, first_ = 0;
+  double elapsed_ = 0, first_seconds_ = 0;
 };
 
 // One JSON object per line and step: {"step", "loss", "seconds", "<unit>_per_s"}.

@@ -8,8 +8,6 @@
 #include <stdexcept>
 
 namespace kdist::tools {
-namespace {
-
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model, const TrainOptions& o) {
   if (o.optimizer == "sgd")
     return std::make_unique<torch::optim::SGD>(model.parameters(), torch::optim::SGDOptions(o.lr).momentum(0.9));
@@ -20,22 +18,19 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model
   throw std::invalid_argument("[kdist.train] --optimizer '" + o.optimizer + "' is not one of sgd, adam, adamw");
 }
 
-}  // namespace
-
 std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model,
-                              const TrainOptions& options, DataShard shard,
-                              comm::GroupPtr loss_group,
+                              torch::optim::Optimizer& optimizer, const TrainOptions& options,
+                              DataShard shard, comm::GroupPtr loss_group, int64_t first_step,
                               const std::function<void(const StepRecord&)>& on_step) {
-  auto optimizer = make_optimizer(model, options);
   const int64_t rows = options.batch_size / shard.count;
   std::vector<StepRecord> records;
-  for (int64_t step = 1; step <= options.steps; ++step) {
+  for (int64_t step = first_step; step <= options.steps; ++step) {
     const auto start = std::chrono::steady_clock::now();
     auto batch = workload.global_batch(step, options.batch_size).rows(shard.id * rows, rows);
-    optimizer->zero_grad();
+    optimizer.zero_grad();
     auto loss = workload.loss(model, batch);
     loss.backward();
-    optimizer->step();
+    optimizer.step();
     auto reported = loss.detach().reshape({1});
     if (loss_group && loss_group->size() > 1) {
       comm::all_reduce(reported, comm::ReduceOp::kSum, *loss_group);

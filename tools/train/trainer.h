@@ -3,6 +3,7 @@
 // single-process reference of --verify.
 #include <kdist/comm.h>
 #include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
 
 #include <functional>
 #include <vector>
@@ -22,13 +23,16 @@ struct DataShard {
   int64_t id = 0;     // which one this process trains on
 };
 
-// Trains `model` for options.steps steps on its shard of each global batch. With
-// `loss_group`, the reported loss is averaged over it (the batch axis), so every process
-// reports the global batch's loss. Gradient averaging is the caller's (a GradientSync on
-// the model). Throws std::invalid_argument for an unknown optimizer.
+// options.optimizer over the model's parameters; throws std::invalid_argument if unknown.
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model, const TrainOptions& options);
+
+// Trains `model` from step `first_step` to options.steps on its shard of each global batch.
+// With `loss_group`, the reported loss is averaged over it (the batch axis), so every process
+// reports the global batch's loss. Gradient averaging is the caller's (a GradientSync on the
+// model). `on_step` runs on every process after every step.
 std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model,
-                              const TrainOptions& options, DataShard shard,
-                              comm::GroupPtr loss_group,
+                              torch::optim::Optimizer& optimizer, const TrainOptions& options,
+                              DataShard shard, comm::GroupPtr loss_group, int64_t first_step = 1,
                               const std::function<void(const StepRecord&)>& on_step = {});
 
 }  // namespace kdist::tools

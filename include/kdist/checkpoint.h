@@ -1,0 +1,60 @@
+#pragma once
+// Sharded checkpoints: every process writes only the shards it owns, and a checkpoint loads
+// onto any mesh and layout (the resharding rule of torch.distributed.checkpoint).
+//
+//   kdist::distribute_module(*model, *distribution);
+//   torch::optim::Adam optimizer(model->parameters());
+//   ... train ...
+//   kdist::save("ckpt/step-100", *model, &optimizer);   // collective
+//   // later, on any number of processes and any layout map:
+//   kdist::distribute_module(*model, *other_distribution);
+//   torch::optim::Adam optimizer(model->parameters());
+//   kdist::load("ckpt/step-100", *model, &optimizer);   // collective
+//
+// What is saved: every parameter and buffer of the module by its torch name, and with an
+// optimizer (SGD, Adam, AdamW) its per-parameter state (momentum buffer; exp_avg,
+// exp_avg_sq, max_exp_avg_sq; step counts), sharded like its parameter. A tensor made by
+// distribute_module / distribute_variable is saved by its DTensor spec: each distinct block
+// once, by the lowest rank holding it; any other tensor is taken as replicated on every
+// process and written by process 0.
+//
+// On disk, a directory:
+//   metadata.json   {"format": "kdist-checkpoint", "version": 1, "processes": N,
+//                    "tensors": {name: {"dtype", "shape", "chunks": [{"offsets", "sizes",
+//                    "file", "byte_offset", "byte_length", "crc32"}]}},
+//                    "optimizer": {"kind": "adam", "steps": {param name: step}}}
+//   shard-R.bin     process R's chunks, each row-major, native byte order, back to back
+// The optimizer's tensors are named "optimizer/<param name>/<field>".
+//
+// Crash safety: save writes into "<path>.partial" and, once every process has written and
+// synced its file and process 0 the metadata, process 0 publishes it as <path> in one atomic
+// rename (replacing an existing <path> with renameat2(RENAME_EXCHANGE)). A crash at any point
+// leaves the previous <path> complete and loadable. <path> must be on a filesystem every
+// process sees.
+//
+// Load reads, on each process, every saved chunk that overlaps its own block of each tensor,
+// checks the chunk's CRC-32 and copies the overlap. It is collective: if it fails on one
+// process it throws on all.
+//
+// Throws std::invalid_argument (bad path, a checkpoint that does not match the module or
+// optimizer, listing the differences) and std::runtime_error (I/O errors; a checksum
+// mismatch or a truncated file, naming the tensor and the file).
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include <string>
+
+namespace kdist {
+
+struct LoadOptions {
+  bool allow_missing = false;     // tensors of the module absent from the checkpoint keep their values
+  bool allow_unexpected = false;  // tensors of the checkpoint absent from the module are skipped
+};
+
+void save(const std::string& path, torch::nn::Module& module,
+          torch::optim::Optimizer* optimizer = nullptr);
+
+void load(const std::string& path, torch::nn::Module& module,
+          torch::optim::Optimizer* optimizer = nullptr, LoadOptions options = {});
+
+}  // namespace kdist

@@ -1,0 +1,131 @@
+// kdist::load: each process reads the saved chunks that overlap its own block of every tensor
+// and copies the overlap (the resharding rule), after checking the checkpoint matches.
+#include <ATen/ATen.h>
+#include <kdist/checkpoint.h>
+#include <kdist/runtime.h>
+
+#include <set>
+
+#include "../errors.h"
+#include "../text.h"
+#include "agreement.h"
+#include "files.h"
+#include "metadata.h"
+#include "state.h"
+
+namespace kdist {
+namespace {
+using namespace checkpoint;
+
+std::string shape_text(const std::vector<int64_t>& shape) { return detail::tuple_string(shape); }
+
+// Names, shapes and dtypes of the checkpoint against what will be loaded into.
+void check_match(const std::string& path, const Metadata& saved, const std::vector<Item>& items,
+                 bool with_optimizer, const LoadOptions& options) {
+  std::vector<std::string> missing, unexpected, different;
+  std::set<std::string> wanted;
+  for (const auto& item : items) {
+    wanted.insert(item.name);
+    auto it = saved.tensors.find(item.name);
+    if (it == saved.tensors.end()) {
+      if (!options.allow_missing) missing.push_back(item.name);
+      continue;
+    }
+    const std::string dtype = dtype_name(item.local.scalar_type());
+    if (it->second.shape != item.global_shape || it->second.dtype != dtype)
+      different.push_back(item.name + " " + shape_text(it->second.shape) + " " + it->second.dtype +
+                          " in the checkpoint, " + shape_text(item.global_shape) + " " + dtype + " here");
+  }
+  if (!options.allow_unexpected)
+    for (const auto& [name, record] : saved.tensors) {
+      if (name.rfind("optimizer/", 0) == 0) {  // "optimizer/<param>/<field>": follows its parameter
+        const std::string param = name.substr(10, name.rfind('/') - 10);
+        if (with_optimizer && !wanted.count(param)) unexpected.push_back(name);
+      } else if (!wanted.count(name)) {
+        unexpected.push_back(name);
+      }
+    }
+  if (missing.empty() && unexpected.empty() && different.empty()) return;
+  std::string message = "checkpoint '" + path + "' does not match the module";
+  if (!missing.empty()) message += "; missing from the checkpoint: " + detail::quoted_list(missing);
+  if (!unexpected.empty()) message += "; not in the module: " + detail::quoted_list(unexpected);
+  if (!different.empty()) message += "; different shape or dtype: " + detail::quoted_list(different);
+  if (!missing.empty() || !unexpected.empty())
+    message += " (LoadOptions allow_missing / allow_unexpected accept those)";
+  detail::invalid("checkpoint", message);
+}
+
+// Copies, from every saved chunk overlapping the item's block, the overlap into the block.
+void read_item(const std::string& directory, const Item& item, const TensorRecord& record) {
+  at::NoGradGuard no_grad;
+  const auto local_sizes = item.local.sizes().vec();
+  int64_t covered = 0;
+  for (const auto& chunk : record.chunks) {
+    std::vector<int64_t> low(local_sizes.size()), high(local_sizes.size());
+    bool overlaps = true;
+    for (size_t d = 0; d < local_sizes.size(); ++d) {
+      low[d] = std::max(item.offset[d], chunk.offsets[d]);
+      high[d] = std::min(item.offset[d] + local_sizes[d], chunk.offsets[d] + chunk.sizes[d]);
+      overlaps = overlaps && low[d] < high[d];
+    }
+    if (!overlaps) continue;
+    const std::string what = "tensor '" + item.name + "'";
+    auto bytes = read_range(directory + "/" + chunk.file, chunk.byte_offset, chunk.byte_length, what);
+    if (crc32(bytes.data(), bytes.size()) != chunk.crc32)
+      detail::failure("checkpoint", "checksum mismatch in ", what, " (block at ", shape_text(chunk.offsets),
+                      ") in file '", directory, "/", chunk.file, "' bytes [", chunk.byte_offset, ", ",
+                      chunk.byte_offset + chunk.byte_length, "): the file was altered or damaged");
+    at::Tensor saved = at::from_blob(bytes.data(), chunk.sizes, item.local.options().requires_grad(false));
+    at::Tensor source = saved, target = item.local;
+    int64_t volume = 1;
+    for (size_t d = 0; d < local_sizes.size(); ++d) {
+      source = source.narrow(d, low[d] - chunk.offsets[d], high[d] - low[d]);
+      target = target.narrow(d, low[d] - item.offset[d], high[d] - low[d]);
+      volume *= high[d] - low[d];
+    }
+    target.copy_(source);
+    covered += volume;
+  }
+  if (covered != item.local.numel())
+    detail::failure("checkpoint", "the chunks of tensor '", item.name, "' cover ", covered, " of the ",
+                    item.local.numel(), " elements of this rank's block: the metadata is inconsistent");
+}
+
+}  // namespace
+
+void load(const std::string& path, torch::nn::Module& module, torch::optim::Optimizer* optimizer,
+          LoadOptions options) {
+  run_agreed("load", [&] {
+    const std::string metadata_path = path + "/metadata.json";
+    const Metadata saved = metadata_from_json(read_text_file(metadata_path), metadata_path);
+    std::vector<Item> items = module_items(module);
+    if (optimizer) {
+      const std::string kind = optimizer_kind(*optimizer);
+      if (saved.optimizer_kind.empty() && !options.allow_missing)
+        detail::invalid("checkpoint", "checkpoint '", path, "' holds no optimizer state (saved without an "
+                        "optimizer); load without one or set LoadOptions allow_missing");
+      if (!saved.optimizer_kind.empty() && saved.optimizer_kind != kind)
+        detail::invalid("checkpoint", "checkpoint '", path, "' holds ", saved.optimizer_kind,
+                        " state, the optimizer is ", kind);
+    }
+    // Check the module before touching the optimizer's state.
+    check_match(path, saved, items, optimizer != nullptr, options);
+    if (optimizer && !saved.optimizer_kind.empty()) {
+      std::map<std::string, std::set<std::string>> fields;
+      for (const auto& [name, record] : saved.tensors) {
+        if (name.rfind("optimizer/", 0) != 0) continue;
+        const auto slash = name.rfind('/');
+        fields[name.substr(10, slash - 10)].insert(name.substr(slash + 1));
+      }
+      auto state = fresh_optimizer_state(*optimizer, module, fields);
+      items.insert(items.end(), state.begin(), state.end());
+      set_steps(*optimizer, module, saved.steps);
+    }
+    for (const auto& item : items) {
+      auto it = saved.tensors.find(item.name);
+      if (it != saved.tensors.end() && item.local.numel() > 0) read_item(path, item, it->second);
+    }
+  });
+}
+
+}  // namespace kdist

@@ -1,0 +1,47 @@
+#pragma once
+// metadata.json of a checkpoint: format version, every tensor's dtype, global shape and
+// chunks, and the optimizer's kind and step counts.
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kdist::checkpoint {
+
+constexpr int kFormatVersion = 1;
+
+struct Chunk {
+  std::vector<int64_t> offsets, sizes;  // the block within the global tensor
+  std::string file;                     // relative to the checkpoint directory
+  int64_t byte_offset = 0, byte_length = 0;
+  uint32_t crc32 = 0;
+};
+
+struct TensorRecord {
+  std::string dtype;  // "float32", "int64", ...
+  std::vector<int64_t> shape;
+  std::vector<Chunk> chunks;
+};
+
+struct Metadata {
+  int version = kFormatVersion;
+  int processes = 1;
+  std::map<std::string, TensorRecord> tensors;
+  std::string optimizer_kind;  // empty: no optimizer state
+  std::map<std::string, int64_t> steps;
+};
+
+std::string dtype_name(c10::ScalarType type);
+c10::ScalarType dtype_from_name(const std::string& name);  // throws for an unknown name
+
+std::string to_json(const Metadata& metadata);
+// Throws std::invalid_argument naming `path` for bad JSON, a different format or version.
+Metadata metadata_from_json(const std::string& text, const std::string& path);
+
+// One process's chunks, exchanged as JSON text while saving.
+std::string chunks_to_json(const std::map<std::string, std::vector<Chunk>>& chunks);
+std::map<std::string, std::vector<Chunk>> chunks_from_json(const std::string& text);
+
+}  // namespace kdist::checkpoint

@@ -1,0 +1,299 @@
+// Sharded checkpoints (src/checkpoint/): save a trained tensor-parallel GPT and its Adam state
+// on a 2x2 (batch, model) mesh, load it onto other meshes and layouts (4, 2 and 1 processes),
+// and compare every full tensor bit for bit; damaged and mismatched checkpoints.
+//
+// The cases share a directory, $KDIST_TEST_CHECKPOINT_DIR: CheckpointSave2x2 (4 ranks) writes
+// the checkpoint and the reference full tensors; CheckpointLoad2 (2 ranks) and
+// CheckpointLoad1 (1 process) read them (ctest orders them with a fixture).
+#include <kdist/checkpoint.h>
+#include <kdist/nn.h>
+#include <kdist/sync.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
+#include <torch/serialize.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "../mp_util.h"
+#include "../nn/models.h"
+
+namespace kdist {
+namespace {
+namespace fs = std::filesystem;
+using testing::TinyGpt;
+
+std::string shared_dir() {
+  const char* dir = std::getenv("KDIST_TEST_CHECKPOINT_DIR");
+  return dir ? dir : "/tmp/kdist-checkpoint-test";
+}
+
+TinyGpt make_gpt(uint64_t seed) {
+  at::manual_seed(seed);
+  return TinyGpt(50, 8, 32, 4);
+}
+
+// The whole tensor whose block `local` is (sharded like `param`), on every rank.
+at::Tensor full_tensor(const at::Tensor& local, const at::Tensor& param) {
+  auto view = as_dtensor(param);
+  if (!view) return local.detach().clone();
+  const auto& spec = view->spec();
+  return DTensor::from_local(local.detach(), spec.mesh, spec.placements, spec.global_shape).full_tensor();
+}
+
+// Every parameter and Adam state tensor, whole, by name; plus the step counts.
+std::map<std::string, at::Tensor> full_state(TinyGpt& model, torch::optim::Adam& optimizer) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& p : model->named_parameters()) {
+    out[p.key()] = full_tensor(p.value(), p.value());
+    auto& state = static_cast<torch::optim::AdamParamState&>(*optimizer.state().at(p.value().unsafeGetTensorImpl()));
+    out["optimizer/" + p.key() + "/exp_avg"] = full_tensor(state.exp_avg(), p.value());
+    out["optimizer/" + p.key() + "/exp_avg_sq"] = full_tensor(state.exp_avg_sq(), p.value());
+    out["optimizer/" + p.key() + "/step"] = at::full({1}, state.step(), at::kLong);
+  }
+  return out;
+}
+
+void write_reference(const std::map<std::string, at::Tensor>& state, const std::string& path) {
+  std::vector<at::Tensor> tensors;
+  std::ofstream names(path + ".names");
+  for (const auto& [name, tensor] : state) tensors.push_back(tensor), names << name << "\n";
+  torch::save(tensors, path);
+}
+
+std::map<std::string, at::Tensor> read_reference(const std::string& path) {
+  std::vector<at::Tensor> tensors;
+  torch::load(tensors, path);
+  std::ifstream names(path + ".names");
+  std::map<std::string, at::Tensor> out;
+  std::string name;
+  for (size_t i = 0; std::getline(names, name); ++i) out[name] = tensors.at(i);
+  return out;
+}
+
+void expect_identical(const std::map<std::string, at::Tensor>& got,
+                      const std::map<std::string, at::Tensor>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto& [name, tensor] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    EXPECT_TRUE(at::equal(got.at(name), tensor)) << name << " differs after load";
+  }
+}
+
+// Train a few Adam steps so that every parameter and moment holds distinctive values.
+void train(TinyGpt& model, torch::optim::Adam& optimizer, const Distribution& distribution, int steps) {
+  std::unique_ptr<GradientSync> sync;
+  if (distribution.num_data_shards() > 1) sync = std::make_unique<GradientSync>(*model, distribution);
+  for (int step = 0; step < steps; ++step) {
+    at::manual_seed(100 + step);
+    auto ids = at::randint(0, 50, {4, 8}, at::kLong);
+    auto targets = at::randint(0, 50, {4, 8}, at::kLong);
+    const int64_t rows = 4 / distribution.num_data_shards(), first = distribution.data_shard_id() * rows;
+    optimizer.zero_grad();
+    auto logits = model->forward(ids.narrow(0, first, rows));
+    at::cross_entropy_loss(logits.reshape({-1, 50}), targets.narrow(0, first, rows).reshape({-1})).backward();
+    optimizer.step();
+  }
+}
+
+LayoutMap save_layout(DeviceMeshPtr mesh) {  // the transformer test's tensor-parallel plan
+  LayoutMap map(mesh);
+  map.set("tok/embeddings", {"model", std::nullopt});
+  map.set("(q|k|v)/kernel", {std::nullopt, "model"});
+  map.set("o/kernel", {"model", std::nullopt});
+  map.set("up/kernel", {std::nullopt, "model"});
+  map.set("down/kernel", {"model", std::nullopt});
+  map.set("head/kernel", {std::nullopt, "model"});
+  return map;
+}
+
+// Loads the shared checkpoint into a fresh model (other initial values) distributed by
+// `distribution` (none: plain), and compares every full tensor with the reference.
+void load_and_compare(const std::shared_ptr<Distribution>& distribution) {
+  TinyGpt model = make_gpt(99);
+  if (distribution) distribute_module(*model, *distribution);
+  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
+  load(shared_dir() + "/gpt", *model, &optimizer);
+  expect_identical(full_state(model, optimizer), read_reference(shared_dir() + "/reference.pt"));
+}
+
+TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = testing::mesh_2x2();
+  auto distribution = std::make_shared<ModelParallel>(save_layout(mesh), "batch");
+  TinyGpt model = make_gpt(4);
+  distribute_module(*model, *distribution);
+  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
+  train(model, optimizer, *distribution, 3);
+
+  if (process_id() == 0) fs::remove_all(shared_dir()), fs::create_directories(shared_dir());
+  comm::barrier(*comm::world());
+  save(shared_dir() + "/gpt", *model, &optimizer);
+  const auto reference = full_state(model, optimizer);
+  if (process_id() == 0) write_reference(reference, shared_dir() + "/reference.pt");
+  comm::barrier(*comm::world());
+
+  // Each block once: q is sharded over model and replicated over batch, so ranks 0 and 1
+  // (batch coordinate 0) wrote it; the LayerNorm only rank 0.
+  const std::string metadata = [] {
+    std::ifstream in(shared_dir() + "/gpt/metadata.json");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  EXPECT_NE(metadata.find("\"format\": \"kdist-checkpoint\""), std::string::npos);
+  EXPECT_TRUE(fs::exists(shared_dir() + "/gpt/shard-0.bin"));
+  EXPECT_TRUE(fs::exists(shared_dir() + "/gpt/shard-1.bin"));
+  EXPECT_FALSE(fs::exists(shared_dir() + "/gpt.partial"));
+  const auto total_bytes = [] {
+    uintmax_t total = 0;
+    for (int r = 0; r < 4; ++r)
+      if (fs::exists(shared_dir() + "/gpt/shard-" + std::to_string(r) + ".bin"))
+        total += fs::file_size(shared_dir() + "/gpt/shard-" + std::to_string(r) + ".bin");
+    return total;
+  }();
+  int64_t state_bytes = 0;  // parameters + two Adam moments, each whole once
+  for (const auto& p : model->named_parameters()) state_bytes += 3 * reference.at(p.key()).numel() * 4;
+  EXPECT_EQ(static_cast<int64_t>(total_bytes), state_bytes) << "every element written exactly once";
+
+  // The same 4 processes, another mesh and layout map: (model=4), only attention and MLP.
+  auto line = std::make_shared<DeviceMesh>(std::vector<int64_t>{4}, std::vector<std::string>{"model"});
+  LayoutMap other(line);
+  other.set("(q|k|v)/kernel", {std::nullopt, "model"});
+  other.set("o/kernel", {"model", std::nullopt});
+  other.set("up/kernel", {std::nullopt, "model"});
+  other.set("down/kernel", {"model", std::nullopt});
+  load_and_compare(std::make_shared<ModelParallel>(other, "model"));
+}
+
+TEST(CheckpointLoad2, OntoTwoRanksWithOtherShards) {
+  ASSERT_EQ(num_processes(), 2);
+  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 2}, std::vector<std::string>{"batch", "model"});
+  LayoutMap map(mesh);
+  map.set("tok/embeddings", {"model", std::nullopt});  // vocab 50 over 2: 25 rows each
+  map.set("up/kernel", {std::nullopt, "model"});
+  map.set("down/kernel", {"model", std::nullopt});
+  map.set("head/kernel", {std::nullopt, "model"});
+  load_and_compare(std::make_shared<ModelParallel>(map, "batch"));
+}
+
+TEST(CheckpointLoad1, OntoOneProcess) {
+  ASSERT_EQ(num_processes(), 1);
+  load_and_compare(nullptr);
+}
+
+// Expects `action` to throw E whose message contains every fragment.
+template <typename E, typename F>
+void expect_error(F action, const std::vector<std::string>& fragments) {
+  try {
+    action();
+    ADD_FAILURE() << "nothing was thrown";
+  } catch (const E& e) {
+    for (const auto& fragment : fragments)
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+          << "message: " << e.what() << "\nexpected to contain: " << fragment;
+  }
+}
+
+// A copy of the shared checkpoint to damage.
+std::string damaged_copy(const std::string& name) {
+  const std::string copy = shared_dir() + "/" + name;
+  fs::remove_all(copy);
+  fs::copy(shared_dir() + "/gpt", copy);
+  return copy;
+}
+
+TEST(CheckpointLoad1, FlippedByteIsNamed) {
+  const std::string copy = damaged_copy("flipped");
+  {
+    std::fstream file(copy + "/shard-1.bin", std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(100);
+    char byte = 0;
+    file.read(&byte, 1);
+    byte ^= 0x10;
+    file.seekp(100);
+    file.write(&byte, 1);
+  }
+  TinyGpt model = make_gpt(99);
+  expect_error<std::runtime_error>(
+      [&] { load(copy, *model); }, {"[kdist.checkpoint] checksum mismatch in tensor '", "shard-1.bin"});
+}
+
+TEST(CheckpointLoad1, TruncatedFileIsNamed) {
+  const std::string copy = damaged_copy("truncated");
+  fs::resize_file(copy + "/shard-0.bin", fs::file_size(copy + "/shard-0.bin") / 2);
+  TinyGpt model = make_gpt(99);
+  torch::optim::Adam optimizer(model->parameters());
+  expect_error<std::runtime_error>(
+      [&] { load(copy, *model, &optimizer); }, {"shard-0.bin' is truncated: tensor '", "but the file has"});
+}
+
+TEST(CheckpointLoad1, DifferentModelListsTheDifferences) {
+  at::manual_seed(0);
+  TinyGpt wider(50, 8, 64, 4);  // every width-dependent shape differs
+  expect_error<std::invalid_argument>(
+      [&] { load(shared_dir() + "/gpt", *wider); },
+      {"[kdist.checkpoint] checkpoint '", "does not match the module; different shape or dtype: ",
+       "'q.weight (32, 32) float32 in the checkpoint, (64, 64) float32 here'"});
+
+  struct Extra : torch::nn::Module {  // the gpt as a child, plus a layer the checkpoint lacks
+    Extra() : gpt(register_module("gpt", TinyGpt(50, 8, 32, 4))), probe(register_module("probe", nn::Linear(2, 2))) {}
+    TinyGpt gpt;
+    nn::Linear probe;
+  } extra;
+  expect_error<std::invalid_argument>(
+      [&] { load(shared_dir() + "/gpt", extra); },
+      {"missing from the checkpoint: ['gpt.tok.weight'", "'probe.weight'", "not in the module: ['down.bias'",
+       "allow_missing / allow_unexpected"});
+
+  TinyGpt model = make_gpt(99);
+  nn::Linear probe(2, 2);
+  model->register_module("probe", probe);
+  const auto before = probe->weight.clone();
+  load(shared_dir() + "/gpt", *model, nullptr, {/*allow_missing=*/true});
+  EXPECT_TRUE(at::equal(probe->weight, before)) << "a missing tensor keeps its value";
+  EXPECT_TRUE(at::equal(model->q->weight, read_reference(shared_dir() + "/reference.pt").at("q.weight")));
+}
+
+TEST(CheckpointLoad1, OptimizerKindMustMatch) {
+  TinyGpt model = make_gpt(99);
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  expect_error<std::invalid_argument>(
+      [&] { load(shared_dir() + "/gpt", *model, &sgd); }, {"holds adam state, the optimizer is sgd"});
+}
+
+}  // namespace
+}  // namespace kdist
+
+// ---- used by tests/checkpoint/fault_test.sh, which kills ranks in the middle of a save ----
+
+namespace kdist {
+namespace {
+
+std::shared_ptr<Distribution> fault_distribution() {  // gpt tensor parallel over 2 ranks
+  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 2}, std::vector<std::string>{"batch", "model"});
+  return std::make_shared<ModelParallel>(save_layout(mesh), "batch");
+}
+
+uint64_t seed_from_env() {
+  const char* seed = std::getenv("KDIST_TEST_SEED");
+  return seed ? std::stoull(seed) : 1;
+}
+
+TEST(CheckpointFault, SaveModelOfSeed) {
+  TinyGpt model = make_gpt(seed_from_env());
+  distribute_module(*model, *fault_distribution());
+  save(shared_dir() + "/fault", *model);
+}
+
+TEST(CheckpointFault, LoadsModelOfSeed) {
+  TinyGpt expected = make_gpt(seed_from_env()), model = make_gpt(99);
+  auto distribution = fault_distribution();
+  distribute_module(*expected, *distribution);
+  distribute_module(*model, *distribution);
+  load(shared_dir() + "/fault", *model);
+  for (const auto& p : expected->named_parameters())
+    EXPECT_TRUE(at::equal(model->named_parameters()[p.key()], p.value())) << p.key();
+}
+
+}  // namespace
+}  // namespace kdist
