@@ -9,6 +9,7 @@
 #include <kdist/nn.h>
 #include <kdist/sync.h>
 #include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 #include <torch/serialize.h>
 
@@ -259,6 +260,41 @@ TEST(CheckpointLoad1, OptimizerKindMustMatch) {
   torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
   expect_error<std::invalid_argument>(
       [&] { load(shared_dir() + "/gpt", *model, &sgd); }, {"holds adam state, the optimizer is sgd"});
+}
+
+}  // namespace
+}  // namespace kdist
+
+namespace kdist {
+namespace {
+
+// SGD's momentum and AdamW's moments survive a save and load in one process: training on
+// from the loaded state gives exactly the parameters of training on without stopping.
+template <typename Optimizer, typename Options>
+void expect_resume_identical(const std::string& name, Options options) {
+  auto step = [](TinyGpt& model, torch::optim::Optimizer& optimizer, int i) {
+    at::manual_seed(200 + i);
+    auto ids = at::randint(0, 50, {2, 8}, at::kLong);
+    optimizer.zero_grad();
+    at::cross_entropy_loss(model->forward(ids).reshape({-1, 50}), ids.reshape({-1})).backward();
+    optimizer.step();
+  };
+  TinyGpt straight = make_gpt(5), stopped = make_gpt(5), resumed = make_gpt(77);
+  Optimizer straight_opt(straight->parameters(), options), stopped_opt(stopped->parameters(), options),
+      resumed_opt(resumed->parameters(), options);
+  for (int i = 0; i < 3; ++i) step(straight, straight_opt, i);
+  for (int i = 0; i < 2; ++i) step(stopped, stopped_opt, i);
+  save(shared_dir() + "/" + name, *stopped, &stopped_opt);
+  load(shared_dir() + "/" + name, *resumed, &resumed_opt);
+  step(resumed, resumed_opt, 2);
+  for (const auto& p : straight->named_parameters())
+    EXPECT_TRUE(at::equal(resumed->named_parameters()[p.key()], p.value())) << name << " " << p.key();
+}
+
+TEST(CheckpointLoad1, SgdMomentumAndAdamWStateResumeExactly) {
+  expect_resume_identical<torch::optim::SGD>("sgd", torch::optim::SGDOptions(0.1).momentum(0.9));
+  expect_resume_identical<torch::optim::AdamW>("adamw", torch::optim::AdamWOptions(1e-2));
+  expect_resume_identical<torch::optim::Adam>("amsgrad", torch::optim::AdamOptions(1e-2).amsgrad(true));
 }
 
 }  // namespace
