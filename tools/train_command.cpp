@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -32,6 +33,17 @@ bool any_rank_failed(const std::string& error) {
   if (flags.numel() == 0) return false;
   if (flags[0].item<int64_t>() == process_id()) std::cerr << "kdist train: " << error << "\n";
   return true;
+}
+
+// Runs `step` on every rank; true if it threw on any (the lowest failing rank said why).
+bool failed_anywhere(const std::function<void()>& step) {
+  std::string error;
+  try {
+    step();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  return any_rank_failed(error);
 }
 
 void use_fair_share_of_cores() {
@@ -76,8 +88,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
   DataShard shard;
   DistributionSummary summary;
   std::unique_ptr<MetricsFile> metrics;
-  std::string error;
-  try {  // everything that can be wrong with the options, before any work
+  const bool bad_options = failed_anywhere([&] {  // everything that can be wrong, before any work
     apply_config_file(command, given);  // sets the options bound to `given`
     options = given;
     job = prepare_job(options, list_devices());
@@ -90,10 +101,8 @@ int run_train(CLI::App& command, const TrainOptions& given) {
       metrics = std::make_unique<MetricsFile>(options.metrics, units, job->workload->unit());
     if (rank0 && !options.plot.empty() && !std::ofstream(options.plot))
       throw std::invalid_argument("[kdist.train] cannot write plot file '" + options.plot + "'");
-  } catch (const std::invalid_argument& e) {
-    error = e.what();
-  }
-  if (any_rank_failed(error)) {
+  });
+  if (bad_options) {
     shutdown();
     return 2;
   }
@@ -110,21 +119,17 @@ int run_train(CLI::App& command, const TrainOptions& given) {
   if (rank0) std::cout << sharding_report(*job, summary) << "\n" << std::flush;
 
   int64_t first_step = 1;
-  error.clear();
-  try {  // a checkpoint that does not fit this model or optimizer is a bad option too
-    if (options.resume) {
-      if (auto saved = latest_checkpoint(options.checkpoint_dir)) {
-        load(saved->path, *model, optimizer.get());
-        first_step = saved->step + 1;
-        if (rank0) std::cout << "resumed from " << saved->path << "\n\n" << std::flush;
-      } else if (rank0) {
-        std::cout << "no checkpoint in " << options.checkpoint_dir << ": starting at step 1\n\n";
-      }
+  const bool bad_checkpoint = failed_anywhere([&] {  // one that does not fit this model
+    if (!options.resume) return;
+    if (auto saved = latest_checkpoint(options.checkpoint_dir)) {
+      load(saved->path, *model, optimizer.get());
+      first_step = saved->step + 1;
+      if (rank0) std::cout << "resumed from " << saved->path << "\n\n" << std::flush;
+    } else if (rank0) {
+      std::cout << "no checkpoint in " << options.checkpoint_dir << ": starting at step 1\n\n";
     }
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
-  if (any_rank_failed(error)) {
+  });
+  if (bad_checkpoint) {
     shutdown();
     return 2;
   }
