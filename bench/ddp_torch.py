@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch_timing import median_ms_of_slowest_rank
+from torch_timing import median_sgd_step_ms
 
 
 def main():
@@ -19,15 +19,7 @@ def main():
     dist.init_process_group("gloo")
     torch.manual_seed(0)
     model = DDP(nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 1024)))
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    x = torch.randn(64, 1024)
-
-    def step():
-        optimizer.zero_grad()
-        model(x).pow(2).mean().backward()
-        optimizer.step()
-
-    median = median_ms_of_slowest_rank(step, rounds)
+    median = median_sgd_step_ms(model, torch.randn(64, 1024), rounds)
     if dist.get_rank() == 0:
         print(f"step {median:.3f}", flush=True)
     dist.destroy_process_group()

@@ -18,3 +18,16 @@ def median_ms_of_slowest_rank(step, rounds, warmup=2):
     median = torch.tensor([sorted(times)[len(times) // 2]], dtype=torch.float64)
     dist.all_reduce(median, op=dist.ReduceOp.MAX)
     return median.item()
+
+
+def median_sgd_step_ms(model, x, rounds):
+    """median_ms_of_slowest_rank of one SGD step (lr 1e-3) on the loss mean(model(x)**2): the
+    training step both kdist's and PyTorch's MLP benchmarks time."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step():
+        optimizer.zero_grad()
+        model(x).pow(2).mean().backward()
+        optimizer.step()
+
+    return median_ms_of_slowest_rank(step, rounds)

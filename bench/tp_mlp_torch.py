@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
-from torch_timing import median_ms_of_slowest_rank
+from torch_timing import median_sgd_step_ms
 
 
 class Mlp(nn.Module):
@@ -37,15 +37,7 @@ def main():
     torch.manual_seed(0)
     model = parallelize_module(Mlp(1024, hidden), mesh,
                                {"fc1": ColwiseParallel(), "fc2": RowwiseParallel()})
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    x = torch.randn(64, 1024)
-
-    def step():
-        optimizer.zero_grad()
-        model(x).pow(2).mean().backward()
-        optimizer.step()
-
-    median = median_ms_of_slowest_rank(step, rounds)
+    median = median_sgd_step_ms(model, torch.randn(64, 1024), rounds)
     local_bytes = sum(p.to_local().numel() * p.element_size() for p in model.parameters())
     if dist.get_rank() == 0:
         print(f"step_ms {median:.3f} param_bytes {local_bytes}", flush=True)

@@ -27,12 +27,9 @@ namespace {
 // Every process checks the same things, so a bad option fails everywhere; the lowest
 // failing rank alone prints its error, and every rank learns that some rank failed.
 bool any_rank_failed(const std::string& error) {
-  at::Tensor failed = at::full({1}, error.empty() ? 0.0f : 1.0f);
-  if (num_processes() > 1) failed = comm::all_gather(failed, 0, *comm::world());
-  const auto flags = failed.nonzero();
-  if (flags.numel() == 0) return false;
-  if (flags[0].item<int64_t>() == process_id()) std::cerr << "kdist train: " << error << "\n";
-  return true;
+  const int first_failed = comm::first_failed_rank(!error.empty());
+  if (first_failed == process_id()) std::cerr << "kdist train: " << error << "\n";
+  return first_failed >= 0;
 }
 
 // Runs `step` on every rank; true if it threw on any (the lowest failing rank said why).
@@ -100,7 +97,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
     if (rank0 && !options.metrics.empty())
       metrics = std::make_unique<MetricsFile>(options.metrics, units, job->workload->unit());
     if (rank0 && !options.plot.empty() && !std::ofstream(options.plot))
-      throw std::invalid_argument("[kdist.train] cannot write plot file '" + options.plot + "'");
+      bad_option("cannot write plot file '" + options.plot + "'");
   });
   if (bad_options) {
     shutdown();

@@ -89,6 +89,11 @@ PendingCollective all_reduce_async(const at::Tensor& tensor, ReduceOp op, const 
 void broadcast(at::Tensor& tensor, int root, const Group& group);
 void barrier(const Group& group);
 
+// Collective over every process of the job: the global rank of the first process that
+// passed failed = true, or -1 if none did, so that all processes agree a step failed
+// somewhere. Before initialize() (or with one process) it answers for this process alone.
+int first_failed_rank(bool failed);
+
 // The size of piece `index` when n elements are split in k by torch.chunk's rule:
 // pieces of ceil(n/k), the last non-empty one the rest, trailing ones empty.
 int64_t chunk_size(int64_t n, int64_t k, int64_t index);

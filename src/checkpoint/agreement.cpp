@@ -21,14 +21,11 @@ void run_agreed(const std::string& operation, const std::function<void()>& step)
   } catch (...) {
     error = std::current_exception();
   }
-  if (multi_process()) {
-    auto flags = comm::all_gather(at::full({1}, error ? 1.0f : 0.0f), 0, *comm::world());
-    auto failed = flags.nonzero();
-    if (!error && failed.numel() > 0)
-      kdist::detail::failure("checkpoint", operation, " failed on rank ", failed[0].item<int64_t>(),
-                             " (its error is in its output)");
-  }
+  const int first_failed = comm::first_failed_rank(error != nullptr);
   if (error) std::rethrow_exception(error);
+  if (first_failed >= 0)
+    kdist::detail::failure("checkpoint", operation, " failed on rank ", first_failed,
+                           " (its error is in its output)");
 }
 
 std::vector<std::string> all_gather_text(const std::string& text) {

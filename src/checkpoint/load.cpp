@@ -38,9 +38,8 @@ void check_match(const std::string& path, const Metadata& saved, const std::vect
   }
   if (!options.allow_unexpected)
     for (const auto& [name, record] : saved.tensors) {
-      if (name.rfind("optimizer/", 0) == 0) {  // "optimizer/<param>/<field>": follows its parameter
-        const std::string param = name.substr(10, name.rfind('/') - 10);
-        if (with_optimizer && !wanted.count(param)) unexpected.push_back(name);
+      if (auto optimizer_tensor = split_optimizer_tensor_name(name)) {  // follows its parameter
+        if (with_optimizer && !wanted.count(optimizer_tensor->first)) unexpected.push_back(name);
       } else if (!wanted.count(name)) {
         unexpected.push_back(name);
       }
@@ -112,14 +111,11 @@ void load(const std::string& path, torch::nn::Module& module, torch::optim::Opti
     check_match(path, saved, items, optimizer != nullptr, options);
     if (optimizer && !saved.optimizer_kind.empty()) {
       std::map<std::string, std::set<std::string>> fields;
-      for (const auto& [name, record] : saved.tensors) {
-        if (name.rfind("optimizer/", 0) != 0) continue;
-        const auto slash = name.rfind('/');
-        fields[name.substr(10, slash - 10)].insert(name.substr(slash + 1));
-      }
-      auto state = fresh_optimizer_state(*optimizer, module, fields);
+      for (const auto& [name, record] : saved.tensors)
+        if (auto optimizer_tensor = split_optimizer_tensor_name(name))
+          fields[optimizer_tensor->first].insert(optimizer_tensor->second);
+      auto state = fresh_optimizer_state(*optimizer, module, fields, saved.steps);
       items.insert(items.end(), state.begin(), state.end());
-      set_steps(*optimizer, module, saved.steps);
     }
     for (const auto& item : items) {
       auto it = saved.tensors.find(item.name);

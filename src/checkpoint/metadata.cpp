@@ -25,12 +25,6 @@ std::string dtype_name(c10::ScalarType type) {
   kdist::detail::invalid("checkpoint", "dtype ", c10::toString(type), " cannot be checkpointed");
 }
 
-c10::ScalarType dtype_from_name(const std::string& name) {
-  for (const auto& [t, n] : dtype_names())
-    if (name == n) return t;
-  kdist::detail::invalid("checkpoint", "unknown dtype '", name, "' in checkpoint metadata");
-}
-
 std::string to_json(const Metadata& m) {
   nlohmann::json j{{"format", "kdist-checkpoint"}, {"version", m.version}, {"processes", m.processes},
                    {"tensors", m.tensors}};

@@ -33,8 +33,7 @@ struct Metadata {
   std::map<std::string, int64_t> steps;
 };
 
-std::string dtype_name(c10::ScalarType type);
-c10::ScalarType dtype_from_name(const std::string& name);  // throws for an unknown name
+std::string dtype_name(c10::ScalarType type);  // "float32", ...; throws for other dtypes
 
 std::string to_json(const Metadata& metadata);
 // Throws std::invalid_argument naming `path` for bad JSON, a different format or version.

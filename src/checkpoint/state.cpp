@@ -58,33 +58,53 @@ const std::string& name_of(const std::map<void*, std::string>& names, const at::
 }
 
 template <typename State>
-void add_adam_tensors(const State& s, const std::string& prefix, const at::Tensor& p,
+void add_adam_tensors(const State& s, const std::string& name, const at::Tensor& p,
                       OptimizerState& out) {
-  if (s.exp_avg().defined()) out.tensors.push_back(block_of(prefix + "exp_avg", s.exp_avg(), p));
-  if (s.exp_avg_sq().defined()) out.tensors.push_back(block_of(prefix + "exp_avg_sq", s.exp_avg_sq(), p));
-  if (s.max_exp_avg_sq().defined())
-    out.tensors.push_back(block_of(prefix + "max_exp_avg_sq", s.max_exp_avg_sq(), p));
+  auto add = [&](const char* field, const at::Tensor& t) {
+    if (t.defined()) out.tensors.push_back(block_of(optimizer_tensor_name(name, field), t, p));
+  };
+  add("exp_avg", s.exp_avg());
+  add("exp_avg_sq", s.exp_avg_sq());
+  add("max_exp_avg_sq", s.max_exp_avg_sq());
+  out.steps[name] = s.step();
+}
+
+// A zero tensor shaped like the parameter, listed as an item to read `field` into.
+at::Tensor zeros_to_read(const std::string& name, const std::string& field, const at::Tensor& p,
+                         std::vector<Item>& items) {
+  at::Tensor t = at::zeros_like(p, at::MemoryFormat::Preserve);
+  items.push_back(block_of(optimizer_tensor_name(name, field), t, p));
+  return t;
 }
 
 template <typename State>
-std::unique_ptr<State> fresh_adam(const at::Tensor& p, const std::set<std::string>& fields,
-                                  const std::string& prefix, std::vector<Item>& items) {
+std::unique_ptr<State> fresh_adam(const at::Tensor& p, const std::string& name,
+                                  const std::set<std::string>& fields, int64_t step,
+                                  std::vector<Item>& items) {
   auto state = std::make_unique<State>();
-  auto zeros = [&](const std::string& field) {
-    at::Tensor t = at::zeros_like(p, at::MemoryFormat::Preserve);
-    items.push_back(block_of(prefix + field, t, p));
-    return t;
-  };
+  state->step(step);
   for (const auto& field : fields) {
-    if (field == "exp_avg") state->exp_avg(zeros(field));
-    else if (field == "exp_avg_sq") state->exp_avg_sq(zeros(field));
-    else if (field == "max_exp_avg_sq") state->max_exp_avg_sq(zeros(field));
-    else kdist::detail::invalid("checkpoint", "optimizer state field '", prefix + field, "' is not one of Adam's");
+    if (field == "exp_avg") state->exp_avg(zeros_to_read(name, field, p, items));
+    else if (field == "exp_avg_sq") state->exp_avg_sq(zeros_to_read(name, field, p, items));
+    else if (field == "max_exp_avg_sq") state->max_exp_avg_sq(zeros_to_read(name, field, p, items));
+    else kdist::detail::invalid("checkpoint", "optimizer state field '", optimizer_tensor_name(name, field),
+                                "' is not one of Adam's");
   }
   return state;
 }
 
 }  // namespace
+
+std::string optimizer_tensor_name(const std::string& param, const std::string& field) {
+  return "optimizer/" + param + "/" + field;
+}
+
+std::optional<std::pair<std::string, std::string>> split_optimizer_tensor_name(const std::string& name) {
+  static const std::string prefix = "optimizer/";
+  const auto slash = name.rfind('/');
+  if (name.rfind(prefix, 0) != 0 || slash < prefix.size()) return std::nullopt;
+  return std::make_pair(name.substr(prefix.size(), slash - prefix.size()), name.substr(slash + 1));
+}
 
 std::vector<Item> module_items(torch::nn::Module& module) {
   std::vector<Item> items;
@@ -109,61 +129,48 @@ OptimizerState optimizer_state(torch::optim::Optimizer& optimizer, torch::nn::Mo
     const std::string& name = name_of(names, p);
     auto it = optimizer.state().find(p.unsafeGetTensorImpl());
     if (it == optimizer.state().end()) continue;  // never stepped: nothing to save
-    const std::string prefix = "optimizer/" + name + "/";
     if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
       if (s->momentum_buffer().defined())
-        out.tensors.push_back(block_of(prefix + "momentum_buffer", s->momentum_buffer(), p));
+        out.tensors.push_back(block_of(optimizer_tensor_name(name, "momentum_buffer"), s->momentum_buffer(), p));
     } else if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
-      add_adam_tensors(*s, prefix, p, out);
-      out.steps[name] = s->step();
+      add_adam_tensors(*s, name, p, out);
     } else if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
-      add_adam_tensors(*s, prefix, p, out);
-      out.steps[name] = s->step();
+      add_adam_tensors(*s, name, p, out);
     }
   }
   return out;
 }
 
 std::vector<Item> fresh_optimizer_state(torch::optim::Optimizer& optimizer, torch::nn::Module& module,
-                                        const std::map<std::string, std::set<std::string>>& fields) {
+                                        const std::map<std::string, std::set<std::string>>& fields,
+                                        const std::map<std::string, int64_t>& steps) {
   const std::string kind = optimizer_kind(optimizer);
   const auto names = parameter_names(module);
   std::vector<Item> items;
   for (const auto& p : optimizer_parameters(optimizer)) {
     auto wanted = fields.find(name_of(names, p));
     if (wanted == fields.end()) continue;
-    const std::string prefix = "optimizer/" + wanted->first + "/";
+    const std::string& name = wanted->first;
+    const auto step = steps.find(name);
+    const int64_t step_count = step == steps.end() ? 0 : step->second;
     std::unique_ptr<torch::optim::OptimizerParamState> state;
     if (kind == "sgd") {
       auto sgd = std::make_unique<torch::optim::SGDParamState>();
       for (const auto& field : wanted->second) {
         if (field != "momentum_buffer")
-          kdist::detail::invalid("checkpoint", "optimizer state field '", prefix + field, "' is not SGD's");
-        at::Tensor t = at::zeros_like(p, at::MemoryFormat::Preserve);
-        items.push_back(block_of(prefix + field, t, p));
-        sgd->momentum_buffer(t);
+          kdist::detail::invalid("checkpoint", "optimizer state field '", optimizer_tensor_name(name, field),
+                                 "' is not SGD's");
+        sgd->momentum_buffer(zeros_to_read(name, field, p, items));
       }
       state = std::move(sgd);
     } else if (kind == "adamw") {
-      state = fresh_adam<torch::optim::AdamWParamState>(p, wanted->second, prefix, items);
+      state = fresh_adam<torch::optim::AdamWParamState>(p, name, wanted->second, step_count, items);
     } else {
-      state = fresh_adam<torch::optim::AdamParamState>(p, wanted->second, prefix, items);
+      state = fresh_adam<torch::optim::AdamParamState>(p, name, wanted->second, step_count, items);
     }
     optimizer.state()[p.unsafeGetTensorImpl()] = std::move(state);
   }
   return items;
-}
-
-void set_steps(torch::optim::Optimizer& optimizer, torch::nn::Module& module,
-               const std::map<std::string, int64_t>& steps) {
-  const auto names = parameter_names(module);
-  for (const auto& p : optimizer_parameters(optimizer)) {
-    auto step = steps.find(name_of(names, p));
-    auto it = optimizer.state().find(p.unsafeGetTensorImpl());
-    if (step == steps.end() || it == optimizer.state().end()) continue;
-    if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) s->step(step->second);
-    else if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) s->step(step->second);
-  }
 }
 
 }  // namespace kdist::checkpoint

@@ -6,6 +6,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,6 +25,11 @@ struct Item {
 // block of the global tensor; any other is replicated on every process.
 std::vector<Item> module_items(torch::nn::Module& module);
 
+// Optimizer tensors are named "optimizer/<param>/<field>".
+std::string optimizer_tensor_name(const std::string& param, const std::string& field);
+// (param, field) of such a name; std::nullopt for a module tensor's name.
+std::optional<std::pair<std::string, std::string>> split_optimizer_tensor_name(const std::string& name);
+
 struct OptimizerState {
   std::string kind;                        // "sgd", "adam", "adamw"
   std::vector<Item> tensors;               // "optimizer/<param>/<field>"
@@ -37,11 +43,10 @@ std::string optimizer_kind(const torch::optim::Optimizer& optimizer);
 OptimizerState optimizer_state(torch::optim::Optimizer& optimizer, torch::nn::Module& module);
 
 // Gives every parameter named in `fields` (param name -> saved field names) a fresh state of
-// the optimizer's kind holding zero tensors for those fields, replacing any state it had,
-// and returns those tensors as items to read into. Steps are set by set_steps afterwards.
+// the optimizer's kind, with its step count from `steps` (Adam, AdamW) and zero tensors for
+// those fields, replacing any state it had; returns those tensors as items to read into.
 std::vector<Item> fresh_optimizer_state(torch::optim::Optimizer& optimizer, torch::nn::Module& module,
-                                        const std::map<std::string, std::set<std::string>>& fields);
-void set_steps(torch::optim::Optimizer& optimizer, torch::nn::Module& module,
-               const std::map<std::string, int64_t>& steps);
+                                        const std::map<std::string, std::set<std::string>>& fields,
+                                        const std::map<std::string, int64_t>& steps);
 
 }  // namespace kdist::checkpoint

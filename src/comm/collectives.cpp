@@ -335,6 +335,13 @@ void barrier(const Group& group) {
   run("barrier", group, 0, [&](c10d::Backend& b) { return b.barrier(); });
 }
 
+int first_failed_rank(bool failed) {
+  if (!is_initialized() || num_processes() == 1) return failed ? process_id() : -1;
+  auto flags = all_gather(at::full({1}, failed ? 1.0f : 0.0f), 0, *world());
+  auto failing = flags.nonzero();
+  return failing.numel() > 0 ? static_cast<int>(failing[0].item<int64_t>()) : -1;
+}
+
 // ---- CollectiveCounter ---------------------------------------------------------------------
 
 namespace {

@@ -6,10 +6,6 @@
 namespace kdist::tools {
 namespace {
 
-[[noreturn]] void bad(const std::string& message) {
-  throw std::invalid_argument("[kdist.train] " + message);
-}
-
 LayoutMap layout_map_for(const TrainJob& job) {
   std::vector<std::pair<std::string, std::vector<AxisSpec>>> entries;
   if (!job.options.no_default_layout) entries = job.workload->default_layout();
@@ -25,7 +21,7 @@ LayoutMap layout_map_for(const TrainJob& job) {
     for (const auto& axis : axes)
       for (const auto& name : axis.names())
         if (name == job.batch_axis)
-          bad("layout '" + key + "' shards over '" + name + "', the batch axis: each process of " +
+          bad_option("layout '" + key + "' shards over '" + name + "', the batch axis: each process of " +
               "a model group must see the same data, so give the mesh its own batch axis (e.g. " +
               "--mesh batch=1,model=" + std::to_string(job.mesh->size()) + ")");
     map.set(key, axes);  // throws for an axis the mesh lacks
@@ -50,9 +46,9 @@ TrainJob prepare_job(const TrainOptions& options, const std::vector<std::string>
   job.kind = distribution_kind(options, *job.mesh);
   if (job.kind == "data") {
     if (!options.layout.empty())
-      bad("--layout needs --distribution model (DataParallel replicates every parameter)");
+      bad_option("--layout needs --distribution model (DataParallel replicates every parameter)");
     if (job.mesh->ndim() != 1)
-      bad("--distribution data needs a 1-D mesh, got " + job.mesh->to_string() +
+      bad_option("--distribution data needs a 1-D mesh, got " + job.mesh->to_string() +
           ": use --distribution model for a (batch, model) mesh");
     job.batch_axis = job.mesh->axis_names().front();
     job.distribution = std::make_shared<DataParallel>(job.mesh);
@@ -63,7 +59,7 @@ TrainJob prepare_job(const TrainOptions& options, const std::vector<std::string>
   }
   job.data_shards = job.mesh->axis_size(job.batch_axis);
   if (options.batch_size % job.data_shards != 0)
-    bad("--batch-size " + std::to_string(options.batch_size) + " does not divide into the " +
+    bad_option("--batch-size " + std::to_string(options.batch_size) + " does not divide into the " +
         std::to_string(job.data_shards) + " data shards of mesh axis '" + job.batch_axis + "'");
   return job;
 }

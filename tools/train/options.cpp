@@ -11,10 +11,6 @@
 namespace kdist::tools {
 namespace {
 
-[[noreturn]] void bad(const std::string& message) {
-  throw std::invalid_argument("[kdist.train] " + message);
-}
-
 std::vector<std::string> split(const std::string& text, char separator) {
   std::vector<std::string> parts;
   std::stringstream in(text);
@@ -30,7 +26,7 @@ std::vector<std::string> as_inputs(const std::string& key, const nlohmann::json&
   if (key == "layout" && value.is_object()) {
     std::vector<std::string> entries;
     for (const auto& [regex, axes] : value.items()) {
-      if (!axes.is_array()) bad("config key layout['" + regex + "'] must be a list of axes, got " + axes.dump());
+      if (!axes.is_array()) bad_option("config key layout['" + regex + "'] must be a list of axes, got " + axes.dump());
       std::string spec;
       for (const auto& axis : axes) {
         if (!spec.empty() || &axis != &axes.front()) spec += ",";
@@ -40,7 +36,7 @@ std::vector<std::string> as_inputs(const std::string& key, const nlohmann::json&
           std::string joined;
           for (const auto& name : axis) joined += (joined.empty() ? "" : "+") + name.get<std::string>();
           spec += joined;
-        } else bad("config key layout['" + regex + "'] has axis " + axis.dump() +
+        } else bad_option("config key layout['" + regex + "'] has axis " + axis.dump() +
                    ": expected null, an axis name or a list of names");
       }
       entries.push_back(regex + "=" + spec);
@@ -52,10 +48,12 @@ std::vector<std::string> as_inputs(const std::string& key, const nlohmann::json&
     for (const auto& item : value) items.push_back(item.is_string() ? item.get<std::string>() : item.dump());
     return items;
   }
-  bad("config key '" + key + "' has value " + value.dump() + ", which is not a string, number or boolean");
+  bad_option("config key '" + key + "' has value " + value.dump() + ", which is not a string, number or boolean");
 }
 
 }  // namespace
+
+void bad_option(const std::string& message) { throw std::invalid_argument("[kdist.train] " + message); }
 
 void add_train_options(CLI::App& c, TrainOptions& o) {
   c.add_option("--config", o.config, "JSON file of these options (the command line wins)");
@@ -84,23 +82,23 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
 void apply_config_file(CLI::App& command, const TrainOptions& options) {
   if (options.config.empty()) return;
   std::ifstream in(options.config);
-  if (!in) bad("cannot read config file '" + options.config + "'");
+  if (!in) bad_option("cannot read config file '" + options.config + "'");
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(in);
   } catch (const nlohmann::json::parse_error& e) {
-    bad("config file '" + options.config + "' is not valid JSON: " + e.what());
+    bad_option("config file '" + options.config + "' is not valid JSON: " + e.what());
   }
-  if (!config.is_object()) bad("config file '" + options.config + "' must hold a JSON object");
+  if (!config.is_object()) bad_option("config file '" + options.config + "' must hold a JSON object");
   for (const auto& [raw_key, value] : config.items()) {
     std::string key = raw_key;
     for (auto& ch : key) if (ch == '_') ch = '-';
-    if (key == "config") bad("config file '" + options.config + "' cannot name another config file");
+    if (key == "config") bad_option("config file '" + options.config + "' cannot name another config file");
     CLI::Option* option = nullptr;
     try {
       option = command.get_option("--" + key);
     } catch (const CLI::OptionNotFound&) {
-      bad("config file '" + options.config + "' has unknown key '" + raw_key + "'");
+      bad_option("config file '" + options.config + "' has unknown key '" + raw_key + "'");
     }
     if (option->count() > 0) continue;  // given on the command line
     option->clear();
@@ -108,43 +106,43 @@ void apply_config_file(CLI::App& command, const TrainOptions& options) {
     try {
       option->run_callback();
     } catch (const CLI::Error& e) {
-      bad("config key '" + raw_key + "': " + e.what());
+      bad_option("config key '" + raw_key + "': " + e.what());
     }
   }
 }
 
 void validate(const TrainOptions& o) {
   auto positive = [](const char* name, int64_t value) {
-    if (value <= 0) bad(std::string(name) + " must be positive, got " + std::to_string(value));
+    if (value <= 0) bad_option(std::string(name) + " must be positive, got " + std::to_string(value));
   };
-  if (o.model != "gpt" && o.model != "mlp") bad("--model '" + o.model + "' is not one of gpt, mlp");
+  if (o.model != "gpt" && o.model != "mlp") bad_option("--model '" + o.model + "' is not one of gpt, mlp");
   if (o.optimizer != "sgd" && o.optimizer != "adam" && o.optimizer != "adamw")
-    bad("--optimizer '" + o.optimizer + "' is not one of sgd, adam, adamw");
+    bad_option("--optimizer '" + o.optimizer + "' is not one of sgd, adam, adamw");
   if (!o.distribution.empty() && o.distribution != "data" && o.distribution != "model")
-    bad("--distribution '" + o.distribution + "' is not one of data, model");
-  if (!o.mesh.empty() && o.devices) bad("give --mesh or --devices, not both");
+    bad_option("--distribution '" + o.distribution + "' is not one of data, model");
+  if (!o.mesh.empty() && o.devices) bad_option("give --mesh or --devices, not both");
   positive("--batch-size", o.batch_size);
   positive("--steps", o.steps);
   positive("--layers", o.layers);
   positive("--heads", o.heads);
   positive("--context", o.context);
-  if (o.width < 0) bad("--width must be positive, got " + std::to_string(o.width));
-  if (o.devices < 0) bad("--devices must be positive, got " + std::to_string(o.devices));
-  if (!(o.lr > 0)) bad("--lr must be positive, got " + std::to_string(o.lr));
+  if (o.width < 0) bad_option("--width must be positive, got " + std::to_string(o.width));
+  if (o.devices < 0) bad_option("--devices must be positive, got " + std::to_string(o.devices));
+  if (!(o.lr > 0)) bad_option("--lr must be positive, got " + std::to_string(o.lr));
   if (!o.data.empty() && access(o.data.c_str(), R_OK) != 0)
-    bad("cannot read data file '" + o.data + "': no such file or not readable");
+    bad_option("cannot read data file '" + o.data + "': no such file or not readable");
   for (const auto& entry : o.layout) parse_layout_entry(entry);
-  if (o.resume && o.checkpoint_dir.empty()) bad("--resume needs --checkpoint-dir");
+  if (o.resume && o.checkpoint_dir.empty()) bad_option("--resume needs --checkpoint-dir");
   if (o.resume && o.verify)
-    bad("--verify cannot check a resumed run: its first steps ran in an earlier job");
+    bad_option("--verify cannot check a resumed run: its first steps ran in an earlier job");
   if (o.checkpoint_every < 0)
-    bad("--checkpoint-every must be 0 or positive, got " + std::to_string(o.checkpoint_every));
+    bad_option("--checkpoint-every must be 0 or positive, got " + std::to_string(o.checkpoint_every));
 }
 
 std::pair<std::string, std::vector<AxisSpec>> parse_layout_entry(const std::string& entry) {
   const auto equals = entry.rfind('=');
   if (equals == std::string::npos || equals == 0 || equals + 1 == entry.size())
-    bad("--layout '" + entry + "' is not REGEX=AXES (e.g. 'fc1/kernel=null,model')");
+    bad_option("--layout '" + entry + "' is not REGEX=AXES (e.g. 'fc1/kernel=null,model')");
   std::vector<AxisSpec> axes;
   for (const auto& axis : split(entry.substr(equals + 1), ',')) {
     if (axis == "null" || axis == "None" || axis == "none" || axis == "-") {
@@ -152,7 +150,7 @@ std::pair<std::string, std::vector<AxisSpec>> parse_layout_entry(const std::stri
     } else if (axis.find('+') != std::string::npos) {
       axes.emplace_back(split(axis, '+'));
     } else if (axis.empty()) {
-      bad("--layout '" + entry + "' has an empty axis: write null for a replicated dimension");
+      bad_option("--layout '" + entry + "' has an empty axis: write null for a replicated dimension");
     } else {
       axes.emplace_back(axis);
     }
@@ -172,7 +170,7 @@ int64_t requested_devices(const TrainOptions& o) {
     } catch (const std::exception&) {
     }
     if (equals == std::string::npos || equals == 0 || size <= 0)
-      bad("--mesh '" + o.mesh + "': axis '" + axis + "' is not NAME=SIZE with SIZE > 0");
+      bad_option("--mesh '" + o.mesh + "': axis '" + axis + "' is not NAME=SIZE with SIZE > 0");
     product *= size;
   }
   return product;
@@ -182,7 +180,7 @@ DeviceMeshPtr make_mesh(const TrainOptions& o, const std::vector<std::string>& d
   const auto count = static_cast<int64_t>(devices.size());
   const int64_t wanted = requested_devices(o);
   if (wanted && wanted != count)
-    bad((o.devices ? "--devices " + std::to_string(o.devices) : "--mesh " + o.mesh) + " has " +
+    bad_option((o.devices ? "--devices " + std::to_string(o.devices) : "--mesh " + o.mesh) + " has " +
         std::to_string(wanted) + " devices but the job has " + std::to_string(count) +
         " process" + (count == 1 ? "" : "es") + ": run it as `kdist launch -n " +
         std::to_string(wanted) + " -- kdist train ...`");

@@ -44,6 +44,9 @@ struct TrainOptions {
   int64_t sample_length = 300;
 };
 
+// Throws std::invalid_argument("[kdist.train] " + message): every bad option's error.
+[[noreturn]] void bad_option(const std::string& message);
+
 // Registers the shared options on a subcommand.
 void add_train_options(CLI::App& command, TrainOptions& options);
 

@@ -70,7 +70,7 @@ void Progress::finish() {
 
 MetricsFile::MetricsFile(const std::string& path, double units_per_step, std::string unit)
     : out_(path), units_per_step_(units_per_step), unit_(std::move(unit)) {
-  if (!out_) throw std::invalid_argument("[kdist.train] cannot write metrics file '" + path + "'");
+  if (!out_) bad_option("cannot write metrics file '" + path + "'");
 }
 
 void MetricsFile::write(const StepRecord& r) {
@@ -82,7 +82,7 @@ void MetricsFile::write(const StepRecord& r) {
 void write_loss_plot(const std::string& path, const std::vector<StepRecord>& records,
                      const std::string& title) {
   std::ofstream out(path);
-  if (!out) throw std::invalid_argument("[kdist.train] cannot write plot file '" + path + "'");
+  if (!out) bad_option("cannot write plot file '" + path + "'");
   const double width = 640, height = 400, left = 60, right = 20, top = 40, bottom = 50;
   double low = records.empty() ? 0 : records.front().loss, high = low;
   for (const auto& r : records) low = std::min(low, r.loss), high = std::max(high, r.loss);

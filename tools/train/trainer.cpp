@@ -15,7 +15,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model
     return std::make_unique<torch::optim::Adam>(model.parameters(), torch::optim::AdamOptions(o.lr));
   if (o.optimizer == "adamw")
     return std::make_unique<torch::optim::AdamW>(model.parameters(), torch::optim::AdamWOptions(o.lr));
-  throw std::invalid_argument("[kdist.train] --optimizer '" + o.optimizer + "' is not one of sgd, adam, adamw");
+  bad_option("--optimizer '" + o.optimizer + "' is not one of sgd, adam, adamw");
 }
 
 std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model,

@@ -102,7 +102,7 @@ TORCH_MODULE(Gpt);
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
-    throw std::invalid_argument("[kdist.train] cannot read data file '" + path +
+    bad_option("cannot read data file '" + path +
                                 "': no such file or not readable");
   std::stringstream text;
   text << in.rdbuf();
@@ -116,12 +116,12 @@ class GptWorkload : public Workload {
         heads_(o.heads), path_(path) {
     const std::string text = read_text(path);
     if (static_cast<int64_t>(text.size()) < context_ + 2)
-      throw std::invalid_argument("[kdist.train] data file '" + path + "' has " +
+      bad_option("data file '" + path + "' has " +
                                   std::to_string(text.size()) + " bytes; --context " +
                                   std::to_string(context_) + " needs at least " +
                                   std::to_string(context_ + 2));
     if (width_ % heads_ != 0)
-      throw std::invalid_argument("[kdist.train] --width " + std::to_string(width_) +
+      bad_option("--width " + std::to_string(width_) +
                                   " does not divide into --heads " + std::to_string(heads_));
     std::set<unsigned char> chars(text.begin(), text.end());
     vocab_.assign(chars.begin(), chars.end());
@@ -164,7 +164,7 @@ class GptWorkload : public Workload {
   }
   void check_model_axis(int64_t size) const override {
     if (heads_ % size != 0)
-      throw std::invalid_argument("[kdist.train] gpt's " + std::to_string(heads_) +
+      bad_option("gpt's " + std::to_string(heads_) +
                                   " attention heads do not split over a model axis of size " +
                                   std::to_string(size) + ": choose --heads divisible by it");
   }
@@ -262,7 +262,7 @@ std::unique_ptr<Workload> make_workload(const TrainOptions& options) {
   if (options.model == "gpt")
     return std::make_unique<GptWorkload>(options, options.data.empty() ? default_corpus_path() : options.data);
   if (options.model == "mlp") return std::make_unique<MlpWorkload>(options);
-  throw std::invalid_argument("[kdist.train] --model '" + options.model + "' is not one of gpt, mlp");
+  bad_option("--model '" + options.model + "' is not one of gpt, mlp");
 }
 
 }  // namespace kdist::tools
