@@ -76,7 +76,10 @@ std::vector<char> read_range(const std::string& path, int64_t offset, int64_t le
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) io_error("cannot open checkpoint file for " + what + ":", path);
   struct stat info {};
-  ::fstat(fd, &info);
+  if (::fstat(fd, &info) != 0) {
+    ::close(fd);
+    io_error("cannot stat checkpoint file for " + what + ":", path);
+  }
   if (info.st_size < offset + length) {
     ::close(fd);
     kdist::detail::failure("checkpoint", "file '", path, "' is truncated: ", what, " needs bytes [",
