@@ -5,8 +5,12 @@
 //   build/tools/kdist launch -n 2 -- build/bench/ddp_bench [--rounds 20]
 //
 // Prints on rank 0 (medians of the slowest rank, ms):
-//   step <synced step> compute <step under no_sync> comm <blocking kdist all_reduce (sum) of
-//   every gradient byte> buckets <kdist's buckets, all launched then waited, as the sync does>
+//   step <synced step, default transport (shared memory on one host)>
+//   gloo_step <synced step, SyncTransport::kCollective (Gloo)>
+//   compute <step under no_sync>
+//   comm <one blocking kdist all_reduce (Gloo) of every gradient byte>
+//   shm_buckets <GradientSync's buckets summed through shared memory, one after another>
+//   gloo_buckets <the same buckets through Gloo, all launched then waited, as the sync does>
 //   raw <one raw Gloo all_reduce of the same bytes> bytes <gradient bytes> nbuckets <n>
 // --bucket-mib N sets GradientSync's bucket size (default 25).
 #include <ATen/ATen.h>
@@ -20,6 +24,7 @@
 
 #include "bench_util.h"
 #include "comm/context.h"
+#include "comm/shared_memory.h"
 
 struct MlpImpl : torch::nn::Module {
   MlpImpl() : fc1(register_module("fc1", torch::nn::Linear(1024, 4096))),
@@ -39,29 +44,51 @@ int main(int argc, char** argv) {
   at::set_num_threads(1);
   kdist::initialize();
   at::manual_seed(0);
-  Mlp model;
+  Mlp model, gloo_model;
   DataParallel dp;
   GradientSync sync(*model, dp, sync_options);
+  auto gloo_options = sync_options;
+  gloo_options.transport = SyncTransport::kCollective;
+  GradientSync gloo_sync(*gloo_model, dp, gloo_options);
+  if (sync.transport() != SyncTransport::kSharedMemory) {
+    std::fprintf(stderr, "ddp_bench: the ranks cannot share memory here\n");
+    return 1;
+  }
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(1e-3));
+  torch::optim::SGD gloo_optimizer(gloo_model->parameters(), torch::optim::SGDOptions(1e-3));
   auto x = at::randn({64, 1024});
-  auto step = [&] {
-    optimizer.zero_grad();
-    model->forward(x).pow(2).mean().backward();
-    optimizer.step();
+  auto step_of = [&](Mlp& m, torch::optim::SGD& opt) {
+    return [&m, &opt, &x] {
+      opt.zero_grad();
+      m->forward(x).pow(2).mean().backward();
+      opt.step();
+    };
   };
+  auto step = step_of(model, optimizer);
   int64_t numel = 0;
   for (const auto& p : model->parameters()) numel += p.numel();
   auto flat = at::randn({numel});
   auto& world = *comm::world();
   auto& raw = *world.impl().backend;
-  // Buffers the sizes of GradientSync's buckets.
-  std::vector<at::Tensor> buckets;
-  for (int64_t numel : sync.bucket_numels()) buckets.push_back(at::randn({numel}));
+  // Buffers the sizes of GradientSync's buckets, in private memory and in shared memory.
+  std::vector<at::Tensor> buckets, shm_buckets;
+  int64_t shm_bytes = 0;
+  for (int64_t n : sync.bucket_numels()) shm_bytes += (n * 4 + 63) / 64 * 64;
+  std::string why_not;
+  auto shm = comm::SharedMemoryAllReduce::create(world, shm_bytes, &why_not);
+  int64_t offset = 0;
+  for (int64_t n : sync.bucket_numels()) {
+    buckets.push_back(at::randn({n}));
+    shm_buckets.push_back(shm->region(offset, n, at::kFloat).fill_(1e-3));
+    offset += (n * 4 + 63) / 64 * 64;
+  }
   std::vector<bench::Op> ops{
       {"step", 0, step},
+      {"gloo_step", 0, step_of(gloo_model, gloo_optimizer)},
       {"compute", 0, [&] { auto guard = sync.no_sync(); step(); }},
       {"comm", 0, [&] { comm::all_reduce(flat, comm::ReduceOp::kSum, world); }},
-      {"buckets", 0, [&] {
+      {"shm_buckets", 0, [&] { for (auto& b : shm_buckets) shm->sum(b); }},
+      {"gloo_buckets", 0, [&] {
          std::vector<comm::PendingCollective> pending;
          for (auto& b : buckets) pending.push_back(comm::all_reduce_async(b, comm::ReduceOp::kSum, world));
          for (auto& p : pending) p.wait();

@@ -113,7 +113,14 @@ int run_train(CLI::App& command, const TrainOptions& given) {
     loss_group = comm::axis_group(*job->mesh, job->batch_axis);
   }
   auto optimizer = make_optimizer(*model, options);
-  if (rank0) std::cout << sharding_report(*job, summary) << "\n" << std::flush;
+  if (rank0) std::cout << sharding_report(*job, summary);
+  if (rank0 && sync)
+    std::cout << "gradient sync: " << sync->num_buckets() << (sync->num_buckets() == 1 ? " bucket" : " buckets")
+              << " averaged over '" << job->batch_axis
+              << "', " << (sync->transport() == SyncTransport::kSharedMemory ? "through shared memory"
+                                                                              : "with Gloo all_reduce")
+              << "\n";
+  if (rank0) std::cout << "\n" << std::flush;
 
   int64_t first_step = 1;
   const bool bad_checkpoint = failed_anywhere([&] {  // one that does not fit this model

@@ -14,10 +14,19 @@
 // DataParallel; under a 2-D ModelParallel the model-axis shards too, each within its batch
 // group) has its gradient averaged over that axis. Gradients go into buckets (the first one
 // small so that communication starts early, then bucket_bytes) in the order backward produces
-// them; a bucket's all_reduce starts, asynchronously, as soon as its last gradient arrives,
-// and buckets start in order on every rank. When backward finishes, the remaining buckets are
-// launched and every bucket is waited for, so the optimizer sees averaged gradients.
-// After the first step each gradient *is* a view into its bucket: no copy at all.
+// them; a bucket's all_reduce starts as soon as its last gradient arrives, and buckets start
+// in order on every rank. When backward finishes, the remaining buckets are launched and
+// every bucket is waited for, so the optimizer sees averaged gradients. The one copy is each
+// gradient into its bucket; from then on the gradient *is* a view into the bucket.
+//
+// Transport (GradientSyncOptions::transport): when every process of the batch group can map
+// one shared-memory segment (they run on one host), the buckets live in it and are summed
+// there, in the backward hook that completes them; otherwise each bucket goes to the group's
+// Gloo all_reduce, asynchronously, while backward goes on. The choice is agreed at
+// construction (transport() says which; KERAS_DISTRIBUTION_DEBUG=1 logs why shared memory
+// was not possible) and gives the same averages either way. The segment holds every
+// process's buckets (the size of the synchronised gradients, per process) in /dev/shm, or in
+// KDIST_SHM_DIR where /dev/shm is too small (a container's default 64 MB, say).
 //
 // A parameter that got no gradient on a rank counts as zero there; one that got none on any
 // rank keeps no gradient, as it would in one process. Parameters sharded over the batch axis
@@ -35,10 +44,18 @@
 
 namespace kdist {
 
+// How bucket sums travel between the processes of a batch group.
+enum class SyncTransport {
+  kAuto,          // kSharedMemory where the processes can share a segment, else kCollective
+  kCollective,    // the group's c10d all_reduce (Gloo), launched asynchronously
+  kSharedMemory,  // a shared-memory segment on the host; std::runtime_error if impossible
+};
+
 struct GradientSyncOptions {
   int64_t bucket_bytes = 25 << 20;
   int64_t first_bucket_bytes = 1 << 20;
   bool broadcast_parameters = true;
+  SyncTransport transport = SyncTransport::kAuto;
 };
 
 class GradientSync {
@@ -68,6 +85,9 @@ class GradientSync {
   // Each bucket's gradient elements, in launch order (what one step all-reduces).
   std::vector<int64_t> bucket_numels() const;
   int64_t synchronized_parameters() const;
+  // What construction chose: kSharedMemory or kCollective (also for a batch group of one,
+  // which has nothing to send).
+  SyncTransport transport() const;
   // Called by the autograd engine at the end of backward; callable by hand (idempotent).
   void finish();
 

@@ -354,6 +354,8 @@ void record(const std::string& kind, int64_t bytes) {
 }
 }  // namespace
 
+void detail::record_collective(const std::string& kind, int64_t bytes) { record(kind, bytes); }
+
 CollectiveCounter::CollectiveCounter() {
   std::lock_guard<std::mutex> lock(g_counters_mutex);
   g_counters.push_back(this);

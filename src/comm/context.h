@@ -32,6 +32,8 @@ void start(const kdist::detail::JobConfig& config, std::chrono::milliseconds tim
 void stop();
 bool started();
 std::chrono::milliseconds timeout();
+// Counts a collective for the CollectiveCounters alive (transports outside collectives.cpp).
+void record_collective(const std::string& kind, int64_t bytes);
 
 }  // namespace detail
 }  // namespace kdist::comm

@@ -9,6 +9,7 @@
 
 #include <mutex>
 
+#include "../comm/shared_memory.h"
 #include "../debug_log.h"
 #include "../errors.h"
 
@@ -45,6 +46,7 @@ struct Bucket {
 
 struct GradientSync::State {
   comm::GroupPtr group;
+  std::unique_ptr<comm::SharedMemoryAllReduce> shared_memory;  // null: the group's all_reduce
   std::vector<Bucket> buckets;
   std::vector<std::pair<size_t, size_t>> where;  // per hooked parameter: bucket, slot
   std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
@@ -67,7 +69,10 @@ void GradientSync::State::launch(Bucket& bucket) {
     if (!slot.ready) bucket.buffer.narrow(0, slot.offset, slot.numel).zero_();
     flags[i].fill_(slot.ready ? 1.0 : 0.0);
   }
-  bucket.pending = comm::all_reduce_async(bucket.buffer, comm::ReduceOp::kSum, *group);
+  if (shared_memory)
+    shared_memory->sum(bucket.buffer);  // done when it returns: nothing left to overlap with
+  else
+    bucket.pending = comm::all_reduce_async(bucket.buffer, comm::ReduceOp::kSum, *group);
 }
 
 void GradientSync::State::launch_ready_in_order() {
@@ -95,8 +100,10 @@ void GradientSync::State::on_gradient(size_t index) {
   at::Tensor& grad = slot.param.mutable_grad();
   // The one copy, into the bucket, scaled by 1/k on the way so that the all_reduce is a plain
   // sum (Gloo's AVG would take another pass over the bucket). A gradient that already lives
-  // in the bucket (zero_grad without set_to_none) is scaled in place.
-  const double scale = 1.0 / group->size();
+  // in the bucket (zero_grad without set_to_none) is scaled in place. The scale is a 0-dim
+  // tensor: LibTorch's mul_out with a Scalar computes into a fresh temporary and copies it
+  // (5.6x slower on 16 MB, page faults included; bench/ddp_bench.cpp showed it).
+  const auto scale = at::scalar_tensor(1.0 / group->size(), at::kDouble);
   if (grad.defined() && grad.data_ptr() == in_bucket.data_ptr()) {
     in_bucket.mul_(scale);
   } else {
@@ -167,10 +174,31 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
     bucket->slots.push_back(Slot{p, used, p.numel()});
     state_->where.emplace_back(state_->buckets.size() - 1, bucket->slots.size() - 1);
   }
-  for (auto& bucket : state_->buckets) {
+  // Each bucket's place in this process's shared-memory region, should there be one.
+  std::vector<int64_t> bucket_offsets;
+  int64_t region_bytes = 0;
+  for (const auto& bucket : state_->buckets) {
     const auto& last = bucket.slots.back();
-    bucket.buffer = at::zeros({last.offset + last.numel + static_cast<int64_t>(bucket.slots.size())},
-                              last.param.options().requires_grad(false));
+    const int64_t numel = last.offset + last.numel + static_cast<int64_t>(bucket.slots.size());
+    bucket_offsets.push_back(region_bytes);
+    region_bytes += (numel * last.param.element_size() + 63) / 64 * 64;
+  }
+  if (options.transport != SyncTransport::kCollective && state_->group->size() > 1 && !params.empty()) {
+    std::string why_not;
+    state_->shared_memory = comm::SharedMemoryAllReduce::create(*state_->group, region_bytes, &why_not);
+    if (!state_->shared_memory && options.transport == SyncTransport::kSharedMemory)
+      detail::failure("sync", "transport kSharedMemory was asked for, but the processes of ",
+                      state_->group->name(), " cannot share memory: ", why_not);
+    if (!state_->shared_memory)
+      detail::debug_log("GradientSync: no shared memory (" + why_not + "); using the collective");
+  }
+  for (size_t b = 0; b < state_->buckets.size(); ++b) {
+    auto& bucket = state_->buckets[b];
+    const auto& last = bucket.slots.back();
+    const int64_t numel = last.offset + last.numel + static_cast<int64_t>(bucket.slots.size());
+    bucket.buffer = state_->shared_memory
+                        ? state_->shared_memory->region(bucket_offsets[b], numel, last.param.scalar_type()).zero_()
+                        : at::zeros({numel}, last.param.options().requires_grad(false));
   }
 
   if (options.broadcast_parameters) {
@@ -191,7 +219,7 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
   }
   detail::debug_log("GradientSync: " + std::to_string(params.size()) + " parameters in " +
                     std::to_string(state_->buckets.size()) + " buckets over " +
-                    state_->group->name());
+                    state_->group->name() + (state_->shared_memory ? " (shared memory)" : ""));
 }
 
 GradientSync::~GradientSync() {
@@ -205,6 +233,9 @@ std::vector<int64_t> GradientSync::bucket_numels() const {
   for (const auto& bucket : state_->buckets)
     numels.push_back(bucket.slots.back().offset + bucket.slots.back().numel);
   return numels;
+}
+SyncTransport GradientSync::transport() const {
+  return state_->shared_memory ? SyncTransport::kSharedMemory : SyncTransport::kCollective;
 }
 int64_t GradientSync::synchronized_parameters() const {
   return static_cast<int64_t>(state_->where.size());

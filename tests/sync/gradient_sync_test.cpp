@@ -5,6 +5,10 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include "../mp_util.h"
 #include "../nn/models.h"
 
@@ -27,8 +31,14 @@ at::Tensor whole(const at::Tensor& param) {
 // Trains `model` data-parallel on this rank's rows of each global batch and `reference` on the
 // whole batch, and compares the weights after every step.
 template <typename Optimizer, typename Options>
-void train_and_compare(Mlp& reference, Mlp& model, const Distribution& dist, Options options, int steps) {
-  GradientSync sync(*model, dist);
+void train_and_compare(Mlp& reference, Mlp& model, const Distribution& dist, Options options, int steps,
+                       SyncTransport transport = SyncTransport::kAuto) {
+  GradientSyncOptions sync_options;
+  sync_options.transport = transport;
+  GradientSync sync(*model, dist, sync_options);
+  // All ranks of these tests run on one host: kAuto picks shared memory.
+  EXPECT_EQ(sync.transport(), transport == SyncTransport::kCollective ? SyncTransport::kCollective
+                                                                     : SyncTransport::kSharedMemory);
   Optimizer ref_opt(reference->parameters(), options), opt(model->parameters(), options);
   const int64_t shards = dist.num_data_shards(), shard = dist.data_shard_id();
   at::manual_seed(99);
@@ -48,17 +58,69 @@ void train_and_compare(Mlp& reference, Mlp& model, const Distribution& dist, Opt
 }
 
 TEST(DataParallel, MatchesOneProcessOnTheGlobalBatch) {
-  for (int optimizer = 0; optimizer < 2; ++optimizer) {
-    at::manual_seed(100);
-    Mlp reference(12, 20, 4);
-    at::manual_seed(100 + process_id());  // replicas start different: the sync broadcasts rank 0's
-    Mlp model(12, 20, 4);
-    DataParallel dp;
-    if (optimizer == 0)
-      train_and_compare<torch::optim::SGD>(reference, model, dp, torch::optim::SGDOptions(0.05).momentum(0.9), 5);
+  for (auto transport : {SyncTransport::kAuto, SyncTransport::kCollective})
+    for (int optimizer = 0; optimizer < 2; ++optimizer) {
+      SCOPED_TRACE(transport == SyncTransport::kAuto ? "shared memory" : "Gloo");
+      at::manual_seed(100);
+      Mlp reference(12, 20, 4);
+      at::manual_seed(100 + process_id());  // replicas start different: the sync broadcasts rank 0's
+      Mlp model(12, 20, 4);
+      DataParallel dp;
+      if (optimizer == 0)
+        train_and_compare<torch::optim::SGD>(reference, model, dp,
+                                             torch::optim::SGDOptions(0.05).momentum(0.9), 5, transport);
+      else
+        train_and_compare<torch::optim::Adam>(reference, model, dp, torch::optim::AdamOptions(1e-2), 5,
+                                              transport);
+    }
+}
+
+// Shared memory and Gloo give the same averages: bit for bit on 2 ranks (a + b either way),
+// within rounding on 4 (the summation order differs).
+TEST(DataParallel, TransportsAgree) {
+  at::manual_seed(8);
+  Mlp shm_model(12, 20, 4);
+  at::manual_seed(8);
+  Mlp gloo_model(12, 20, 4);
+  GradientSyncOptions shm_options, gloo_options;
+  shm_options.transport = SyncTransport::kSharedMemory;
+  gloo_options.transport = SyncTransport::kCollective;
+  GradientSync shm_sync(*shm_model, DataParallel(), shm_options);
+  GradientSync gloo_sync(*gloo_model, DataParallel(), gloo_options);
+  EXPECT_EQ(shm_sync.transport(), SyncTransport::kSharedMemory);
+  EXPECT_EQ(gloo_sync.transport(), SyncTransport::kCollective);
+  at::manual_seed(9 + process_id());
+  auto x = at::randn({5, 12});
+  for (auto* m : {&shm_model, &gloo_model}) (*m)->forward(x).pow(2).mean().backward();
+  auto gloo_params = gloo_model->named_parameters();
+  for (const auto& p : shm_model->named_parameters()) {
+    const auto& got = p.value().grad();
+    const auto& want = gloo_params[p.key()].grad();
+    if (num_processes() == 2)
+      EXPECT_TRUE(at::equal(got, want)) << p.key();
     else
-      train_and_compare<torch::optim::Adam>(reference, model, dp, torch::optim::AdamOptions(1e-2), 5);
+      expect_close(got, want, p.key());
   }
+}
+
+// Processes that cannot map one segment (here: each looks in its own directory, as on two
+// hosts) fall back to Gloo under kAuto; kSharedMemory says why it cannot be had.
+TEST(DataParallel, FallsBackToGlooWhereProcessesCannotShareMemory) {
+  char dir[] = "/tmp/kdist-shm-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  setenv("KDIST_SHM_DIR", dir, 1);
+  Mlp model(12, 20, 4);
+  GradientSync sync(*model, DataParallel());
+  EXPECT_EQ(sync.transport(), SyncTransport::kCollective);
+  GradientSyncOptions forced;
+  forced.transport = SyncTransport::kSharedMemory;
+  EXPECT_THROW_WITH(GradientSync(*model, DataParallel(), forced), std::runtime_error,
+                    "[kdist.sync] transport kSharedMemory was asked for, but the processes of world (ranks ");
+  unsetenv("KDIST_SHM_DIR");
+  rmdir(dir);
+  at::mse_loss(model->forward(at::randn({4, 12})), at::zeros({4, 4})).backward();
+  auto grads = comm::all_gather(model->fc1->weight.grad().unsqueeze(0), 0, *comm::world());
+  for (int q = 1; q < num_processes(); ++q) EXPECT_TRUE(at::equal(grads[q], grads[0]));
 }
 
 TEST(DataParallel, BucketsAndCommunication) {

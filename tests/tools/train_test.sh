@@ -35,6 +35,8 @@ case $case in
 mlp_data_n2)  # DataParallel on a 1-D mesh of 2
   launch 2 --model mlp --steps 30 --verify; expect_verified $?
   grep -q "distribution: DataParallel" "$work/out" || fail "not DataParallel"
+  grep -q "gradient sync: 1 bucket averaged over 'batch', through shared memory" "$work/out" \
+    || fail "gradients not averaged through shared memory"
   ;;
 mlp_model_2x2)  # ModelParallel over (batch, model), SGD
   launch 4 --model mlp --mesh batch=2,model=2 --steps 30 --optimizer sgd --lr 0.05 --verify; expect_verified $?

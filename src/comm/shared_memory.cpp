@@ -1,0 +1,330 @@
+// SharedMemoryAllReduce: POSIX shared memory, per-process barrier counters and a futex.
+#include "shared_memory.h"
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <kdist/runtime.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "../errors.h"
+#include "context.h"
+
+namespace kdist::comm {
+namespace {
+
+constexpr int64_t kPage = 4096;
+constexpr int kTokenBytes = 32;
+constexpr int kNameBytes = 64;
+// Spins before sleeping on the futex: peers usually arrive within microseconds, but with
+// more processes than cores a spinning waiter only delays the one it waits for.
+constexpr int kSpins = 2000;
+
+// At the start of the segment. Fields that processes write concurrently get a cache line each.
+struct Header {
+  char token[kTokenBytes];  // proves that an opener mapped the segment rank 0 made
+  alignas(64) std::atomic<uint32_t> wake;          // futex word, bumped at every arrival
+  alignas(64) std::atomic<int32_t> abandoned_by;   // 1 + group rank of a process that gave up
+};
+
+struct alignas(64) Peer {
+  std::atomic<uint64_t> barriers;  // how many barriers this process has reached
+  int32_t pid;
+  uint64_t pid_namespace;  // liveness checks by pid need one pid namespace
+};
+
+static_assert(std::atomic<uint32_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free,
+              "cross-process atomics must be lock-free");
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "the futex word is a plain uint32");
+
+int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
+
+// Where segments live: a tmpfs every process of the host sees. KDIST_SHM_DIR moves them, e.g.
+// where a container's /dev/shm is too small.
+std::string segment_directory() {
+  const char* dir = std::getenv("KDIST_SHM_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : "/dev/shm";
+}
+
+std::string random_hex(int chars) {
+  std::random_device device;
+  std::ostringstream out;
+  out << std::hex;
+  while (static_cast<int>(out.tellp()) < chars) out << device();
+  return out.str().substr(0, chars);
+}
+
+uint64_t pid_namespace() {
+  struct stat info {};
+  return stat("/proc/self/ns/pid", &info) == 0 ? static_cast<uint64_t>(info.st_ino) : 0;
+}
+
+// A zombie still answers kill(pid, 0): read its state too.
+bool process_gone(int pid) {
+  if (kill(pid, 0) == -1 && errno == ESRCH) return true;
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  auto paren = text.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= text.size()) return false;  // no /proc: alive
+  char state = text[paren + 2];
+  return state == 'Z' || state == 'X';
+}
+
+void futex_wait(std::atomic<uint32_t>& word, uint32_t seen, std::chrono::microseconds limit) {
+  timespec ts{static_cast<time_t>(limit.count() / 1000000), static_cast<long>(limit.count() % 1000000) * 1000};
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT, seen, &ts, nullptr, 0);
+}
+
+void futex_wake(std::atomic<uint32_t>& word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+}  // namespace
+
+struct SharedMemoryAllReduce::Segment {
+  void* base = nullptr;
+  size_t bytes = 0;
+  int64_t header_bytes = 0;
+  int64_t region_bytes = 0;  // usable bytes of each region
+  int64_t region_stride = 0;
+  int processes = 0;
+  bool check_liveness = false;
+
+  ~Segment() {
+    if (base != nullptr) munmap(base, bytes);
+  }
+  Header& header() const { return *static_cast<Header*>(base); }
+  Peer& peer(int i) const {
+    return reinterpret_cast<Peer*>(static_cast<char*>(base) + sizeof(Header))[i];
+  }
+  char* region(int i) const { return static_cast<char*>(base) + header_bytes + i * region_stride; }
+
+  // Creates (create = true, exclusively) or opens the named segment and maps all of it.
+  static std::shared_ptr<Segment> map(const std::string& name, size_t bytes, bool create,
+                                      std::string* error) {
+    int fd = open(name.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0600);
+    if (fd < 0) {
+      *error = detail_error("open", name, errno);
+      return nullptr;
+    }
+    // fallocate reserves the pages now: on a full tmpfs, ftruncate alone would succeed and a
+    // later page fault would kill the process with SIGBUS.
+    if (create) {
+      int rc = ftruncate(fd, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
+      if (rc == 0) rc = posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+      if (rc != 0) {
+        *error = detail_error("reserving " + std::to_string(bytes) + " bytes in", name, rc);
+        close(fd);
+        unlink(name.c_str());
+        return nullptr;
+      }
+    } else {
+      struct stat info {};
+      if (fstat(fd, &info) != 0 || static_cast<size_t>(info.st_size) != bytes) {
+        *error = kdist::detail::cat("segment ", name, " has ", info.st_size, " bytes, expected ", bytes);
+        close(fd);
+        return nullptr;
+      }
+    }
+    void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    int mmap_errno = errno;
+    close(fd);
+    if (base == MAP_FAILED) {
+      *error = detail_error("mmap", name, mmap_errno);
+      if (create) unlink(name.c_str());
+      return nullptr;
+    }
+    auto segment = std::make_shared<Segment>();
+    segment->base = base;
+    segment->bytes = bytes;
+    return segment;
+  }
+
+  static std::string detail_error(const std::string& what, const std::string& name, int error) {
+    return kdist::detail::cat(what, " ", name, ": ", std::strerror(error));
+  }
+};
+
+std::unique_ptr<SharedMemoryAllReduce> SharedMemoryAllReduce::create(const Group& group,
+                                                                     int64_t region_bytes,
+                                                                     std::string* why_not) {
+  const int n = group.size(), r = group.rank();
+  const int64_t header_bytes = round_up(sizeof(Header) + n * sizeof(Peer), kPage);
+  const int64_t stride = round_up(std::max<int64_t>(region_bytes, 1), kPage);
+  const size_t total = static_cast<size_t>(header_bytes + n * stride);
+
+  // Group rank 0 makes the segment and sends its file name and token: [name \0 ... | token].
+  // Each process looks for the name in its own segment directory.
+  auto message = at::zeros({kNameBytes + kTokenBytes}, at::kByte);
+  auto* text = reinterpret_cast<char*>(message.data_ptr<uint8_t>());
+  std::shared_ptr<Segment> segment;
+  std::string error, name;
+  if (r == 0) {
+    const std::string file = "kdist." + std::to_string(getpid()) + "." + random_hex(16);
+    name = segment_directory() + "/" + file;
+    segment = Segment::map(name, total, /*create=*/true, &error);
+    if (segment) {
+      auto* header = new (segment->base) Header();
+      std::memcpy(header->token, random_hex(kTokenBytes).data(), kTokenBytes);
+      for (int i = 0; i < n; ++i) new (&segment->peer(i)) Peer();
+      std::memcpy(text, file.data(), file.size());
+      std::memcpy(text + kNameBytes, header->token, kTokenBytes);
+    }
+  }
+  broadcast(message, 0, group);
+  if (r != 0) {
+    if (text[0] == '\0') {
+      error = "group rank 0 could not create a shared-memory segment";
+    } else {
+      name = segment_directory() + "/" + std::string(text, strnlen(text, kNameBytes));
+      segment = Segment::map(name, total, /*create=*/false, &error);
+      if (segment && std::memcmp(segment->header().token, text + kNameBytes, kTokenBytes) != 0) {
+        error = "segment " + name + " here is not the one group rank 0 made (another host?)";
+        segment.reset();
+      }
+    }
+  }
+  if (segment) {
+    segment->header_bytes = header_bytes;
+    segment->region_bytes = region_bytes;
+    segment->region_stride = stride;
+    segment->processes = n;
+    segment->peer(r).pid = static_cast<int32_t>(getpid());
+    segment->peer(r).pid_namespace = pid_namespace();
+  }
+  // Everyone agrees; once all have mapped it, the name can go (the memory stays).
+  auto failed = at::full({1}, error.empty() ? 0 : r + 1, at::kInt);
+  all_reduce(failed, ReduceOp::kMax, group);
+  if (r == 0 && segment) unlink(name.c_str());
+  if (int first = failed.item<int>(); first != 0) {
+    *why_not = error.empty()
+                   ? kdist::detail::cat("group rank ", first - 1, " could not map the segment ", name)
+                   : error;
+    return nullptr;
+  }
+  segment->check_liveness = true;
+  for (int i = 0; i < n; ++i)
+    if (segment->peer(i).pid_namespace == 0 || segment->peer(i).pid_namespace != segment->peer(r).pid_namespace)
+      segment->check_liveness = false;
+  return std::unique_ptr<SharedMemoryAllReduce>(new SharedMemoryAllReduce(group, std::move(segment)));
+}
+
+SharedMemoryAllReduce::SharedMemoryAllReduce(const Group& group, std::shared_ptr<Segment> segment)
+    : group_name_(group.name()), rank_(group.rank()), size_(group.size()), segment_(std::move(segment)) {}
+
+SharedMemoryAllReduce::~SharedMemoryAllReduce() = default;
+
+at::Tensor SharedMemoryAllReduce::region(int64_t offset, int64_t numel, c10::ScalarType dtype) const {
+  const int64_t item = static_cast<int64_t>(c10::elementSize(dtype));
+  if (offset % item != 0)
+    kdist::detail::invalid("comm", "shared-memory region offset ", offset, " is not a multiple of ",
+                           c10::toString(dtype), "'s ", item, " bytes");
+  if (offset < 0 || numel < 0 || offset + numel * item > segment_->region_bytes)
+    kdist::detail::invalid("comm", "shared-memory region [", offset, ", ", offset + numel * item,
+                           ") of ", c10::toString(dtype), " does not fit the ",
+                           segment_->region_bytes, "-byte region");
+  auto keep = segment_;  // the tensor's storage keeps the mapping alive
+  return at::from_blob(segment_->region(rank_) + offset, {numel}, [keep](void*) {},
+                       at::TensorOptions().dtype(dtype));
+}
+
+at::Tensor SharedMemoryAllReduce::view(int process, int64_t offset, int64_t numel,
+                                       c10::ScalarType dtype) const {
+  return at::from_blob(segment_->region(process) + offset, {numel}, at::TensorOptions().dtype(dtype));
+}
+
+void SharedMemoryAllReduce::fail(const std::string& why) {
+  broken_ = true;
+  kdist::detail::failure("comm", "all_reduce (shared memory) on ", group_name_, " failed on rank ",
+                         process_id(), ": ", why);
+}
+
+void SharedMemoryAllReduce::barrier(const char* phase) {
+  auto& header = segment_->header();
+  const uint64_t target = ++barriers_;
+  segment_->peer(rank_).barriers.store(target);
+  header.wake.fetch_add(1);
+  futex_wake(header.wake);
+
+  auto give_up = [&](const std::string& why) {
+    header.abandoned_by.store(rank_ + 1);
+    header.wake.fetch_add(1);
+    futex_wake(header.wake);
+    fail(why);
+  };
+  const auto limit = detail::timeout();
+  const auto start = std::chrono::steady_clock::now();
+  auto next_liveness_check = start + std::chrono::milliseconds(100);
+  for (int spin = 0;; ++spin) {
+    const uint32_t seen = header.wake.load();
+    std::vector<int> missing;
+    for (int q = 0; q < size_; ++q)
+      if (segment_->peer(q).barriers.load() < target) missing.push_back(q);
+    if (missing.empty()) return;
+    if (int q = header.abandoned_by.load(); q > 0)
+      fail(kdist::detail::cat("group rank ", q - 1, " gave up (it timed out or saw a peer exit)"));
+    if (spin < kSpins) {
+      __builtin_ia32_pause();
+      continue;
+    }
+    futex_wait(header.wake, seen, std::chrono::milliseconds(20));
+    const auto now = std::chrono::steady_clock::now();
+    if (now - start > limit) {
+      std::string ranks;
+      for (int q : missing) ranks += (ranks.empty() ? "" : ",") + std::to_string(q);
+      give_up(kdist::detail::cat("waited ", limit.count() / 1000.0, " s (KDIST_TIMEOUT_S) in the '",
+                                 phase, "' barrier for group rank(s) ", ranks));
+    }
+    if (segment_->check_liveness && now >= next_liveness_check) {
+      for (int q : missing)
+        if (process_gone(segment_->peer(q).pid))
+          give_up(kdist::detail::cat("the process of group rank ", q, " (pid ", segment_->peer(q).pid,
+                                     ") has exited"));
+      next_liveness_check = now + std::chrono::milliseconds(100);
+    }
+  }
+}
+
+void SharedMemoryAllReduce::sum(const at::Tensor& data) {
+  if (broken_) fail("an earlier call failed, so the group's shared memory is out of step");
+  const auto* mine = segment_->region(rank_);
+  const int64_t offset = static_cast<const char*>(data.data_ptr()) - mine;
+  const int64_t bytes = data.numel() * static_cast<int64_t>(data.element_size());
+  if (!data.is_contiguous() || offset < 0 || offset + bytes > segment_->region_bytes)
+    kdist::detail::invalid("comm", "shared-memory all_reduce needs a contiguous tensor inside "
+                           "this process's region (from region())");
+  detail::record_collective("all_reduce", bytes);
+  const int64_t n = data.numel();
+  const auto dtype = data.scalar_type();
+  auto flat = data.view({n});
+
+  barrier("written");
+  // This process's piece: its own data plus every peer's, peers in rank order.
+  auto piece = chunk_piece(flat, 0, size_, rank_);
+  const int64_t at = chunk_offset(n, size_, rank_);
+  for (int q = 0; q < size_ && piece.numel() > 0; ++q)
+    if (q != rank_) piece.add_(view(q, offset, n, dtype).narrow(0, at, piece.numel()));
+  barrier("reduced");
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_) continue;
+    auto theirs = chunk_piece(view(q, offset, n, dtype), 0, size_, q);
+    if (theirs.numel() > 0) chunk_piece(flat, 0, size_, q).copy_(theirs);
+  }
+  barrier("gathered");
+}
+
+}  // namespace kdist::comm
