@@ -14,15 +14,15 @@
 // DataParallel; under a 2-D ModelParallel the model-axis shards too, each within its batch
 // group) has its gradient averaged over that axis. Gradients go into buckets (the first one
 // small so that communication starts early, then bucket_bytes) in the order backward produces
-// them; a bucket's all_reduce starts as soon as its last gradient arrives, and buckets start
-// in order on every rank. When backward finishes, the remaining buckets are launched and
+// them; with Gloo a bucket's all_reduce starts as soon as its last gradient arrives, and
+// buckets start in order on every rank. When backward finishes, the remaining buckets are launched and
 // every bucket is waited for, so the optimizer sees averaged gradients. The one copy is each
 // gradient into its bucket; from then on the gradient *is* a view into the bucket.
 //
 // Transport (GradientSyncOptions::transport): when every process of the batch group can map
 // one shared-memory segment (they run on one host), the buckets live in it and are summed
-// there, in the backward hook that completes them; otherwise each bucket goes to the group's
-// Gloo all_reduce, asynchronously, while backward goes on. The choice is agreed at
+// there, in order, when backward ends; otherwise each bucket goes to the group's Gloo
+// all_reduce, asynchronously, while backward goes on. The choice is agreed at
 // construction (transport() says which; KERAS_DISTRIBUTION_DEBUG=1 logs why shared memory
 // was not possible) and gives the same averages either way. The segment holds every
 // process's buckets (the size of the synchronised gradients, per process) in /dev/shm, or in

@@ -70,7 +70,7 @@ void GradientSync::State::launch(Bucket& bucket) {
     flags[i].fill_(slot.ready ? 1.0 : 0.0);
   }
   if (shared_memory)
-    shared_memory->sum(bucket.buffer);  // done when it returns: nothing left to overlap with
+    shared_memory->sum(bucket.buffer);  // done when it returns
   else
     bucket.pending = comm::all_reduce_async(bucket.buffer, comm::ReduceOp::kSum, *group);
 }
@@ -112,7 +112,10 @@ void GradientSync::State::on_gradient(size_t index) {
   }
   slot.ready = true;
   ++bucket.ready;
-  launch_ready_in_order();
+  // A shared-memory sum runs on this thread and waits for every peer's bucket, so it waits
+  // for the end of backward (finish): backward itself never blocks on a peer. It has no core
+  // to overlap on in any case, and measured as fast as summing in the hooks.
+  if (!shared_memory) launch_ready_in_order();
 }
 
 void GradientSync::State::finish() {
