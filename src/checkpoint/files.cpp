@@ -130,15 +130,20 @@ void publish_directory(const std::string& staged, const std::string& target) {
   } else if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
     fs::remove_all(staged);  // now the previous checkpoint
   } else if (errno == EINVAL || errno == ENOSYS) {
-    const std::string old = target + ".old";
-    fs::remove_all(old);
-    if (::rename(target.c_str(), old.c_str()) != 0) io_error("cannot move aside", target);
-    if (::rename(staged.c_str(), target.c_str()) != 0) io_error("cannot publish checkpoint as", target);
-    fs::remove_all(old);
+    publish_by_two_renames(staged, target);
   } else {
     io_error("cannot publish checkpoint as", target);
   }
   sync_directory(parent);
+}
+
+void publish_by_two_renames(const std::string& staged, const std::string& target) {
+  namespace fs = std::filesystem;
+  const std::string old = target + ".old";
+  fs::remove_all(old);
+  if (::rename(target.c_str(), old.c_str()) != 0) io_error("cannot move aside", target);
+  if (::rename(staged.c_str(), target.c_str()) != 0) io_error("cannot publish checkpoint as", target);
+  fs::remove_all(old);
 }
 
 }  // namespace kdist::checkpoint

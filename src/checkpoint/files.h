@@ -36,7 +36,10 @@ void sync_directory(const std::string& path);
 
 // Makes `staged` visible as `target` atomically: a plain rename when target does not exist,
 // else an exchange (renameat2 RENAME_EXCHANGE) after which the old target is removed. On a
-// filesystem without exchange, two renames through "<target>.old" (documented gap).
+// filesystem without exchange, publish_by_two_renames.
 void publish_directory(const std::string& staged, const std::string& target);
+// The fallback: target moves aside to "<target>.old", staged takes its name, the old one is
+// removed. Not atomic: a crash between the two renames leaves "<target>.old" and no target.
+void publish_by_two_renames(const std::string& staged, const std::string& target);
 
 }  // namespace kdist::checkpoint
