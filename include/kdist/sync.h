@@ -15,9 +15,9 @@
 // group) has its gradient averaged over that axis. Gradients go into buckets (the first one
 // small so that communication starts early, then bucket_bytes) in the order backward produces
 // them; with Gloo a bucket's all_reduce starts as soon as its last gradient arrives, and
-// buckets start in order on every rank. When backward finishes, the remaining buckets are launched and
-// every bucket is waited for, so the optimizer sees averaged gradients. The one copy is each
-// gradient into its bucket; from then on the gradient *is* a view into the bucket.
+// buckets start in order on every rank. When backward finishes, the remaining buckets are
+// launched and every bucket is waited for, so the optimizer sees averaged gradients. The one
+// copy is each gradient into its bucket; from then on the gradient *is* a view into it.
 //
 // Transport (GradientSyncOptions::transport): when every process of the batch group can map
 // one shared-memory segment (they run on one host), the buckets live in it and are summed
