@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <chrono>
 #include <csignal>
+#include <exception>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -185,6 +186,14 @@ std::unique_ptr<SharedMemoryAllReduce> SharedMemoryAllReduce::create(const Group
       std::memcpy(text + kNameBytes, header->token, kTokenBytes);
     }
   }
+  // A peer that fails inside the collectives below must not leave the file behind.
+  struct UnlinkOnThrow {
+    const std::string& name;
+    bool armed;
+    ~UnlinkOnThrow() {
+      if (armed && std::uncaught_exceptions() > 0) unlink(name.c_str());
+    }
+  } unlink_on_throw{name, r == 0 && segment != nullptr};
   broadcast(message, 0, group);
   if (r != 0) {
     if (text[0] == '\0') {
@@ -210,9 +219,9 @@ std::unique_ptr<SharedMemoryAllReduce> SharedMemoryAllReduce::create(const Group
   auto failed = at::full({1}, error.empty() ? 0 : r + 1, at::kInt);
   all_reduce(failed, ReduceOp::kMax, group);
   if (r == 0 && segment) unlink(name.c_str());
-  if (int first = failed.item<int>(); first != 0) {
+  if (int failing = failed.item<int>(); failing != 0) {  // 1 + the highest failing group rank
     *why_not = error.empty()
-                   ? kdist::detail::cat("group rank ", first - 1, " could not map the segment ", name)
+                   ? kdist::detail::cat("group rank ", failing - 1, " could not map the segment ", name)
                    : error;
     return nullptr;
   }
