@@ -31,7 +31,8 @@
 // A parameter that got no gradient on a rank counts as zero there; one that got none on any
 // rank keeps no gradient, as it would in one process. Parameters sharded over the batch axis
 // are not synchronised. Construction broadcasts every synchronised parameter and buffer from
-// the first replica, so replicas start identical.
+// the first replica, so replicas start identical; after each synchronised backward the
+// buffers are broadcast again (broadcast_buffers), so replicas stay identical.
 //
 // Contract: every rank builds the same module and GradientSync and runs backward the same
 // number of times. no_sync() skips synchronisation (gradients accumulate locally) while its
@@ -55,6 +56,10 @@ struct GradientSyncOptions {
   int64_t bucket_bytes = 25 << 20;
   int64_t first_bucket_bytes = 1 << 20;
   bool broadcast_parameters = true;
+  // After every synchronised backward, copy the first replica's buffers (BatchNorm's running
+  // statistics, which each replica updates from its own rows) to the others, as DDP's
+  // broadcast_buffers does before every forward.
+  bool broadcast_buffers = true;
   SyncTransport transport = SyncTransport::kAuto;
 };
 

@@ -49,6 +49,7 @@ struct GradientSync::State {
   std::unique_ptr<comm::SharedMemoryAllReduce> shared_memory;  // null: the group's all_reduce
   std::vector<Bucket> buckets;
   std::vector<std::pair<size_t, size_t>> where;  // per hooked parameter: bucket, slot
+  std::vector<at::Tensor> buffers;               // broadcast from the first replica each step
   std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
   std::mutex mutex;
   bool syncing = true;
@@ -138,6 +139,10 @@ void GradientSync::State::finish() {
     }
     bucket.ready = 0;
   }
+  if (!buffers.empty()) {
+    at::NoGradGuard no_grad;
+    for (auto& buffer : buffers) comm::broadcast(buffer, 0, *group);
+  }
   next_to_launch = 0;
   callback_queued = false;
 }
@@ -204,6 +209,9 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
                         : at::zeros({numel}, last.param.options().requires_grad(false));
   }
 
+  if (options.broadcast_buffers && state_->group->size() > 1)
+    for (auto& b : module.buffers())
+      if (b.defined() && b.numel() > 0) state_->buffers.push_back(b);
   if (options.broadcast_parameters) {
     torch::NoGradGuard no_grad;
     for (auto& p : params) comm::broadcast(p, 0, *state_->group);

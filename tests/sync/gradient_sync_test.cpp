@@ -2,6 +2,9 @@
 // DataParallel.* runs on 2 and 4 ranks; DataParallel2x2.* on a 2x2 (batch, model) mesh.
 #include <kdist/nn.h>
 #include <kdist/sync.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 
@@ -140,6 +143,34 @@ TEST(DataParallel, BucketsAndCommunication) {
   model->zero_grad(/*set_to_none=*/false);
   at::mse_loss(model->forward(at::randn({4, 12})), at::zeros({4, 4})).backward();
   EXPECT_FALSE(at::equal(first, model->fc1->weight.grad()));
+}
+
+// BatchNorm's running statistics see only each replica's rows. As with DDP, every replica's
+// buffers become the first replica's after a step, unless broadcast_buffers is off.
+TEST(DataParallel, BuffersFollowTheFirstReplica) {
+  const int k = num_processes(), r = process_id();
+  auto make = [] {
+    at::manual_seed(11);
+    return torch::nn::Sequential(torch::nn::Linear(6, 8), torch::nn::BatchNorm1d(8), torch::nn::Linear(8, 2));
+  };
+  at::manual_seed(12);
+  const auto x = at::randn({4 * k, 6});
+  auto first_replica = make();  // one process on rank 0's rows
+  first_replica->forward(chunk_piece(x, 0, k, 0)).pow(2).mean().backward();
+  for (bool broadcast : {true, false}) {
+    auto model = make();
+    GradientSyncOptions options;
+    options.broadcast_buffers = broadcast;
+    GradientSync sync(*model, DataParallel(), options);
+    model->forward(chunk_piece(x, 0, k, r)).pow(2).mean().backward();
+    auto want = first_replica->named_buffers();
+    for (const auto& b : model->named_buffers()) {
+      if (broadcast || r == 0)
+        EXPECT_TRUE(at::allclose(b.value(), want[b.key()])) << b.key() << ", broadcast " << broadcast;
+      else if (b.key() != "1.num_batches_tracked")
+        EXPECT_FALSE(at::allclose(b.value(), want[b.key()])) << b.key() << " is rank 0's without a broadcast";
+    }
+  }
 }
 
 // fc1 feeds fc2, and `extra` is used only on rank 0 (or nowhere).
