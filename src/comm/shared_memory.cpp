@@ -13,11 +13,11 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstdlib>
 #include <chrono>
 #include <csignal>
-#include <exception>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -102,7 +102,6 @@ struct SharedMemoryAllReduce::Segment {
   int64_t header_bytes = 0;
   int64_t region_bytes = 0;  // usable bytes of each region
   int64_t region_stride = 0;
-  int processes = 0;
   bool check_liveness = false;
 
   ~Segment() {
@@ -211,7 +210,6 @@ std::unique_ptr<SharedMemoryAllReduce> SharedMemoryAllReduce::create(const Group
     segment->header_bytes = header_bytes;
     segment->region_bytes = region_bytes;
     segment->region_stride = stride;
-    segment->processes = n;
     segment->peer(r).pid = static_cast<int32_t>(getpid());
     segment->peer(r).pid_namespace = pid_namespace();
   }

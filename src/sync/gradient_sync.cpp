@@ -36,10 +36,13 @@ struct Bucket {
         .set_(buffer.storage(), buffer.storage_offset() + slot.offset, slot.param.sizes(),
               slot.param.strides());
   }
+  // The gradients' elements, then one flag per slot.
+  int64_t gradient_numel() const { return slots.back().offset + slots.back().numel; }
+  int64_t buffer_numel() const { return gradient_numel() + static_cast<int64_t>(slots.size()); }
   at::Tensor buffer;
   int64_t ready = 0;
   comm::PendingCollective pending;
-  at::Tensor flags() const { return buffer.narrow(0, buffer.numel() - slots.size(), slots.size()); }
+  at::Tensor flags() const { return buffer.narrow(0, gradient_numel(), slots.size()); }
 };
 
 }  // namespace
@@ -186,10 +189,8 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
   std::vector<int64_t> bucket_offsets;
   int64_t region_bytes = 0;
   for (const auto& bucket : state_->buckets) {
-    const auto& last = bucket.slots.back();
-    const int64_t numel = last.offset + last.numel + static_cast<int64_t>(bucket.slots.size());
     bucket_offsets.push_back(region_bytes);
-    region_bytes += (numel * last.param.element_size() + 63) / 64 * 64;
+    region_bytes += (bucket.buffer_numel() * bucket.slots.back().param.element_size() + 63) / 64 * 64;
   }
   if (options.transport != SyncTransport::kCollective && state_->group->size() > 1 && !params.empty()) {
     std::string why_not;
@@ -202,11 +203,10 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
   }
   for (size_t b = 0; b < state_->buckets.size(); ++b) {
     auto& bucket = state_->buckets[b];
-    const auto& last = bucket.slots.back();
-    const int64_t numel = last.offset + last.numel + static_cast<int64_t>(bucket.slots.size());
+    const auto& param = bucket.slots.back().param;
     bucket.buffer = state_->shared_memory
-                        ? state_->shared_memory->region(bucket_offsets[b], numel, last.param.scalar_type()).zero_()
-                        : at::zeros({numel}, last.param.options().requires_grad(false));
+                        ? state_->shared_memory->region(bucket_offsets[b], bucket.buffer_numel(), param.scalar_type()).zero_()
+                        : at::zeros({bucket.buffer_numel()}, param.options().requires_grad(false));
   }
 
   if (options.broadcast_buffers && state_->group->size() > 1)
@@ -241,8 +241,7 @@ void GradientSync::finish() { state_->finish(); }
 int64_t GradientSync::num_buckets() const { return static_cast<int64_t>(state_->buckets.size()); }
 std::vector<int64_t> GradientSync::bucket_numels() const {
   std::vector<int64_t> numels;
-  for (const auto& bucket : state_->buckets)
-    numels.push_back(bucket.slots.back().offset + bucket.slots.back().numel);
+  for (const auto& bucket : state_->buckets) numels.push_back(bucket.gradient_numel());
   return numels;
 }
 SyncTransport GradientSync::transport() const {
