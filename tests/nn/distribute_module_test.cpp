@@ -15,18 +15,12 @@
 
 namespace kdist {
 namespace {
+using testing::keras_mlp_plan;
 using testing::Mlp;
 
 DeviceMeshPtr model_mesh() {
   return std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()},
                                       std::vector<std::string>{"model"});
-}
-
-LayoutMap keras_mlp_plan(DeviceMeshPtr mesh) {
-  LayoutMap map(mesh);
-  map.set("fc1/kernel", {std::nullopt, "model"});  // Keras (in, out): column parallel
-  map.set("fc2/kernel", {"model", std::nullopt});  // row parallel
-  return map;
 }
 
 LayoutMap torch_mlp_plan(DeviceMeshPtr mesh) {
@@ -259,10 +253,7 @@ TEST(TensorParallel, SummaryCountsBytes) {
 
 TEST(TensorParallel2x2, MlpOnTheModelAxisOfA2x2Mesh) {
   ASSERT_EQ(num_processes(), 4);
-  auto mesh = testing::mesh_2x2();
-  LayoutMap map(mesh);
-  map.set("fc1/kernel", {std::nullopt, "model"});
-  map.set("fc2/kernel", {"model", std::nullopt});
+  LayoutMap map = keras_mlp_plan(testing::mesh_2x2());
   auto summary = distribute_module(*Mlp(16, 24, 8), ModelParallel(map));
   EXPECT_EQ(summary.parameters[0].placements, (std::vector<Placement>{Replicate{}, Shard{0}}));
   // Same data on every rank: the batch replicas agree without gradient sync.

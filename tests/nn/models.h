@@ -2,6 +2,7 @@
 // Small models of the tensor-parallel tests, written with kdist::nn layers (which behave as
 // torch::nn's until distribute_module makes them parallel).
 #include <ATen/ATen.h>
+#include <kdist/layout_map.h>
 #include <kdist/nn.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/normalization.h>
@@ -16,6 +17,14 @@ struct MlpImpl : torch::nn::Module {
   nn::Linear fc1, fc2;
 };
 TORCH_MODULE(Mlp);
+
+// Mlp's tensor-parallel plan in Keras names: fc1 column parallel, fc2 row parallel over "model".
+inline LayoutMap keras_mlp_plan(DeviceMeshPtr mesh) {
+  LayoutMap map(std::move(mesh));
+  map.set("fc1/kernel", {std::nullopt, "model"});  // Keras (in, out): column parallel
+  map.set("fc2/kernel", {"model", std::nullopt});  // row parallel
+  return map;
+}
 
 // A decoder block with its embeddings and LM head: heads split over the model axis by the
 // column-parallel q/k/v (the local head count comes from the local width), the output

@@ -231,11 +231,7 @@ TEST(DataParallel, NoSyncAccumulates) {
 
 TEST(DataParallel2x2, MlpWithModelAndBatchAxes) {
   ASSERT_EQ(num_processes(), 4);
-  auto mesh = testing::mesh_2x2();
-  LayoutMap map(mesh);
-  map.set("fc1/kernel", {std::nullopt, "model"});
-  map.set("fc2/kernel", {"model", std::nullopt});
-  ModelParallel mp(map);  // batch axis "batch": 2 replicas of a 2-way model-parallel MLP
+  ModelParallel mp(testing::keras_mlp_plan(testing::mesh_2x2()));  // 2 replicas of a 2-way TP MLP
   at::manual_seed(100);
   Mlp reference(12, 20, 4);
   at::manual_seed(100);
