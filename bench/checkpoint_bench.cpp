@@ -34,12 +34,12 @@ int main(int argc, char** argv) {
   at::set_num_threads(1);
   kdist::initialize();
   const int rank = kdist::process_id();
-  auto mesh = std::make_shared<kdist::DeviceMesh>(std::vector<int64_t>{kdist::num_processes()},
-                                                  std::vector<std::string>{"model"});
+  auto mesh = std::make_shared<kdist::DeviceMesh>(std::vector<int64_t>{1, kdist::num_processes()},
+                                                  std::vector<std::string>{"batch", "model"});
   kdist::LayoutMap map(mesh);
   map.set("l(0|2)/kernel", {std::nullopt, "model"});
   map.set("l(1|3)/kernel", {"model", std::nullopt});
-  kdist::ModelParallel distribution(map, "model");
+  kdist::ModelParallel distribution(map);
   at::manual_seed(0);
   Stack model;
   auto summary = kdist::distribute_module(*model, distribution);

@@ -33,14 +33,14 @@ int main(int argc, char** argv) {
   const int rounds = kdist::bench::rounds_from_args(argc, argv, 20);
   at::set_num_threads(1);
   kdist::initialize();
-  auto mesh = std::make_shared<kdist::DeviceMesh>(std::vector<int64_t>{kdist::num_processes()},
-                                                  std::vector<std::string>{"model"});
+  auto mesh = std::make_shared<kdist::DeviceMesh>(std::vector<int64_t>{1, kdist::num_processes()},
+                                                  std::vector<std::string>{"batch", "model"});
   kdist::LayoutMap map(mesh);
   map.set("fc1/kernel", {std::nullopt, "model"});
   map.set("fc2/kernel", {"model", std::nullopt});
   at::manual_seed(0);
   Mlp model(in, hidden);
-  auto summary = kdist::distribute_module(*model, kdist::ModelParallel(map, "model"));
+  auto summary = kdist::distribute_module(*model, kdist::ModelParallel(map));
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(1e-3));
   auto x = at::randn({batch, in});
   std::vector<kdist::bench::Op> ops{{"step", 0, [&] {

@@ -2,7 +2,8 @@
 # Installs everything kdist needs on a fresh Debian 12 machine with Python 3.11,
 # and does nothing but checks when it has already run.
 #   - Debian packages: Gloo headers (types only; LibTorch carries its own Gloo),
-#     GoogleTest, Google Benchmark, ccache, CLI11, nlohmann-json, zlib, CMake, Ninja.
+#     GoogleTest, Google Benchmark, ccache, CLI11, nlohmann-json, zlib, CMake, Ninja, and
+#     iproute2 and util-linux for the multi-host tests (ip netns, unshare).
 #   - LibTorch 2.13 from the pinned CPU wheel torch==2.13.0 in .venv/ inside the
 #     checkout. Never an unpinned torch: that pulls several GB of CUDA packages.
 # Prints which LibTorch, BLAS/oneDNN and collective backends it found, and writes
@@ -13,7 +14,8 @@ cd "$root"
 
 TORCH_PIN="torch==2.13.0"
 DEBIAN_PACKAGES=(libgloo-dev libgtest-dev libgmock-dev libbenchmark-dev ccache
-                 libcli11-dev nlohmann-json3-dev zlib1g-dev cmake ninja-build g++ python3-venv)
+                 libcli11-dev nlohmann-json3-dev zlib1g-dev cmake ninja-build g++ python3-venv
+                 iproute2 util-linux)  # the last two: the multi-host tests' namespaces
 
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do

@@ -93,7 +93,15 @@ Distribution::Distribution(DeviceMeshPtr mesh, std::string batch_dim_name, bool 
 }
 
 void Distribution::init_data_sharding() {
-  data_sharding_ = data_sharding(num_model_replicas(), num_processes(), process_id());
+  const int processes = num_processes(), id = process_id();
+  if (mesh_->size() == processes && mesh_->contains_rank(id)) {
+    // One process per device: the shard is this process's coordinate on the batch axis,
+    // whatever the axis order, so the processes of a model group read the same rows.
+    const int64_t axis = mesh_->axis_index(batch_dim_name_);
+    data_sharding_ = {mesh_->shape()[axis], mesh_->coordinate_of(id)[axis]};
+    return;
+  }
+  data_sharding_ = data_sharding(num_model_replicas(), processes, id);
 }
 
 TensorLayout Distribution::get_data_layout(const std::vector<int64_t>& shape) const {

@@ -105,6 +105,10 @@ JobConfig resolve_job_config(const std::optional<std::string>& job_addresses,
   if (const char* agent = env("TORCHELASTIC_USE_AGENT_STORE"))
     config.store_served_by_launcher = std::string(agent) == "True" || std::string(agent) == "1";
 
+  if (auto v = first_set(env, {"GLOO_SOCKET_IFNAME"})) {
+    config.socket_interface = split_commas(v->second).empty() ? "" : split_commas(v->second).front();
+  }
+
   for (size_t i = 0; i < said.size(); ++i) config.source += (i ? ", " : "") + said[i];
   if (config.source.empty()) config.source = "defaults";
 

@@ -15,6 +15,9 @@ struct JobConfig {
   // torchrun's agent already serves the store at the coordinator address
   // (TORCHELASTIC_USE_AGENT_STORE=True): every rank connects as a client.
   bool store_served_by_launcher = false;
+  // The network interface Gloo binds (GLOO_SOCKET_IFNAME, PyTorch's variable); empty: the one
+  // that routes to the coordinator.
+  std::string socket_interface;
   std::string source;  // which variables or arguments said so, for messages
 };
 
@@ -22,7 +25,8 @@ using EnvLookup = std::function<const char*(const char*)>;
 
 // Fills what the arguments leave empty from KERAS_DISTRIBUTION_*, then torchrun's
 // MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK/LOCAL_RANK, then Slurm's or Open MPI's rank and
-// size (the coordinator still comes from the first two), else a single process.
+// size (the coordinator still comes from the first two), else a single process; and
+// GLOO_SOCKET_IFNAME (its first name, if it lists several).
 // Throws std::invalid_argument for inconsistent or malformed values.
 JobConfig resolve_job_config(const std::optional<std::string>& job_addresses,
                              std::optional<int> num_processes, std::optional<int> process_id,

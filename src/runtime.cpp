@@ -30,10 +30,17 @@ void initialize(std::optional<std::string> job_addresses, std::optional<int> num
                     " processes); call shutdown() first");
   auto timeout = std::chrono::milliseconds(
       static_cast<int64_t>(detail::timeout_seconds(env) * 1000));
-  // The rendezvous lives in comm, the one layer that talks to c10d.
-  comm::detail::start(config, timeout);
+  // The rendezvous lives in comm, the one layer that talks to c10d. The identity is set
+  // first, so that comm's debug lines during the rendezvous name this process.
   g_num_processes = config.num_processes;
   g_process_id = config.process_id;
+  try {
+    comm::detail::start(config, timeout);
+  } catch (...) {
+    g_num_processes = 1;
+    g_process_id = 0;
+    throw;
+  }
   g_initialized = true;
   detail::debug_log("initialize: " + std::to_string(config.num_processes) + " processes from " +
                     config.source + (config.coordinator_host.empty()

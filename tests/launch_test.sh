@@ -74,6 +74,19 @@ nnodes)  # two "nodes" on this host: two launchers, one rank each, one job of 2 
   grep -q "^\[rank 0\] trained 5 steps on 2 processes" "$work/out" || fail "node 0 did not train with 2 processes"
   grep -q "^\[rank 0\] batch:        32 global, 16 per data shard (2 shards" "$work/out" || fail "not 2 data shards"
   ;;
+root_cause)  # rank 2 leaves while the others wait in a collective: rank 2 is to blame
+  mp_tests=$3
+  for round in 1 2 3; do
+    "$kdist" launch --grace 2 -n 4 -- "$mp_tests" --gtest_filter='LaunchRootCause.*' >"$work/out" 2>&1
+    rc=$?
+    [ $rc = 3 ] || fail "round $round: exit code $rc, expected rank 2's 3"
+    grep -qx "\[kdist.launch\] failed: rank 2 exited with code 3" "$work/out" || fail "round $round: rank 2 not blamed"
+    for r in 0 1 3; do
+      grep -Eqx "\[kdist.launch\]   then rank $r (exited|was) .*, after rank 2 failed" "$work/out" ||
+        fail "round $round: rank $r not listed as a consequence"
+    done
+  done
+  ;;
 torchrun)
   mp_tests=$3 torchrun=$4
   "$torchrun" --standalone --nproc-per-node 2 --no-python "$mp_tests" \

@@ -1,4 +1,5 @@
 #include <kdist/runtime.h>
+#include <torch/cuda.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -28,9 +29,14 @@ TEST(Runtime, SingleProcessBeforeAndAfterInitialize) {
 }
 
 TEST(Runtime, CudaDevicesOnlyWhereThereAreGpus) {
-  // This CPU-only LibTorch has no CUDA devices; "gpu" is an alias of "cuda".
-  EXPECT_EQ(list_devices("gpu"), list_devices("cuda"));
-  EXPECT_EQ(get_device_count("cuda"), static_cast<int64_t>(list_devices("cuda").size()));
+  // "gpu" is an alias of "cuda"; the default type follows what LibTorch sees.
+  const bool cuda = torch::cuda::is_available();
+  const std::vector<std::string> one_cuda_device{"cuda:0"};
+  EXPECT_EQ(list_devices("gpu"), cuda ? one_cuda_device : std::vector<std::string>{});
+  EXPECT_EQ(list_devices("cuda"), cuda ? one_cuda_device : std::vector<std::string>{});
+  EXPECT_EQ(get_device_count("cuda"), cuda ? 1 : 0);
+  EXPECT_EQ(list_devices(), (std::vector<std::string>{cuda ? "cuda:0" : "cpu:0"}));
+  EXPECT_EQ(list_devices("cpu"), (std::vector<std::string>{"cpu:0"}));
 }
 
 // A free TCP port on 127.0.0.1 (a tiny race with other programs is acceptable in tests).
@@ -51,13 +57,14 @@ TEST(Runtime, APeerThatNeverArrivesIsATimeoutError) {
   std::string address = "127.0.0.1:" + std::to_string(free_port());
   auto start = std::chrono::steady_clock::now();
   EXPECT_THROW_WITH(initialize(address, 2, 0), std::runtime_error,
-                    "[kdist.runtime] rank 0 could not rendezvous with 2 processes at " + address +
+                    "[kdist.runtime] rank 0: rank 1 of 2 did not arrive at the coordinator " + address +
                         " within 2 s (KDIST_TIMEOUT_S)");
   EXPECT_FALSE(is_initialized());
   EXPECT_EQ(num_processes(), 1);
-  // A worker whose coordinator never comes up fails the same way.
+  // A worker whose coordinator never comes up says it could not reach it.
   EXPECT_THROW_WITH(initialize(address, 2, 1), std::runtime_error,
-                    "[kdist.runtime] rank 1 could not rendezvous");
+                    "[kdist.runtime] rank 1 could not reach the coordinator of 2 processes at " + address +
+                        " within 2 s (KDIST_TIMEOUT_S)");
   unsetenv("KDIST_TIMEOUT_S");
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }

@@ -40,7 +40,7 @@ void print_info() {
 
 }  // namespace
 
-void add_info_command(CLI::App& app) {
+void add_info_command(CLI::App& app, int& /*exit_code: always 0*/) {
   auto* info = app.add_subcommand("info", "Print kdist and LibTorch versions, backends, devices");
   info->callback(print_info);
 }

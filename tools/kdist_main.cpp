@@ -8,10 +8,11 @@
 int main(int argc, char** argv) {
   CLI::App app{"kdist: Keras-style distributed training for LibTorch"};
   app.require_subcommand(1);
-  kdist::tools::add_info_command(app);
-  kdist::tools::add_launch_command(app);
-  kdist::tools::add_train_command(app);
-  kdist::tools::add_plan_command(app);
+  int exit_code = 0;
+  kdist::tools::add_info_command(app, exit_code);
+  kdist::tools::add_launch_command(app, exit_code);
+  kdist::tools::add_train_command(app, exit_code);
+  kdist::tools::add_plan_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -23,5 +24,5 @@ int main(int argc, char** argv) {
     std::cerr << "kdist: " << e.what() << "\n";
     return 1;
   }
-  return 0;
+  return exit_code;
 }

@@ -1,4 +1,4 @@
-// `kdist launch -n N [--master-port P] -- PROGRAM ARGS...`
+// `kdist launch -n N [--nnodes M --node-rank R --master-addr A --master-port P] -- PROGRAM ARGS...`
 #include <cstdlib>
 
 #include "commands.h"
@@ -6,24 +6,31 @@
 
 namespace kdist::tools {
 
-void add_launch_command(CLI::App& app) {
+void add_launch_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<LaunchOptions>();
   auto* launch_cmd = app.add_subcommand(
       "launch", "Run PROGRAM as N ranks with torchrun's environment; fail if any rank fails");
   launch_cmd->add_option("-n,--nproc-per-node", options->nproc_per_node,
                          "Processes on this node")->required()->check(CLI::PositiveNumber);
-  launch_cmd->add_option("--nnodes", options->nnodes, "Nodes in the job")->check(CLI::PositiveNumber);
-  launch_cmd->add_option("--node-rank", options->node_rank, "This node's index")
-      ->check(CLI::NonNegativeNumber);
+  auto* nnodes = launch_cmd->add_option("--nnodes", options->nnodes, "Nodes in the job")
+                     ->check(CLI::PositiveNumber);
+  launch_cmd->add_option("--node-rank", options->node_rank, "This node's index (0: serves the job's store)")
+      ->check(CLI::NonNegativeNumber)
+      ->needs(nnodes);
   launch_cmd->add_option("--master-addr", options->master_addr,
                          "Coordinator address (rank 0's host)");
   launch_cmd->add_option("--master-port", options->master_port,
                          "Coordinator port (default: a free port; required with --nnodes > 1)")
       ->check(CLI::Range(0, 65535));
   launch_cmd->add_option("--grace", options->grace_seconds,
-                         "Seconds between SIGTERM and SIGKILL when stopping ranks");
+                         "Seconds between SIGTERM and SIGKILL when stopping ranks")
+      ->check(CLI::NonNegativeNumber);
   launch_cmd->add_option("command", options->command, "PROGRAM ARGS... (after --)")->required();
-  launch_cmd->callback([options] { std::exit(launch(*options)); });
+  launch_cmd->callback([options, &exit_code] {
+    if (const char* timeout = std::getenv("KDIST_TIMEOUT_S"); timeout && std::atof(timeout) > 0)
+      options->connect_timeout_seconds = std::atof(timeout);
+    exit_code = launch(*options);
+  });
 }
 
 }  // namespace kdist::tools

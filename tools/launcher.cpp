@@ -16,6 +16,14 @@
 #include <iostream>
 #include <stdexcept>
 #include <string>
+#include <vector>
+
+#include <sys/syscall.h>
+
+#include "launch/job_watch.h"
+#include "launch/verdict.h"
+
+extern char** environ;
 
 namespace kdist::tools {
 namespace {
@@ -29,30 +37,22 @@ void on_signal(int signo) {
   [[maybe_unused]] auto n = write(g_signal_pipe[1], &byte, 1);
 }
 
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-    throw std::runtime_error(std::string("[kdist.launch] cannot find a free port: ") +
-                             std::strerror(errno));
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // One rank's process and the unfinished last line of each of its streams.
 struct Rank {
   int global_rank = 0;
   pid_t pid = -1;
+  int pidfd = -1;         // readable once the process has ended: when it ended, to the poll
   int fds[2] = {-1, -1};  // stdout, stderr
   std::string partial[2];
   bool exited = false;
+  bool signalled_by_us = false;
   int status = 0;
+  double ended_at = 0;    // wall-clock seconds
 };
+
+double wall_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 void emit(const Rank& rank, int stream, const std::string& line) {
   std::string out = "[rank " + std::to_string(rank.global_rank) + "] " + line + "\n";
@@ -93,10 +93,67 @@ std::string describe_status(int status) {
 
 bool failed(int status) { return !(WIFEXITED(status) && WEXITSTATUS(status) == 0); }
 
-pid_t spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+// The program's path as execvp would find it, looked up before fork: between fork and exec
+// the child of a threaded process (the store's server runs threads) may only make
+// async-signal-safe calls, which excludes a PATH search that allocates.
+std::string resolve_program(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t colon = dirs.find(':', start);
+    std::string dir = dirs.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + program;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  return program;  // execve fails and the child says so
+}
+
+// torchrun's environment for one rank, with the store the launcher serves.
+std::vector<std::string> rank_environment(const LaunchOptions& o, int global_rank, int local_rank, int port) {
+  std::vector<std::string> env;
+  const std::vector<std::string> ours{"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK",
+                                      "LOCAL_WORLD_SIZE", "GROUP_RANK", "TORCHELASTIC_USE_AGENT_STORE",
+                                      "TORCHELASTIC_RESTART_COUNT"};
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry = *e;
+    const std::string name = entry.substr(0, entry.find('='));
+    if (std::find(ours.begin(), ours.end(), name) == ours.end()) env.push_back(entry);
+  }
+  env.push_back("MASTER_ADDR=" + o.master_addr);
+  env.push_back("MASTER_PORT=" + std::to_string(port));
+  env.push_back("WORLD_SIZE=" + std::to_string(o.nproc_per_node * o.nnodes));
+  env.push_back("RANK=" + std::to_string(global_rank));
+  env.push_back("LOCAL_RANK=" + std::to_string(local_rank));
+  env.push_back("LOCAL_WORLD_SIZE=" + std::to_string(o.nproc_per_node));
+  env.push_back("GROUP_RANK=" + std::to_string(o.node_rank));
+  // The launcher of node 0 serves the store (as torchrun's agent does): every rank connects.
+  env.push_back("TORCHELASTIC_USE_AGENT_STORE=True");
+  env.push_back("TORCHELASTIC_RESTART_COUNT=0");
+  return env;
+}
+
+void spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("[kdist.launch] pipe: ") + std::strerror(errno));
+  const std::string program = resolve_program(o.command.front());
+  const auto env_strings = rank_environment(o, rank.global_rank, local_rank, port);
+  std::vector<char*> argv, envp;
+  for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  const std::string cannot_run = "[kdist.launch] cannot run '" + o.command.front() + "': ";
   // Until the child has reset its handlers, a signal must not run the launcher's handler in
   // it: that handler writes to the launcher's signal pipe, which the child shares. So the
   // signals stay blocked across fork, and the child unblocks them with default handlers.
@@ -107,26 +164,19 @@ pid_t spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
   sigprocmask(SIG_BLOCK, &block, &previous);
   pid_t pid = fork();
   if (pid < 0) throw std::runtime_error(std::string("[kdist.launch] fork: ") + std::strerror(errno));
-  if (pid == 0) {
+  if (pid == 0) {  // async-signal-safe calls only, up to execve
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
     sigprocmask(SIG_SETMASK, &previous, nullptr);
     setpgid(0, 0);  // its own group: the launcher can stop the rank and its children together
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
-    int world = o.nproc_per_node * o.nnodes;
-    setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
-    setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-    setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
-    setenv("RANK", std::to_string(rank.global_rank).c_str(), 1);
-    setenv("LOCAL_RANK", std::to_string(local_rank).c_str(), 1);
-    setenv("LOCAL_WORLD_SIZE", std::to_string(o.nproc_per_node).c_str(), 1);
-    setenv("GROUP_RANK", std::to_string(o.node_rank).c_str(), 1);
-    std::vector<char*> argv;
-    for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    std::fprintf(stderr, "[kdist.launch] cannot run '%s': %s\n", argv[0], std::strerror(errno));
+    execve(program.c_str(), argv.data(), envp.data());
+    const char* reason = strerror(errno);
+    [[maybe_unused]] auto a = write(STDERR_FILENO, cannot_run.data(), cannot_run.size());
+    [[maybe_unused]] auto b = write(STDERR_FILENO, reason, strlen(reason));
+    [[maybe_unused]] auto c = write(STDERR_FILENO, "\n", 1);
     _exit(127);
   }
   sigprocmask(SIG_SETMASK, &previous, nullptr);
@@ -134,19 +184,67 @@ pid_t spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
   close(out[1]);
   close(err[1]);
   rank.pid = pid;
+  rank.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   rank.fds[0] = out[0];
   rank.fds[1] = err[0];
-  return pid;
 }
 
 void signal_all(std::vector<Rank>& ranks, int signo) {
   for (auto& r : ranks)
-    if (!r.exited && r.pid > 0) kill(-r.pid, signo);  // kill(0, ...) would hit our own group
+    if (!r.exited && r.pid > 0) {
+      kill(-r.pid, signo);  // kill(0, ...) would hit our own group
+      r.signalled_by_us = true;
+    }
 }
 
-}  // namespace
+std::string rank_name(const LaunchOptions& o, int global_rank) {
+  std::string name = "rank " + std::to_string(global_rank);
+  return o.nnodes > 1 ? name + " (node " + std::to_string(o.node_rank) + ")" : name;
+}
 
-int launch(const LaunchOptions& o) {
+Failure failure_of(const LaunchOptions& o, const Rank& r) {
+  Failure f;
+  f.wall_time = r.ended_at;
+  f.who = rank_name(o, r.global_rank);
+  f.what = describe_status(r.status);
+  f.exit_code = exit_code_of(r.status);
+  f.by_signal = WIFSIGNALED(r.status);
+  f.stopped_by_launcher = r.signalled_by_us;
+  if (r.signalled_by_us) f.what = "was stopped by the launcher (" + f.what + ")";
+  return f;
+}
+
+// The job's store: served here on node 0 (so it outlives every rank), reached by the others.
+std::shared_ptr<comm::JobStore> serve_store(const LaunchOptions& o) {
+  if (o.node_rank != 0) return nullptr;
+  return comm::JobStore::serve(o.master_addr, o.master_port, std::chrono::seconds(30));
+}
+
+std::unique_ptr<JobWatch> watch_job(const LaunchOptions& o, std::shared_ptr<comm::JobStore> store, int port) {
+  if (o.nnodes == 1) return nullptr;
+  JobWatchOptions w;
+  w.store = std::move(store);
+  w.host = o.master_addr;
+  w.port = port;
+  w.node_rank = o.node_rank;
+  w.nnodes = o.nnodes;
+  w.nproc_per_node = o.nproc_per_node;
+  w.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_seconds * 1000));
+  return std::make_unique<JobWatch>(std::move(w));
+}
+
+void install_signal_handlers() {
+  if (pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+    throw std::runtime_error("[kdist.launch] cannot create the signal pipe");
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+void check(const LaunchOptions& o) {
   if (o.command.empty()) throw std::invalid_argument("[kdist.launch] no program given after --");
   if (o.nproc_per_node < 1 || o.nnodes < 1 || o.node_rank < 0 || o.node_rank >= o.nnodes)
     throw std::invalid_argument("[kdist.launch] expected -n >= 1, --nnodes >= 1 and 0 <= "
@@ -157,91 +255,114 @@ int launch(const LaunchOptions& o) {
   if (o.nnodes > 1 && o.master_port == 0)
     throw std::invalid_argument("[kdist.launch] --nnodes " + std::to_string(o.nnodes) +
                                 " needs --master-port: every node must agree on it");
-  int port = o.master_port != 0 ? o.master_port : free_port();
+}
 
-  if (pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
-    throw std::runtime_error("[kdist.launch] cannot create the signal pipe");
-  struct sigaction action {};
-  action.sa_handler = on_signal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
-  std::vector<Rank> ranks(o.nproc_per_node);
-  for (int l = 0; l < o.nproc_per_node; ++l) {
-    ranks[l].global_rank = o.node_rank * o.nproc_per_node + l;
-    spawn(ranks[l], o, l, port);
-  }
-
-  int first_failure = -1;      // index of the rank that failed first
+// The supervision loop's state: this node's ranks and what has happened to them.
+struct Supervisor {
+  const LaunchOptions& o;
+  std::vector<Rank> ranks;
+  JobWatch* watch = nullptr;
+  bool stopping = false;       // the ranks were told to stop (a failure here or elsewhere)
   int forwarded_signal = 0;    // a signal the user sent us
   Clock::time_point kill_deadline = Clock::time_point::max();
 
-  auto all_done = [&] {
+  Clock::time_point grace_from_now() const {
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.grace_seconds));
+  }
+  bool all_done() const {
     for (const auto& r : ranks)
       if (!r.exited || r.fds[0] >= 0 || r.fds[1] >= 0) return false;
     return true;
-  };
-  while (!all_done()) {
+  }
+  void stop(const std::string& why) {
+    if (stopping) return;
+    stopping = true;
+    std::cerr << "[kdist.launch] " << why << "; stopping the other ranks\n";
+    signal_all(ranks, SIGTERM);
+    kill_deadline = grace_from_now();
+  }
+  void forward(int signo) {
+    std::cerr << "[kdist.launch] got signal " << signo << " (" << strsignal(signo) << "), forwarding it to every rank\n";
+    signal_all(ranks, forwarded_signal ? SIGKILL : signo);
+    forwarded_signal = signo;
+    stopping = true;
+    kill_deadline = std::min(kill_deadline, grace_from_now());
+  }
+  void reap(Rank& r) {
+    if (r.exited || waitpid(r.pid, &r.status, WNOHANG) != r.pid) return;
+    r.exited = true;
+    r.ended_at = wall_now();
+    if (r.pidfd >= 0) close(r.pidfd), r.pidfd = -1;
+    kill(-r.pid, SIGKILL);  // whatever the rank left behind in its group
+    if (failed(r.status) && !stopping && !forwarded_signal) {
+      if (watch) watch->report(failure_of(o, r));
+      stop(rank_name(o, r.global_rank) + " " + describe_status(r.status));
+    }
+  }
+  void poll_once() {
     std::vector<pollfd> fds{{g_signal_pipe[0], POLLIN, 0}};
-    std::vector<std::pair<int, int>> owners{{-1, -1}};
-    for (int i = 0; i < static_cast<int>(ranks.size()); ++i)
+    std::vector<std::pair<int, int>> owners{{-1, -1}};  // rank index, stream (2: its pidfd)
+    for (int i = 0; i < static_cast<int>(ranks.size()); ++i) {
       for (int s = 0; s < 2; ++s)
-        if (ranks[i].fds[s] >= 0) {
-          fds.push_back({ranks[i].fds[s], POLLIN, 0});
-          owners.emplace_back(i, s);
-        }
+        if (ranks[i].fds[s] >= 0) fds.push_back({ranks[i].fds[s], POLLIN, 0}), owners.emplace_back(i, s);
+      if (ranks[i].pidfd >= 0) fds.push_back({ranks[i].pidfd, POLLIN, 0}), owners.emplace_back(i, 2);
+    }
     poll(fds.data(), fds.size(), 100);
+    // Ended processes first, as soon as poll says so: the order of their ends is the verdict's.
+    for (size_t f = 0; f < fds.size(); ++f)
+      if ((fds[f].revents & (POLLIN | POLLHUP | POLLERR)) && owners[f].second == 2) reap(ranks[owners[f].first]);
     for (size_t f = 0; f < fds.size(); ++f) {
-      if (!(fds[f].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      if (!(fds[f].revents & (POLLIN | POLLHUP | POLLERR)) || owners[f].second == 2) continue;
       if (owners[f].first < 0) {
         unsigned char signo;
-        while (read(g_signal_pipe[0], &signo, 1) == 1) {
-          std::cerr << "[kdist.launch] got signal " << int(signo) << " (" << strsignal(signo)
-                    << "), forwarding it to every rank\n";
-          signal_all(ranks, forwarded_signal ? SIGKILL : signo);
-          forwarded_signal = signo;
-          kill_deadline = std::min(kill_deadline, Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                      std::chrono::duration<double>(o.grace_seconds)));
-        }
+        while (read(g_signal_pipe[0], &signo, 1) == 1) forward(signo);
       } else {
         pump(ranks[owners[f].first], owners[f].second);
       }
     }
-    for (int i = 0; i < static_cast<int>(ranks.size()); ++i) {
-      auto& r = ranks[i];
-      if (r.exited) continue;
-      if (waitpid(r.pid, &r.status, WNOHANG) != r.pid) continue;
-      r.exited = true;
-      kill(-r.pid, SIGKILL);  // whatever the rank left behind in its group
-      if (failed(r.status) && first_failure < 0 && !forwarded_signal) {
-        first_failure = i;
-        std::cerr << "[kdist.launch] rank " << r.global_rank << " " << describe_status(r.status)
-                  << "; stopping the other ranks\n";
-        signal_all(ranks, SIGTERM);
-        kill_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(o.grace_seconds));
-      }
+    for (auto& r : ranks) reap(r);  // a kernel without pidfds: by polling
+    if (watch && watch->job_failed() && !stopping) {
+      auto remote = watch->first_remote_failure();
+      stop(remote ? remote->who + " " + remote->what : std::string("another node failed"));
     }
     if (Clock::now() > kill_deadline) {
       signal_all(ranks, SIGKILL);
       kill_deadline = Clock::time_point::max();
     }
   }
+};
 
-  if (forwarded_signal) {
-    std::cerr << "[kdist.launch] stopped by signal " << forwarded_signal << "\n";
-    return 128 + forwarded_signal;
+}  // namespace
+
+int launch(const LaunchOptions& o) {
+  check(o);
+  auto store = serve_store(o);
+  const int port = store ? store->port() : o.master_port;
+  auto watch = watch_job(o, store, port);
+  install_signal_handlers();
+
+  Supervisor supervisor{o, std::vector<Rank>(o.nproc_per_node)};
+  supervisor.watch = watch.get();
+  for (int l = 0; l < o.nproc_per_node; ++l) {
+    supervisor.ranks[l].global_rank = o.node_rank * o.nproc_per_node + l;
+    spawn(supervisor.ranks[l], o, l, port);
   }
-  if (first_failure >= 0) {
-    const auto& r = ranks[first_failure];
-    std::cerr << "[kdist.launch] failed: rank " << r.global_rank << " " << describe_status(r.status)
-              << "\n";
-    if (WIFEXITED(r.status)) return WEXITSTATUS(r.status);
-    return 128 + WTERMSIG(r.status);
+  while (!supervisor.all_done()) supervisor.poll_once();
+
+  if (supervisor.forwarded_signal) {
+    std::cerr << "[kdist.launch] stopped by signal " << supervisor.forwarded_signal << "\n";
+    return 128 + supervisor.forwarded_signal;
   }
-  return 0;
+  std::vector<Failure> failures;
+  for (const auto& r : supervisor.ranks)
+    if (failed(r.status)) failures.push_back(failure_of(o, r));
+  if (watch) {
+    if (!failures.empty()) watch->report(failures.front());
+    for (auto& f : watch->finish()) failures.push_back(f);
+  }
+  const Verdict verdict = judge(failures);
+  for (const auto& line : verdict.lines) std::cerr << "[kdist.launch] " << line << "\n";
+  return verdict.exit_code;
 }
 
 }  // namespace kdist::tools

@@ -11,13 +11,13 @@
 
 namespace kdist::tools {
 
-void add_plan_command(CLI::App& app) {
+void add_plan_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<TrainOptions>();
   auto* plan_cmd = app.add_subcommand(
       "plan", "Print the sharding plan and per-step collectives of a `kdist train` configuration "
               "(no processes are started)");
   add_train_options(*plan_cmd, *options);
-  plan_cmd->callback([options, plan_cmd] {
+  plan_cmd->callback([options, plan_cmd, &exit_code] {
     try {
       apply_config_file(*plan_cmd, *options);  // sets the options bound to *options
       const TrainOptions o = *options;
@@ -30,9 +30,8 @@ void add_plan_command(CLI::App& app) {
       std::cout << sharding_report(job, summary) << "\n" << collectives_report(job, summary, *model);
     } catch (const std::invalid_argument& e) {
       std::cerr << "kdist plan: " << e.what() << "\n";
-      std::exit(2);
+      exit_code = 2;
     }
-    std::exit(0);
   });
 }
 

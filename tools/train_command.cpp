@@ -184,7 +184,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
 
 }  // namespace
 
-void add_train_command(CLI::App& app) {
+void add_train_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<TrainOptions>();
   auto* train_cmd = app.add_subcommand(
       "train", "Train a built-in model (gpt, mlp) under a DataParallel or ModelParallel distribution");
@@ -204,7 +204,7 @@ void add_train_command(CLI::App& app) {
                         "Largest relative loss difference --verify accepts")->capture_default_str();
   train_cmd->add_option("--sample-length", options->sample_length, "gpt: characters of generated text")
       ->capture_default_str();
-  train_cmd->callback([options, train_cmd] { std::exit(run_train(*train_cmd, *options)); });
+  train_cmd->callback([options, train_cmd, &exit_code] { exit_code = run_train(*train_cmd, *options); });
 }
 
 }  // namespace kdist::tools

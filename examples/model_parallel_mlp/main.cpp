@@ -48,12 +48,13 @@ int main(int argc, char** argv) {
   kdist::initialize();
   const bool rank0 = kdist::process_id() == 0;
 
-  auto mesh = std::make_shared<kdist::DeviceMesh>(std::vector<int64_t>{kdist::num_processes()},
-                                                  std::vector<std::string>{"model"});
+  // Every process on "model"; the batch axis (size 1) says all of them read the same rows.
+  auto mesh = std::make_shared<kdist::DeviceMesh>(std::vector<int64_t>{1, kdist::num_processes()},
+                                                  std::vector<std::string>{"batch", "model"});
   kdist::LayoutMap layout_map(mesh);
   layout_map.set("fc1/kernel", {std::nullopt, "model"});
   layout_map.set("fc2/kernel", {"model", std::nullopt});
-  auto distribution = std::make_shared<kdist::ModelParallel>(layout_map, "model");
+  auto distribution = std::make_shared<kdist::ModelParallel>(layout_map);
   auto scope = distribution->scope();
 
   at::manual_seed(0);

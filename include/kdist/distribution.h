@@ -34,8 +34,12 @@ namespace kdist {
 
 class DistributionScope;
 
-// Which data shard a process reads: `num_shards` = min(replicas, processes);
-// `shard_id` = process_id if replicas >= processes, else process_id / (processes / replicas).
+// Which data shard a process reads when processes and devices differ in number (Keras's
+// rule): `num_shards` = min(replicas, processes); `shard_id` = process_id if replicas >=
+// processes, else process_id / (processes / replicas). With one process per device of the
+// mesh (every kdist job), a Distribution uses the process's coordinate on the batch axis
+// instead, whatever the axis order: on a (model=2, batch=2) mesh ranks 0..3 read shards
+// 0, 1, 0, 1.
 struct DataSharding {
   int64_t num_shards;
   int64_t shard_id;
@@ -49,7 +53,7 @@ class Distribution : public std::enable_shared_from_this<Distribution> {
   const DeviceMeshPtr& device_mesh() const { return mesh_; }
   const std::string& batch_dim_name() const { return batch_dim_name_; }
   virtual int64_t num_model_replicas() const = 0;
-  // From the runtime's process count and id at construction.
+  // From the runtime's process count and id at construction (see DataSharding).
   int64_t num_data_shards() const { return data_sharding_.num_shards; }
   int64_t data_shard_id() const { return data_sharding_.shard_id; }
   bool auto_shard_dataset() const { return auto_shard_dataset_; }

@@ -30,7 +30,15 @@
 // differs from its parameter's, a sharded parameter in a module kdist cannot run in parallel
 // (a stock torch::nn::Linear held as a member of a custom module, a Conv, LayerNorm, a
 // weight sharded over two mesh axes), a bias sharded against its weight's style, a sharded
-// Embedding with padding_idx, max_norm, scale_grad_by_freq or sparse (not applied in parallel).
+// Embedding with padding_idx, max_norm, scale_grad_by_freq or sparse (not applied in parallel),
+// and any parameter sharded over the distribution's batch axis: each process computes with
+// its own rows, so such a weight would need gathering first (FSDP, not yet done). A 1-D mesh
+// ("model",) is the common case: Keras makes "model" its batch axis; give the mesh its own
+// batch axis, e.g. DeviceMesh({1, N}, {"batch", "model"}).
+//
+// Shards may be empty: the chunk rule gives trailing ranks nothing when a dimension is smaller
+// than the axis (Embedding(9, 4) vocab-parallel on 4 ranks: 3, 3, 3, 0 rows). Every style still
+// computes the single-process result there.
 #include <kdist/comm.h>
 #include <kdist/distribution.h>
 #include <kdist/dtensor.h>
@@ -125,7 +133,8 @@ struct DistributeModuleOptions {
 // torch::nn::Linear/Embedding children of a torch::nn::Sequential by kdist's, and makes
 // replicated parameters identical on every rank (from mesh coordinate 0). Collective: every
 // rank calls it with the same model. Throws std::invalid_argument (see nn.h's header comment)
-// before changing anything.
+// before changing anything: the whole plan, the Sequential replacements included, is checked
+// first, so a refused call leaves the caller's parameter handles (and optimizers) valid.
 DistributionSummary distribute_module(torch::nn::Module& module,
                                       const Distribution& distribution = *kdist::distribution(),
                                       DistributeModuleOptions options = {});
@@ -133,8 +142,9 @@ DistributionSummary distribute_module(torch::nn::Module& module,
 // What distribute_module would do, seen from the process of global rank `rank`: the same
 // checks (same exceptions) and the same summary, with local shapes and bytes of that rank's
 // shards. Changes nothing and talks to no process, so it works for meshes larger than the
-// job (build the mesh with explicit devices). Stock torch::nn layers are planned as they are:
-// distribute_module would first replace those inside a Sequential by kdist's.
+// job (build the mesh with explicit devices). Stock torch::nn::Linear and Embedding layers
+// directly inside a Sequential are planned as the kdist layers distribute_module replaces them
+// by, so the two accept and refuse the same models, with the same messages.
 DistributionSummary plan_module(torch::nn::Module& module, const Distribution& distribution,
                                 int rank = 0);
 

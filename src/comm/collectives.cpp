@@ -158,11 +158,13 @@ at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,
         [&](c10d::Backend& b) { return b._allgather_base(all, mine); });
     sizes = std::vector<int64_t>(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + k);
   }
-  if (static_cast<int>(sizes->size()) != k || (*sizes)[group.rank()] != local.size(dim))
+  if (static_cast<int>(sizes->size()) != k)
     kdist::detail::invalid("comm", "all_gather on ", group.name(), ": sizes has ",
-                           sizes->size(), " entries and says ",
-                           (*sizes)[std::min<size_t>(group.rank(), sizes->size() - 1)],
-                           " for this rank, expected ", k, " entries and ", local.size(dim));
+                           sizes->size(), " entries, expected one per rank (", k, ")");
+  if ((*sizes)[group.rank()] != local.size(dim))
+    kdist::detail::invalid("comm", "all_gather on ", group.name(), ": sizes says ",
+                           (*sizes)[group.rank()], " for group rank ", group.rank(),
+                           ", whose tensor has ", local.size(dim), " along dim ", dim);
   const int64_t widest = *std::max_element(sizes->begin(), sizes->end());
   auto rows = local.movedim(dim, 0);
   auto shape = rows.sizes().vec();

@@ -10,13 +10,19 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <sys/stat.h>
+
+#include <cstdio>
 #include <mutex>
+#include <thread>
 
 #include "../debug_log.h"
 #include "../errors.h"
+#include "listen.h"
 
 namespace kdist::comm {
 namespace {
+using detail::listen_on;
 
 struct Context {
   kdist::detail::JobConfig config;
@@ -34,32 +40,117 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
-// The coordinator listens on the address it was given, not on every interface.
-int listen_on(const std::string& host, int port) {
+// The local address of the interface that routes to host:port (a UDP connect sends nothing).
+std::string address_routing_to(const std::string& host, int port) {
   addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
+  hints.ai_socktype = SOCK_DGRAM;
   addrinfo* found = nullptr;
   if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found); rc != 0)
-    kdist::detail::failure("runtime", "cannot resolve coordinator host '", host,
-                           "': ", gai_strerror(rc));
-  std::string last_error = "no address";
-  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
-    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    kdist::detail::failure("runtime", "cannot resolve coordinator host '", host, "': ", gai_strerror(rc));
+  std::string local;
+  for (addrinfo* a = found; a != nullptr && local.empty(); a = a->ai_next) {
+    int fd = socket(a->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) continue;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 128) == 0) {
-      freeaddrinfo(found);
-      return fd;
+    sockaddr_storage mine{};
+    socklen_t length = sizeof(mine);
+    char text[INET6_ADDRSTRLEN] = {0};
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &length) == 0) {
+      const void* raw = mine.ss_family == AF_INET6
+                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&mine)->sin6_addr)
+                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&mine)->sin_addr);
+      if (inet_ntop(mine.ss_family, raw, text, sizeof(text))) local = text;
     }
-    last_error = std::strerror(errno);
     close(fd);
   }
   freeaddrinfo(found);
-  kdist::detail::failure("runtime", "coordinator cannot listen on ", host, ":", port, ": ",
-                         last_error);
+  if (local.empty())
+    kdist::detail::failure("runtime", "no network interface routes to the coordinator ", host, ":",
+                           port, "; set GLOO_SOCKET_IFNAME to the interface to use");
+  return local;
+}
+
+// The Gloo device every group of this process uses (DESIGN.md, "Multi-host addresses"): the
+// interface GLOO_SOCKET_IFNAME names, else the one that routes to the coordinator. Never the
+// address the hostname resolves to, which containers often map to 127.0.0.1.
+std::shared_ptr<::gloo::transport::Device> gloo_device(const kdist::detail::JobConfig& config,
+                                                       std::string& address) {
+  if (!config.socket_interface.empty()) {
+    address = "interface " + config.socket_interface + " (GLOO_SOCKET_IFNAME)";
+    try {
+      return c10d::ProcessGroupGloo::createDeviceForInterface(config.socket_interface);
+    } catch (const std::exception& e) {
+      kdist::detail::failure("runtime", "GLOO_SOCKET_IFNAME='", config.socket_interface,
+                             "' cannot be used: ", std::string(e.what()).substr(0, 200));
+    }
+  }
+  address = is_loopback(config.coordinator_host)
+                ? "127.0.0.1"
+                : address_routing_to(config.coordinator_host, config.coordinator_port);
+  return c10d::ProcessGroupGloo::createDeviceForHostname(address);
+}
+
+// What makes two processes "on one host": hostname, boot id and the shared-memory device
+// (network namespaces share a kernel, so the last tells their private /dev/shm apart).
+std::string host_identity() {
+  char name[256] = {0};
+  gethostname(name, sizeof(name) - 1);
+  std::string boot;
+  if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    char line[64] = {0};
+    if (std::fgets(line, sizeof(line), f)) boot = line;
+    std::fclose(f);
+    if (!boot.empty() && boot.back() == '\n') boot.pop_back();
+  }
+  struct stat shm {};
+  const long shm_device = stat("/dev/shm", &shm) == 0 ? static_cast<long>(shm.st_dev) : -1;
+  return std::string(name) + "/" + boot + "/" + std::to_string(shm_device);
+}
+
+// Every process announces itself (host and Gloo address) and waits for all the others, so a
+// missing process is named rather than left to a timeout deep inside Gloo. Returns each
+// rank's announcement. A job on several hosts where some process would advertise a loopback
+// address is refused: its peers could never connect to it.
+std::vector<std::pair<std::string, std::string>> rendezvous(c10d::Store& store,
+                                                             const kdist::detail::JobConfig& config,
+                                                             const std::string& address,
+                                                             std::chrono::milliseconds timeout) {
+  const int n = config.num_processes;
+  const std::string prefix = "kdist/rendezvous/";
+  const std::string mine = host_identity() + "\n" + address;
+  store.set(prefix + std::to_string(config.process_id), std::vector<uint8_t>(mine.begin(), mine.end()));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<bool> arrived(n, false);
+  while (true) {
+    std::vector<int> missing;
+    for (int r = 0; r < n; ++r)
+      if (!arrived[r] && !(arrived[r] = store.check({prefix + std::to_string(r)}))) missing.push_back(r);
+    if (missing.empty()) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::string list;
+      for (size_t i = 0; i < missing.size(); ++i) list += (i ? ", " : "") + std::to_string(missing[i]);
+      kdist::detail::failure("runtime", "rank ", config.process_id, ": rank", missing.size() > 1 ? "s " : " ",
+                             list, " of ", n, " did not arrive at the coordinator ", config.coordinator_host,
+                             ":", config.coordinator_port, " within ", timeout.count() / 1000.0,
+                             " s (KDIST_TIMEOUT_S): is every host's launcher running?");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::vector<std::pair<std::string, std::string>> all;
+  for (int r = 0; r < n; ++r) {
+    auto bytes = store.get(prefix + std::to_string(r));
+    std::string text(bytes.begin(), bytes.end());
+    const auto newline = text.find('\n');
+    all.emplace_back(text.substr(0, newline), text.substr(newline + 1));
+  }
+  for (int r = 0; r < n; ++r)
+    if (all[r].first != all[0].first && (is_loopback(all[r].second) || is_loopback(all[0].second))) {
+      const int bad = is_loopback(all[r].second) ? r : 0;
+      kdist::detail::failure("runtime", "rank ", bad, " would be reached at the loopback address ",
+                             all[bad].second, " but the job spans several hosts; give --master-addr "
+                             "(MASTER_ADDR) an address the other hosts reach, or set GLOO_SOCKET_IFNAME");
+    }
+  return all;
 }
 
 GroupPtr make_group(Context& ctx, const std::vector<int>& ranks, const std::string& name) {
@@ -151,22 +242,22 @@ void start(const kdist::detail::JobConfig& config, std::chrono::milliseconds tim
     c10d::TCPStoreOptions options;
     options.port = static_cast<uint16_t>(config.coordinator_port);
     options.isServer = config.process_id == 0 && !config.store_served_by_launcher;
-    options.numWorkers = config.num_processes;
-    options.waitWorkers = true;
+    options.waitWorkers = false;  // rendezvous() waits, and names who is missing
     options.timeout = timeout;
     if (options.isServer) options.masterListenFd = listen_on(config.coordinator_host, config.coordinator_port);
     try {
       ctx->store = c10::make_intrusive<c10d::TCPStore>(config.coordinator_host, options);
     } catch (const std::exception& e) {
       kdist::detail::failure(
-          "runtime", "rank ", config.process_id, " could not rendezvous with ",
+          "runtime", "rank ", config.process_id, " could not reach the coordinator of ",
           config.num_processes, " processes at ", config.coordinator_host, ":",
           config.coordinator_port, " within ", timeout.count() / 1000.0,
           " s (KDIST_TIMEOUT_S): ", std::string(e.what()).substr(0, 300));
     }
-    ctx->device = is_loopback(config.coordinator_host)
-                      ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                      : c10d::ProcessGroupGloo::createDefaultDevice();
+    std::string address;
+    ctx->device = gloo_device(config, address);
+    auto announced = rendezvous(*ctx->store, config, address, timeout);
+    kdist::detail::debug_log("Gloo address " + address + " on host " + announced[config.process_id].first);
   }
   ctx->world = make_group(*ctx, all, "world (ranks " + rank_list(all) + ")");
   ctx->groups.emplace(all, ctx->world);

@@ -38,7 +38,22 @@ int64_t shard_dim(const std::vector<Placement>& placements, int64_t mesh_dim) {
   return std::get<Shard>(placements[mesh_dim]).dim;
 }
 
-// Stock torch::nn layers directly inside a Sequential become kdist's, keeping their weights.
+// Stock torch::nn::Linear and Embedding layers directly inside a torch::nn::Sequential:
+// distribute_module replaces them by kdist's (keeping their weights), so they are planned as
+// kdist layers. Anywhere else a stock layer cannot be replaced.
+std::set<const torch::nn::Module*> replaceable_stock_layers(torch::nn::Module& root) {
+  std::set<const torch::nn::Module*> found;
+  for (auto& item : root.named_modules("", /*include_self=*/true))
+    if (auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get()))
+      for (const auto& child : *sequential) {
+        const torch::nn::Module* module = child.ptr().get();
+        if (dynamic_cast<const torch::nn::LinearImpl*>(module) ||
+            dynamic_cast<const torch::nn::EmbeddingImpl*>(module))
+          found.insert(module);
+      }
+  return found;
+}
+
 void replace_stock_layers(torch::nn::Module& root) {
   for (auto& item : root.named_modules("", /*include_self=*/true)) {
     auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get());
@@ -64,6 +79,34 @@ void replace_stock_layers(torch::nn::Module& root) {
   }
 }
 
+// What kind of layer a module is to the planner.
+struct LayerKind {
+  bool linear = false;
+  bool embedding = false;
+  nn::TensorParallel* parallel = nullptr;            // kdist layers: their configuration
+  const torch::nn::EmbeddingOptions* embedding_options = nullptr;
+  bool can_run_parallel() const { return linear || embedding; }
+};
+
+LayerKind layer_kind(torch::nn::Module& module, const std::set<const torch::nn::Module*>& replaceable) {
+  LayerKind kind;
+  if (auto* linear = dynamic_cast<nn::LinearImpl*>(&module)) {
+    kind.linear = true;
+    kind.parallel = &linear->parallel;
+  } else if (auto* embedding = dynamic_cast<nn::EmbeddingImpl*>(&module)) {
+    kind.embedding = true;
+    kind.parallel = &embedding->parallel;
+    kind.embedding_options = &embedding->options;
+  } else if (replaceable.count(&module)) {
+    kind.linear = dynamic_cast<torch::nn::LinearImpl*>(&module) != nullptr;
+    if (auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(&module)) {
+      kind.embedding = true;
+      kind.embedding_options = &embedding->options;
+    }
+  }
+  return kind;
+}
+
 struct ModulePlan {
   torch::nn::Module* module;
   nn::TensorParallel* parallel = nullptr;  // kdist layers only
@@ -82,127 +125,119 @@ std::string what_to_use(const torch::nn::Module& module) {
          "replicate it";
 }
 
+// A weight sharded over the batch axis would be used by each process with its own rows and
+// its own piece of the weight: the result differs from one process's. Until kdist gathers
+// such weights (FSDP), that layout is refused.
+void check_not_on_batch_axis(const ParameterPlan& entry, const Distribution& distribution) {
+  const auto& mesh = *distribution.device_mesh();
+  const int64_t batch = mesh.axis_index(distribution.batch_dim_name());
+  if (std::holds_alternative<Replicate>(entry.placements[batch])) return;
+  const bool shared_axis = mesh.ndim() == 1;
+  invalid("nn", "parameter '", entry.path.torch_name, "' has layout ", entry.layout.to_string(),
+          ", which shards it over '", distribution.batch_dim_name(), "', the batch axis of ",
+          distribution.to_string(), ": each process would multiply its own rows by its own "
+          "piece of the weight, which is not the single-process model. kdist does not shard "
+          "weights over the batch axis yet (FSDP); ",
+          shared_axis ? "give the mesh its own batch axis, e.g. DeviceMesh({1, N}, {\"batch\", "
+                        "\"model\"}) with ModelParallel(map, \"batch\")"
+                      : "replicate it over '" + distribution.batch_dim_name() +
+                            "' (shard it over another axis)");
+}
+
 struct Plan {
   DistributionSummary summary;
   std::vector<ModulePlan> modules;
 };
 
-// Every check distribute_module makes, and each parameter's shard on the process of `rank`;
-// nothing is changed and no process is contacted.
-Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int rank) {
+// The summary entries of a module's own parameters, with the layouts the distribution asks.
+void plan_parameters(const std::string& prefix, torch::nn::Module& module,
+                     const Distribution& distribution, ModulePlan& plan,
+                     DistributionSummary& summary, std::set<std::string>& used_keys) {
   const auto* model_parallel = dynamic_cast<const ModelParallel*>(&distribution);
-  const auto& mesh = distribution.device_mesh();
-  const auto coordinate = mesh->coordinate_of(rank);
-  Plan result;
-  DistributionSummary& summary = result.summary;
-  std::vector<ModulePlan>& plans = result.modules;
-  std::set<std::string> used_keys;
-
-  for (auto& item : root.named_modules("", /*include_self=*/true)) {
-    torch::nn::Module& module = *item.value();
-    auto direct = module.named_parameters(/*recurse=*/false);
-    if (direct.is_empty()) continue;
-    ModulePlan plan{&module, nullptr, {}, {}};
-    auto* linear = dynamic_cast<nn::LinearImpl*>(&module);
-    auto* embedding = dynamic_cast<nn::EmbeddingImpl*>(&module);
-    if (linear) plan.parallel = &linear->parallel;
-    if (embedding) plan.parallel = &embedding->parallel;
-    if (plan.parallel) plan.config.gather_output = plan.parallel->gather_output;  // the user's choice
-
-    const std::string owner_type = keras_owner_type(module);
-    for (const auto& p : direct) {
-      std::string name = item.key().empty() ? p.key() : item.key() + "." + p.key();
-      ParameterPath path = make_parameter_path(name, owner_type);
-      auto shape = p.value().sizes().vec();
-      std::optional<std::string> key;
-      if (model_parallel)
-        if (auto match = match_parameter(model_parallel->layout_map(), path)) key = match->key;
-      if (key) used_keys.insert(*key);
-      TensorLayout layout = distribution.get_parameter_layout(path, shape);
-      summary.parameters.push_back(
-          ParameterPlan{path, shape, layout, to_placements(layout, shape.size()), {}, "replicated", key});
-      plan.parameters.emplace_back(p.value(), summary.parameters.size() - 1);
-    }
-
-    auto& entries = summary.parameters;
-    auto entry_of = [&](const std::string& leaf) -> ParameterPlan* {
-      for (auto& [tensor, index] : plan.parameters)
-        if (entries[index].path.torch_name == (item.key().empty() ? leaf : item.key() + "." + leaf))
-          return &entries[index];
-      return nullptr;
-    };
-    if (!plan.parallel) {
-      for (auto& [tensor, index] : plan.parameters)
-        if (!entries[index].layout.is_fully_replicated())
-          invalid("nn", "parameter '", entries[index].path.torch_name, "' of ",
-                  module.name(), " has layout ", entries[index].layout.to_string(),
-                  " but ", what_to_use(module));
-      plans.push_back(std::move(plan));
-      continue;
-    }
-    ParameterPlan* weight = entry_of("weight");
-    int64_t mesh_dim = sharding_mesh_dim(weight->placements, weight->path.torch_name);
-    if (mesh_dim >= 0) {
-      if (std::holds_alternative<Partial>(weight->placements[mesh_dim]))
-        invalid("nn", "parameter '", weight->path.torch_name, "' cannot be Partial");
-      const int64_t d = shard_dim(weight->placements, mesh_dim);
-      auto& c = plan.config;
-      c.style = linear ? (d == 0 ? nn::ParallelStyle::kColumn : nn::ParallelStyle::kRow)
-                       : (d == 0 ? nn::ParallelStyle::kVocab : nn::ParallelStyle::kEmbeddingDim);
-      if (embedding) {
-        const auto& o = embedding->options;
-        if (o.padding_idx() || o.max_norm() || o.scale_grad_by_freq() || o.sparse())
-          invalid("nn", "Embedding '", weight->path.torch_name, "' uses padding_idx, max_norm, "
-                  "scale_grad_by_freq or sparse, which its parallel lookup does not apply: "
-                  "replicate its weight or drop those options");
-      }
-      c.full_size = weight->global_shape[d];
-      DTensorSpec spec{mesh, weight->placements, weight->global_shape};
-      c.local_offset = spec.local_offset(coordinate)[d];
-      weight->style = nn::to_string(c.style);
-    }
-    if (ParameterPlan* bias = linear ? entry_of("bias") : nullptr) {
-      const bool column = plan.config.style == nn::ParallelStyle::kColumn;
-      std::vector<Placement> follows(mesh->ndim(), Replicate{});
-      if (column) follows[mesh_dim] = Shard{0};
-      if (!bias->key && column) {
-        // No entry of its own: the bias follows the weight's output features, so the
-        // column-parallel layer adds this rank's piece of it.
-        std::vector<AxisSpec> axes{AxisSpec(mesh->axis_names()[mesh_dim])};
-        bias->layout = TensorLayout(axes, mesh);
-        bias->placements = follows;
-      } else if (bias->placements != follows) {
-        invalid("nn", "bias '", bias->path.torch_name, "' has layout ", bias->layout.to_string(),
-                " but its weight is ", nn::to_string(plan.config.style),
-                column ? " parallel: shard the bias over the same axis as the weight's output "
-                         "features, or give it no layout (it then follows the weight)"
-                       : plan.config.style == nn::ParallelStyle::kRow
-                             ? " parallel, whose bias is added once after the all_reduce: "
-                               "replicate it"
-                             : ": a replicated layer's bias is replicated");
-      }
-      bias->style = weight->style;
-    }
-    plans.push_back(std::move(plan));
+  const std::string owner_type = keras_owner_type(module);
+  for (const auto& p : module.named_parameters(/*recurse=*/false)) {
+    std::string name = prefix.empty() ? p.key() : prefix + "." + p.key();
+    ParameterPath path = make_parameter_path(name, owner_type);
+    auto shape = p.value().sizes().vec();
+    std::optional<std::string> key;
+    if (model_parallel)
+      if (auto match = match_parameter(model_parallel->layout_map(), path)) key = match->key;
+    if (key) used_keys.insert(*key);
+    TensorLayout layout = distribution.get_parameter_layout(path, shape);
+    summary.parameters.push_back(
+        ParameterPlan{path, shape, layout, to_placements(layout, shape.size()), {}, "replicated", key});
+    check_not_on_batch_axis(summary.parameters.back(), distribution);
+    plan.parameters.emplace_back(p.value(), summary.parameters.size() - 1);
   }
+}
 
-  if (model_parallel) {
-    std::vector<std::string> unmatched;
-    for (const auto& key : model_parallel->layout_map().keys())
-      if (!used_keys.count(key)) unmatched.push_back(key);
-    if (!unmatched.empty()) {
-      std::string message = "LayoutMap keys " + detail::quoted_list(unmatched) +
-                            " match no parameter of the module (torch or Keras name)";
-      const char* allow = std::getenv("KDIST_ALLOW_UNMATCHED");
-      if (allow && std::string(allow) == "1")
-        std::cerr << "[kdist.nn] warning: " << message << "\n";
-      else
-        invalid("nn", message, "; set KDIST_ALLOW_UNMATCHED=1 to only warn");
-    }
+// The parallel style a layer's weight placement asks for, and this rank's piece of it.
+void plan_weight(const LayerKind& kind, ParameterPlan& weight, const DeviceMeshPtr& mesh,
+                 const std::vector<int64_t>& coordinate, nn::TensorParallel& config) {
+  const int64_t mesh_dim = sharding_mesh_dim(weight.placements, weight.path.torch_name);
+  if (mesh_dim < 0) return;
+  if (std::holds_alternative<Partial>(weight.placements[mesh_dim]))
+    invalid("nn", "parameter '", weight.path.torch_name, "' cannot be Partial");
+  const int64_t d = shard_dim(weight.placements, mesh_dim);
+  config.style = kind.linear ? (d == 0 ? nn::ParallelStyle::kColumn : nn::ParallelStyle::kRow)
+                             : (d == 0 ? nn::ParallelStyle::kVocab : nn::ParallelStyle::kEmbeddingDim);
+  if (kind.embedding) {
+    const auto& o = *kind.embedding_options;
+    if (o.padding_idx() || o.max_norm() || o.scale_grad_by_freq() || o.sparse())
+      invalid("nn", "Embedding '", weight.path.torch_name, "' uses padding_idx, max_norm, "
+              "scale_grad_by_freq or sparse, which its parallel lookup does not apply: "
+              "replicate its weight or drop those options");
   }
+  config.full_size = weight.global_shape[d];
+  config.local_offset = DTensorSpec{mesh, weight.placements, weight.global_shape}.local_offset(coordinate)[d];
+  weight.style = nn::to_string(config.style);
+}
 
-  for (auto& plan : plans)
-    for (auto& [tensor, index] : plan.parameters) {
+// A Linear's bias: a column-parallel layer's follows its weight's output features (with no
+// entry of its own it is sharded to match); any other layer's is replicated.
+void plan_bias(ParameterPlan& bias, const ParameterPlan& weight, const DeviceMeshPtr& mesh,
+               nn::ParallelStyle style) {
+  const bool column = style == nn::ParallelStyle::kColumn;
+  const int64_t mesh_dim = sharding_mesh_dim(weight.placements, weight.path.torch_name);
+  std::vector<Placement> follows(mesh->ndim(), Replicate{});
+  if (column) follows[mesh_dim] = Shard{0};
+  if (!bias.key && column) {
+    std::vector<AxisSpec> axes{AxisSpec(mesh->axis_names()[mesh_dim])};
+    bias.layout = TensorLayout(axes, mesh);
+    bias.placements = follows;
+  } else if (bias.placements != follows) {
+    invalid("nn", "bias '", bias.path.torch_name, "' has layout ", bias.layout.to_string(),
+            " but its weight is ", nn::to_string(style),
+            column ? " parallel: shard the bias over the same axis as the weight's output "
+                     "features, or give it no layout (it then follows the weight)"
+                   : style == nn::ParallelStyle::kRow
+                         ? " parallel, whose bias is added once after the all_reduce: "
+                           "replicate it"
+                         : ": a replicated layer's bias is replicated");
+  }
+  bias.style = weight.style;
+}
+
+void check_every_key_used(const Distribution& distribution, const std::set<std::string>& used_keys) {
+  const auto* model_parallel = dynamic_cast<const ModelParallel*>(&distribution);
+  if (!model_parallel) return;
+  std::vector<std::string> unmatched;
+  for (const auto& key : model_parallel->layout_map().keys())
+    if (!used_keys.count(key)) unmatched.push_back(key);
+  if (unmatched.empty()) return;
+  std::string message = "LayoutMap keys " + detail::quoted_list(unmatched) +
+                        " match no parameter of the module (torch or Keras name)";
+  const char* allow = std::getenv("KDIST_ALLOW_UNMATCHED");
+  if (allow && std::string(allow) == "1")
+    std::cerr << "[kdist.nn] warning: " << message << "\n";
+  else
+    invalid("nn", message, "; set KDIST_ALLOW_UNMATCHED=1 to only warn");
+}
+
+void count_bytes(const Plan& plan, const DeviceMeshPtr& mesh, const std::vector<int64_t>& coordinate,
+                 DistributionSummary& summary) {
+  for (const auto& module : plan.modules)
+    for (const auto& [tensor, index] : module.parameters) {
       auto& entry = summary.parameters[index];
       entry.local_shape = DTensorSpec{mesh, entry.placements, entry.global_shape}.local_shape(coordinate);
       int64_t local = tensor.element_size(), global = tensor.element_size();
@@ -212,6 +247,48 @@ Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int ra
       summary.global_bytes += global;
       (entry.layout.is_fully_replicated() ? summary.replicated_bytes : summary.sharded_bytes) += local;
     }
+}
+
+// Every check distribute_module makes, and each parameter's shard on the process of `rank`;
+// nothing is changed and no process is contacted. Stock layers that distribute_module would
+// replace are planned as the kdist layers they become.
+Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int rank) {
+  const auto& mesh = distribution.device_mesh();
+  const auto coordinate = mesh->coordinate_of(rank);
+  const auto replaceable = replaceable_stock_layers(root);
+  Plan result;
+  std::set<std::string> used_keys;
+  auto& entries = result.summary.parameters;
+
+  for (auto& item : root.named_modules("", /*include_self=*/true)) {
+    torch::nn::Module& module = *item.value();
+    if (module.named_parameters(/*recurse=*/false).is_empty()) continue;
+    const LayerKind kind = layer_kind(module, replaceable);
+    ModulePlan plan{&module, kind.parallel, {}, {}};
+    if (kind.parallel) plan.config.gather_output = kind.parallel->gather_output;  // the user's choice
+    plan_parameters(item.key(), module, distribution, plan, result.summary, used_keys);
+
+    auto entry_of = [&](const std::string& leaf) -> ParameterPlan* {
+      const std::string name = item.key().empty() ? leaf : item.key() + "." + leaf;
+      for (auto& [tensor, index] : plan.parameters)
+        if (entries[index].path.torch_name == name) return &entries[index];
+      return nullptr;
+    };
+    if (!kind.can_run_parallel()) {
+      for (auto& [tensor, index] : plan.parameters)
+        if (!entries[index].layout.is_fully_replicated())
+          invalid("nn", "parameter '", entries[index].path.torch_name, "' of ", module.name(),
+                  " has layout ", entries[index].layout.to_string(), " but ", what_to_use(module));
+    } else {
+      ParameterPlan* weight = entry_of("weight");
+      plan_weight(kind, *weight, mesh, coordinate, plan.config);
+      if (ParameterPlan* bias = kind.linear ? entry_of("bias") : nullptr)
+        plan_bias(*bias, *weight, mesh, plan.config.style);
+    }
+    result.modules.push_back(std::move(plan));
+  }
+  check_every_key_used(distribution, used_keys);
+  count_bytes(result, mesh, coordinate, result.summary);
   return result;
 }
 
@@ -224,6 +301,7 @@ DistributionSummary plan_module(torch::nn::Module& module, const Distribution& d
 
 DistributionSummary distribute_module(torch::nn::Module& root, const Distribution& distribution,
                                       DistributeModuleOptions options) {
+  make_plan(root, distribution, process_id());  // every check, before anything changes
   replace_stock_layers(root);
   auto [summary, plans] = make_plan(root, distribution, process_id());
   const auto& mesh = distribution.device_mesh();

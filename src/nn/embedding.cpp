@@ -46,6 +46,14 @@ at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
       // Ids outside this rank's rows [offset, offset + rows) look up row 0 and are zeroed,
       // so the all_reduce adds each id's row exactly once.
       const int64_t rows = weight.size(0), first = parallel.local_offset;
+      if (rows == 0) {
+        // An empty shard (fewer rows than ranks, by the chunk rule) looks nothing up: it adds
+        // zeros to the all_reduce. The zero-element sum keeps the (empty) weight in the graph.
+        auto shape = indices.sizes().vec();
+        shape.push_back(weight.size(1));
+        return detail::reduce_from_parallel(at::zeros(shape, weight.options()) + weight.sum(),
+                                            parallel.group);
+      }
       auto outside = (indices < first).logical_or(indices >= first + rows);
       auto local_ids = (indices - first).masked_fill(outside, 0);
       auto rows_out = at::embedding(weight, local_ids);

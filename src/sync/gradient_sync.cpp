@@ -4,6 +4,7 @@
 #include <kdist/sync.h>
 #include <kdist/dtensor.h>
 #include <torch/csrc/autograd/engine.h>
+#include <torch/csrc/autograd/graph_task.h>
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
@@ -55,15 +56,33 @@ struct GradientSync::State {
   std::vector<at::Tensor> buffers;               // broadcast from the first replica each step
   std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
   std::mutex mutex;
+  std::weak_ptr<State> self;  // what the end-of-backward callback holds: it may outlive us
   bool syncing = true;
   bool callback_queued = false;
+  int callback_graph_task = -1;  // the backward whose end runs finish()
   size_t next_to_launch = 0;
 
   void on_gradient(size_t index);
   void launch_ready_in_order();
   void launch(Bucket& bucket);
   void finish();
+  void finish_locked();
+  void reset_step();
 };
+
+// Back to "no gradient seen this step". A backward that threw never runs its end-of-backward
+// callback, and a finish() whose collective threw stops halfway: either way the next
+// backward must start clean, or it would skip synchronisation without a word.
+void GradientSync::State::reset_step() {
+  for (auto& bucket : buckets) {
+    for (auto& slot : bucket.slots) slot.ready = false;
+    bucket.ready = 0;
+    bucket.pending = comm::PendingCollective();
+  }
+  next_to_launch = 0;
+  callback_queued = false;
+  callback_graph_task = -1;
+}
 
 void GradientSync::State::launch(Bucket& bucket) {
   // Slots whose parameter got no gradient count as zero, with their flag at zero.
@@ -92,9 +111,14 @@ void GradientSync::State::launch_ready_in_order() {
 void GradientSync::State::on_gradient(size_t index) {
   std::lock_guard<std::mutex> lock(mutex);
   if (!syncing) return;
+  const int graph_task = torch::autograd::get_current_graph_task_id();
+  if (callback_queued && graph_task != callback_graph_task) reset_step();  // that backward died
   if (!callback_queued) {
     callback_queued = true;
-    torch::autograd::Engine::get_default_engine().queue_callback([this] { finish(); });
+    callback_graph_task = graph_task;
+    torch::autograd::Engine::get_default_engine().queue_callback([weak = self] {
+      if (auto state = weak.lock()) state->finish();
+    });
   }
   auto [b, s] = where[index];
   auto& bucket = buckets[b];
@@ -125,6 +149,15 @@ void GradientSync::State::on_gradient(size_t index) {
 void GradientSync::State::finish() {
   std::lock_guard<std::mutex> lock(mutex);
   if (!callback_queued) return;
+  try {
+    finish_locked();
+  } catch (...) {
+    reset_step();
+    throw;
+  }
+}
+
+void GradientSync::State::finish_locked() {
   while (next_to_launch < buckets.size()) launch(buckets[next_to_launch++]);
   for (auto& bucket : buckets) {
     bucket.pending.wait();
@@ -138,21 +171,19 @@ void GradientSync::State::finish() {
       } else {
         grad = at::Tensor();  // no rank produced one: as in one process
       }
-      slot.ready = false;
     }
-    bucket.ready = 0;
   }
   if (!buffers.empty()) {
     at::NoGradGuard no_grad;
     for (auto& buffer : buffers) comm::broadcast(buffer, 0, *group);
   }
-  next_to_launch = 0;
-  callback_queued = false;
+  reset_step();
 }
 
 GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distribution,
                            GradientSyncOptions options)
     : state_(std::make_shared<State>()) {
+  state_->self = state_;
   const auto& mesh = *distribution.device_mesh();
   const int64_t batch_axis = mesh.axis_index(distribution.batch_dim_name());
   state_->group = comm::axis_group(mesh, batch_axis);
@@ -215,7 +246,8 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
   if (options.broadcast_parameters) {
     torch::NoGradGuard no_grad;
     for (auto& p : params) comm::broadcast(p, 0, *state_->group);
-    for (auto& b : module.buffers()) comm::broadcast(b, 0, *state_->group);
+    for (auto& b : module.buffers())
+      if (b.defined()) comm::broadcast(b, 0, *state_->group);
   }
 
   std::weak_ptr<State> weak = state_;

@@ -156,9 +156,9 @@ TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
   for (const auto& p : model->named_parameters()) state_bytes += 3 * reference.at(p.key()).numel() * 4;
   EXPECT_EQ(static_cast<int64_t>(total_bytes), state_bytes) << "every element written exactly once";
 
-  // The same 4 processes, another mesh and layout map: (model=4), with uneven shards (the
-  // vocabulary of 50 in blocks of 13, 13, 12, 12).
-  auto line = std::make_shared<DeviceMesh>(std::vector<int64_t>{4}, std::vector<std::string>{"model"});
+  // The same 4 processes, another mesh and layout map: (batch=1, model=4), with uneven shards
+  // (the vocabulary of 50 in blocks of 13, 13, 12, 12).
+  auto line = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"});
   LayoutMap other(line);
   other.set("tok/embeddings", {"model", std::nullopt});
   other.set("head/kernel", {std::nullopt, "model"});
@@ -166,7 +166,7 @@ TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
   other.set("o/kernel", {"model", std::nullopt});
   other.set("up/kernel", {std::nullopt, "model"});
   other.set("down/kernel", {"model", std::nullopt});
-  load_and_compare(std::make_shared<ModelParallel>(other, "model"));
+  load_and_compare(std::make_shared<ModelParallel>(other));
 }
 
 TEST(CheckpointLoad2, OntoTwoRanksWithOtherShards) {

@@ -5,6 +5,7 @@
 #include <kdist/runtime.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "../mp_util.h"
@@ -151,6 +152,13 @@ TEST(Comm1D, BadArguments) {
                     "all_gather: dim 2 is out of range for a tensor of 2 dimensions");
   EXPECT_THROW_WITH(all_gather(t, 0, *g, std::vector<int64_t>{1}), std::invalid_argument,
                     "all_gather on world");
+  // An empty size list is named as such (its error path once read entry `rank` of it).
+  EXPECT_THROW_WITH(all_gather(t, 0, *g, std::vector<int64_t>{}), std::invalid_argument,
+                    "sizes has 0 entries, expected one per rank (" + std::to_string(g->size()) + ")");
+  std::vector<int64_t> wrong(g->size(), 2);
+  wrong[g->rank()] = 5;
+  EXPECT_THROW_WITH(all_gather(t, 0, *g, wrong), std::invalid_argument,
+                    "sizes says 5 for group rank " + std::to_string(g->rank()) + ", whose tensor has 2");
 }
 
 // ---- 2x2 mesh (batch, model) on 4 ranks ------------------------------------------------------
@@ -204,6 +212,28 @@ TEST(CommFailure, AMissingPeerIsATimeoutError) {
   // Rank 1 never joins, and stays alive past the timeout so that rank 0 sees a hung
   // collective rather than a closed connection.
   if (process_id() == 1) std::this_thread::sleep_for(std::chrono::seconds(5));
+}
+
+}  // namespace
+}  // namespace kdist::comm
+
+namespace kdist::comm {
+namespace {
+
+// For tests/launch_test.sh's root_cause case (4 ranks): rank 2 leaves with exit code 3 while
+// the others wait in a collective; they fail because it left (rank 1 aborts, as a rank does
+// when an error escapes; ranks 0 and 3 exit 1). The launcher must blame rank 2.
+TEST(LaunchRootCause, RankTwoLeavesDuringACollective) {
+  if (process_id() == 2) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::_Exit(3);
+  }
+  try {
+    for (int i = 0; i < 1000; ++i) barrier(*world());
+  } catch (const std::exception&) {
+    if (process_id() == 1) std::abort();
+    std::_Exit(1);
+  }
 }
 
 }  // namespace

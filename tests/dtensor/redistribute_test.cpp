@@ -12,6 +12,17 @@ using testing::global_arange;
 using testing::line_mesh;
 using testing::mesh_2x2;
 
+// This rank's block of `full` on the 2x2 mesh, from the chunk rule alone: mesh dimensions in
+// order, each splitting what the earlier ones left (DTensor's nesting), never the code under test.
+at::Tensor expected_block(const at::Tensor& full, const std::vector<Placement>& placements) {
+  const int coordinate[2] = {process_id() / 2, process_id() % 2};
+  at::Tensor block = full;
+  for (int m = 0; m < 2; ++m)
+    if (auto* shard = std::get_if<Shard>(&placements[m]))
+      block = chunk_piece(block, shard->dim, 2, coordinate[m]);
+  return block;
+}
+
 const std::vector<std::vector<int64_t>> kUnevenShapes{{12, 3}, {13, 3}, {14, 3},
                                                       {3, 12}, {3, 13}, {3, 14}};
 
@@ -148,11 +159,31 @@ TEST(Redistribute2x2, UnevenRoundTrips) {
       auto x = distribute_tensor(full, mesh, placements);
       EXPECT_TRUE(at::equal(x.full_tensor(), full))
           << shape[0] << "x" << shape[1] << " " << to_string(placements);
-      auto offset = x.local_offset();
-      auto block = full.narrow(0, offset[0], x.to_local().size(0)).narrow(1, offset[1], x.to_local().size(1));
-      EXPECT_TRUE(at::equal(x.to_local(), block));
+      EXPECT_TRUE(at::equal(x.to_local(), expected_block(full, placements)))
+          << shape[0] << "x" << shape[1] << " " << to_string(placements);
     }
   }
+}
+
+// Blocks that are empty on some ranks ((3, 5) as S(0), S(0) leaves rank 3 none; (1, 3) leaves
+// three ranks none) go to every other placement and back, each compared with the nested
+// chunk rule.
+TEST(Redistribute2x2, EmptyLocalBlocks) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = mesh_2x2();
+  const std::vector<std::vector<Placement>> all{{Shard{0}, Shard{0}}, {Shard{0}, Shard{1}},
+                                                {Shard{1}, Shard{0}}, {Replicate{}, Shard{0}},
+                                                {Shard{0}, Replicate{}}, {Replicate{}, Replicate{}}};
+  for (auto shape : std::vector<std::vector<int64_t>>{{3, 5}, {1, 3}})
+    for (const auto& from : all)
+      for (const auto& to : all) {
+        auto full = global_arange(shape);
+        auto x = DTensor::from_local(expected_block(full, from).clone(), mesh, from, shape);
+        auto y = x.redistribute(to);
+        EXPECT_TRUE(at::equal(y.to_local(), expected_block(full, to)))
+            << shape[0] << "x" << shape[1] << " " << to_string(from) << " -> " << to_string(to);
+        EXPECT_TRUE(at::equal(y.redistribute(from).to_local(), x.to_local()));
+      }
 }
 
 TEST(Redistribute2x2, TransitionCountsAndValues) {

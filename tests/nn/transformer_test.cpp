@@ -1,5 +1,5 @@
 // A small transformer trained tensor-parallel matches the same model in one process.
-// TensorParallelGpt.* runs on 2 and 4 ranks (1-D "model" mesh); TensorParallelGpt2x2.* on a
+// TensorParallelGpt.* runs on 2 and 4 ranks ((batch=1, model=N) mesh); TensorParallelGpt2x2.* on a
 // 2x2 (batch, model) mesh with the model axis used.
 #include <kdist/nn.h>
 #include <torch/optim/adam.h>
@@ -58,9 +58,9 @@ void expect_same_losses(const LayoutMap& plan, const std::string& batch_axis) {
 }
 
 TEST(TensorParallelGpt, TenAdamStepsMatchOneProcess) {
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()},
-                                           std::vector<std::string>{"model"});
-  expect_same_losses(gpt_plan(mesh), "model");
+  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, num_processes()},
+                                           std::vector<std::string>{"batch", "model"});
+  expect_same_losses(gpt_plan(mesh), "batch");
 }
 
 TEST(TensorParallelGpt2x2, TenAdamStepsMatchOneProcess) {

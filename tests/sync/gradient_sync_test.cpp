@@ -127,6 +127,39 @@ TEST(DataParallel, FallsBackToGlooWhereProcessesCannotShareMemory) {
   for (int q = 1; q < num_processes(); ++q) EXPECT_TRUE(at::equal(grads[q], grads[0]));
 }
 
+// A backward that throws halfway runs no end-of-backward callback: here fc2's gradients have
+// reached their buckets when fc1.weight's accumulation fails (it holds a gradient of the wrong
+// shape, on every rank). The next backward must synchronise all the same.
+TEST(DataParallel, SynchronisesAgainAfterABackwardThatThrew) {
+  at::manual_seed(7);
+  Mlp model(12, 20, 4);
+  GradientSync sync(*model, DataParallel());
+  model->fc1->weight.mutable_grad() = at::zeros({3});
+  EXPECT_ANY_THROW(model->forward(at::randn({4, 12})).pow(2).mean().backward());
+  model->zero_grad(/*set_to_none=*/true);
+  at::manual_seed(40 + process_id());  // each rank its own rows: equal gradients prove the sync
+  at::mse_loss(model->forward(at::randn({4, 12})), at::zeros({4, 4})).backward();
+  for (const auto& p : model->named_parameters()) {
+    auto grads = comm::all_gather(p.value().grad().unsqueeze(0), 0, *comm::world());
+    for (int q = 1; q < num_processes(); ++q) EXPECT_TRUE(at::equal(grads[q], grads[0])) << p.key();
+  }
+}
+
+// The end-of-backward callback may run after the GradientSync that queued it is gone (here it
+// is destroyed by a hook during backward): it must then do nothing.
+TEST(DataParallel, DestroyedDuringBackward) {
+  Mlp model(12, 20, 4);
+  auto sync = std::make_unique<GradientSync>(*model, DataParallel());
+  auto hidden = model->fc1->forward(at::randn({4, 12}));
+  hidden.register_hook([&](const at::Tensor& grad) {
+    sync.reset();
+    return grad;
+  });
+  model->fc2->forward(at::relu(hidden)).pow(2).mean().backward();
+  EXPECT_EQ(sync, nullptr);
+  EXPECT_TRUE(model->fc1->weight.grad().defined());
+}
+
 TEST(DataParallel, BucketsAndCommunication) {
   Mlp model(12, 20, 4);
   GradientSyncOptions small;
@@ -239,8 +272,26 @@ TEST(DataParallel2x2, MlpWithModelAndBatchAxes) {
   Mlp model(12, 20, 4);
   distribute_module(*model, mp);
   EXPECT_EQ(mp.num_data_shards(), 2);
-  EXPECT_EQ(mp.data_shard_id(), process_id() / 2);
+  EXPECT_EQ(mp.data_shard_id(), mp.device_mesh()->coordinate_of(process_id())[0]);
   train_and_compare<torch::optim::Adam>(reference, model, mp, torch::optim::AdamOptions(1e-2), 5);
+}
+
+// The batch axis second: ranks 0..3 sit at (model, batch) = (0,0), (0,1), (1,0), (1,1), so
+// they read data shards 0, 1, 0, 1, and the ranks of a model group ({0, 2}, {1, 3}) read the
+// same rows. Trained against one process, which fails if a model group reads two shards.
+TEST(DataParallel2x2, MlpOnAModelBatchMesh) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2},
+                                           std::vector<std::string>{"model", "batch"});
+  ModelParallel mp(testing::keras_mlp_plan(mesh), "batch");
+  EXPECT_EQ(mp.num_data_shards(), 2);
+  EXPECT_EQ(mp.data_shard_id(), std::vector<int64_t>({0, 1, 0, 1})[process_id()]);
+  at::manual_seed(100);
+  Mlp reference(12, 20, 4);
+  at::manual_seed(100);
+  Mlp model(12, 20, 4);
+  distribute_module(*model, mp);
+  train_and_compare<torch::optim::SGD>(reference, model, mp, torch::optim::SGDOptions(0.05).momentum(0.9), 4);
 }
 
 TEST(DataParallel2x2, GptWithModelAndBatchAxes) {

@@ -43,6 +43,10 @@ mlp_model_2x2)  # ModelParallel over (batch, model), SGD
   grep -Eq "fc1.weight +\(256, 32\) +\(model, None\) +\[R, S\(0\)\] +\(128, 32\) +column" "$work/out" \
     || fail "fc1 not column parallel with a (128, 32) shard"
   ;;
+mlp_model_batch_2x2)  # the batch axis second: ranks 0..3 read shards 0, 1, 0, 1
+  launch 4 --model mlp --mesh model=2,batch=2 --steps 20 --optimizer sgd --lr 0.05 --verify; expect_verified $?
+  grep -q "batch:        32 global, 16 per data shard (2 shards" "$work/out" || fail "not 2 data shards"
+  ;;
 gpt_model_n2)  # tensor parallel only: default mesh (batch=1, model=2), AdamW
   launch 2 --model gpt --distribution model --steps 20 --optimizer adamw --verify; expect_verified $?
   grep -q "DeviceMesh(shape=(1, 2), axis_names=(batch, model)" "$work/out" || fail "not a (1, 2) mesh"

@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -57,25 +59,40 @@ void bad_option(const std::string& message) { throw std::invalid_argument("[kdis
 
 void add_train_options(CLI::App& c, TrainOptions& o) {
   c.add_option("--config", o.config, "JSON file of these options (the command line wins)");
-  c.add_option("--model", o.model, "Built-in model: gpt or mlp")->capture_default_str();
-  c.add_option("--width", o.width, "Model width (0: gpt 128, mlp 256)");
-  c.add_option("--layers", o.layers, "gpt: transformer blocks")->capture_default_str();
-  c.add_option("--heads", o.heads, "gpt: attention heads")->capture_default_str();
-  c.add_option("--context", o.context, "gpt: characters per sample")->capture_default_str();
+  c.add_option("--model", o.model, "Built-in model: gpt or mlp")
+      ->check(CLI::IsMember({"gpt", "mlp"}))
+      ->capture_default_str();
+  c.add_option("--width", o.width, "Model width (0: gpt 128, mlp 256)")->check(CLI::NonNegativeNumber);
+  c.add_option("--layers", o.layers, "gpt: transformer blocks")->check(CLI::PositiveNumber)->capture_default_str();
+  c.add_option("--heads", o.heads, "gpt: attention heads")->check(CLI::PositiveNumber)->capture_default_str();
+  c.add_option("--context", o.context, "gpt: characters per sample")->check(CLI::PositiveNumber)->capture_default_str();
   c.add_option("--data", o.data, "gpt: a text file (default: the shipped corpus)");
-  c.add_option("--mesh", o.mesh, "Mesh axes, e.g. batch=2,model=2 (default: all processes)");
-  c.add_option("--devices", o.devices, "A 1-D 'batch' mesh of this many devices");
+  auto* mesh = c.add_option("--mesh", o.mesh, "Mesh axes, e.g. batch=2,model=2 (default: all processes)")
+                   ->check([](const std::string& text) {
+                     try {
+                       parse_mesh(text);
+                     } catch (const std::invalid_argument& e) {
+                       return std::string(e.what());
+                     }
+                     return std::string();
+                   });
+  c.add_option("--devices", o.devices, "A 1-D 'batch' mesh of this many devices")
+      ->check(CLI::PositiveNumber)
+      ->excludes(mesh);
   c.add_option("--distribution", o.distribution,
                "data (DataParallel) or model (ModelParallel); default: model if the mesh has a "
-               "'model' axis");
+               "'model' axis")
+      ->check(CLI::IsMember({"data", "model"}));
   c.add_option("--layout", o.layout,
                "Layout map entry REGEX=AXES (Keras-style key, torch or Keras names; AXES like "
                "null,model); repeatable, added to the model's default map");
   c.add_flag("--no-default-layout", o.no_default_layout, "Use only the --layout entries");
-  c.add_option("--batch-size", o.batch_size, "Global batch size")->capture_default_str();
-  c.add_option("--steps", o.steps, "Training steps")->capture_default_str();
-  c.add_option("--lr", o.lr, "Learning rate")->capture_default_str();
-  c.add_option("--optimizer", o.optimizer, "sgd (momentum 0.9), adam or adamw")->capture_default_str();
+  c.add_option("--batch-size", o.batch_size, "Global batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  c.add_option("--steps", o.steps, "Training steps")->check(CLI::PositiveNumber)->capture_default_str();
+  c.add_option("--lr", o.lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  c.add_option("--optimizer", o.optimizer, "sgd (momentum 0.9), adam or adamw")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+      ->capture_default_str();
   c.add_option("--seed", o.seed, "Seed of the weights and the data")->capture_default_str();
 }
 
@@ -111,24 +128,11 @@ void apply_config_file(CLI::App& command, const TrainOptions& options) {
   }
 }
 
+// Choices and ranges are CLI11's validators (add_train_options), which also check values from a
+// config file. What is left here relates options to each other or to files: CLI11's
+// excludes/needs see only the command line, not a config file.
 void validate(const TrainOptions& o) {
-  auto positive = [](const char* name, int64_t value) {
-    if (value <= 0) bad_option(std::string(name) + " must be positive, got " + std::to_string(value));
-  };
-  if (o.model != "gpt" && o.model != "mlp") bad_option("--model '" + o.model + "' is not one of gpt, mlp");
-  if (o.optimizer != "sgd" && o.optimizer != "adam" && o.optimizer != "adamw")
-    bad_option("--optimizer '" + o.optimizer + "' is not one of sgd, adam, adamw");
-  if (!o.distribution.empty() && o.distribution != "data" && o.distribution != "model")
-    bad_option("--distribution '" + o.distribution + "' is not one of data, model");
   if (!o.mesh.empty() && o.devices) bad_option("give --mesh or --devices, not both");
-  positive("--batch-size", o.batch_size);
-  positive("--steps", o.steps);
-  positive("--layers", o.layers);
-  positive("--heads", o.heads);
-  positive("--context", o.context);
-  if (o.width < 0) bad_option("--width must be positive, got " + std::to_string(o.width));
-  if (o.devices < 0) bad_option("--devices must be positive, got " + std::to_string(o.devices));
-  if (!(o.lr > 0)) bad_option("--lr must be positive, got " + std::to_string(o.lr));
   if (!o.data.empty() && access(o.data.c_str(), R_OK) != 0)
     bad_option("cannot read data file '" + o.data + "': no such file or not readable");
   for (const auto& entry : o.layout) parse_layout_entry(entry);
@@ -158,21 +162,27 @@ std::pair<std::string, std::vector<AxisSpec>> parse_layout_entry(const std::stri
   return {entry.substr(0, equals), axes};
 }
 
+std::vector<std::pair<std::string, int64_t>> parse_mesh(const std::string& text) {
+  std::vector<std::pair<std::string, int64_t>> axes;
+  for (const auto& axis : split(text, ',')) {
+    const auto equals = axis.find('=');
+    const std::string size_text = equals == std::string::npos ? "" : axis.substr(equals + 1);
+    char* end = nullptr;
+    errno = 0;
+    const long long size = size_text.empty() ? 0 : std::strtoll(size_text.c_str(), &end, 10);
+    if (equals == 0 || size_text.empty() || *end != '\0' || errno != 0 || size <= 0)
+      bad_option("--mesh '" + text + "': axis '" + axis + "' is not NAME=SIZE with SIZE > 0");
+    axes.emplace_back(axis.substr(0, equals), size);
+  }
+  if (axes.empty()) bad_option("--mesh '" + text + "' names no axis: expected NAME=SIZE,...");
+  return axes;
+}
+
 int64_t requested_devices(const TrainOptions& o) {
   if (o.devices) return o.devices;
   if (o.mesh.empty()) return 0;
   int64_t product = 1;
-  for (const auto& axis : split(o.mesh, ',')) {
-    const auto equals = axis.find('=');
-    int64_t size = 0;
-    try {
-      if (equals != std::string::npos) size = std::stoll(axis.substr(equals + 1));
-    } catch (const std::exception&) {
-    }
-    if (equals == std::string::npos || equals == 0 || size <= 0)
-      bad_option("--mesh '" + o.mesh + "': axis '" + axis + "' is not NAME=SIZE with SIZE > 0");
-    product *= size;
-  }
+  for (const auto& [name, size] : parse_mesh(o.mesh)) product *= size;
   return product;
 }
 
@@ -191,10 +201,9 @@ DeviceMeshPtr make_mesh(const TrainOptions& o, const std::vector<std::string>& d
     shape = model ? std::vector<int64_t>{1, count} : std::vector<int64_t>{count};
     names = model ? std::vector<std::string>{"batch", "model"} : std::vector<std::string>{"batch"};
   } else {
-    for (const auto& axis : split(o.mesh, ',')) {
-      const auto equals = axis.find('=');
-      names.push_back(axis.substr(0, equals));
-      shape.push_back(std::stoll(axis.substr(equals + 1)));
+    for (const auto& [name, size] : parse_mesh(o.mesh)) {
+      names.push_back(name);
+      shape.push_back(size);
     }
   }
   return std::make_shared<DeviceMesh>(shape, names, devices);

@@ -56,13 +56,16 @@ void add_train_options(CLI::App& command, TrainOptions& options);
 // Throws std::invalid_argument for a missing file, bad JSON or an unknown key.
 void apply_config_file(CLI::App& command, const TrainOptions& options);
 
-// Checks the options that need nothing else (names, ranges, files); throws
+// Checks what CLI11's validators cannot (options against each other, files); throws
 // std::invalid_argument with a tagged one-line message.
 void validate(const TrainOptions& options);
 
 // The mesh the options describe; `devices` gives it its devices ("cpu:0", ...). Throws when
 // the options describe no mesh of that many devices.
 DeviceMeshPtr make_mesh(const TrainOptions& options, const std::vector<std::string>& devices);
+// "batch=2,model=2" as (name, size) pairs; throws std::invalid_argument ("[kdist.train] ...")
+// for anything else. The one parser of --mesh: its validator and the mesh both use it.
+std::vector<std::pair<std::string, int64_t>> parse_mesh(const std::string& text);
 // The number of devices the options' mesh has, or 0 if they leave it to the job's size.
 int64_t requested_devices(const TrainOptions& options);
 

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# A job across two hosts made on this machine: two network namespaces joined by a veth pair,
+# each with its own hostname (which resolves to 127.0.0.1 there, as in most containers) and
+# its own /dev/shm (unshare --mount and a tmpfs). 2 ranks per host, 4 in all. Needs root.
+# Only the addresses of these two namespaces are ever contacted.
+# usage: two_hosts.sh KDIST CASE [MP_TESTS]
+#   CASE: train | missing_host | killed_host | rank_fails (needs MP_TESTS, tests/kdist_mp_tests)
+set -uo pipefail
+kdist=$1 case=$2 mp_tests=${3:-}
+work=$(mktemp -d)
+tag="kd$$"
+net="10.233.$(( $$ % 250 ))"
+addr0="$net.1" addr1="$net.2"
+port=$(( 20000 + $$ % 20000 ))
+fail() {
+  echo "FAIL: $*"
+  for f in "$work"/out*; do [ -f "$f" ] && { echo "--- $(basename "$f")"; tail -n 60 "$f"; }; done
+  exit 1
+}
+cleanup() {
+  for h in 0 1; do
+    pids=$(ip netns pids "${tag}h$h" 2>/dev/null)
+    [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+    ip netns del "${tag}h$h" 2>/dev/null
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+make_hosts() {
+  { ip netns add "${tag}h0" && ip netns add "${tag}h1" &&
+    ip link add "${tag}v0" type veth peer name "${tag}v1" &&
+    ip link set "${tag}v0" netns "${tag}h0" && ip link set "${tag}v1" netns "${tag}h1" &&
+    ip -n "${tag}h0" addr add "$addr0/24" dev "${tag}v0" &&
+    ip -n "${tag}h1" addr add "$addr1/24" dev "${tag}v1" &&
+    for h in 0 1; do ip -n "${tag}h$h" link set lo up && ip -n "${tag}h$h" link set "${tag}v$h" up || exit 1; done
+  } 2>"$work/netns.err" ||
+    fail "cannot make the two hosts (network namespaces and a veth pair need root and iproute2): $(cat "$work/netns.err")"
+}
+
+# Runs a command on host H: its network namespace, its hostname, its /etc/hosts, its /dev/shm.
+on_host() {
+  local h=$1; shift
+  printf '127.0.0.1 localhost kdist-host-%s\n' "$h" >"$work/hosts$h"
+  ip netns exec "${tag}h$h" unshare --mount --uts bash -c '
+    h=$1 hosts=$2; shift 2
+    hostname "kdist-host-$h" && mount --bind "$hosts" /etc/hosts && mount -t tmpfs -o size=512m tmpfs /dev/shm || exit 97
+    exec "$@"' on_host "$h" "$work/hosts$h" "$@"
+}
+
+launch_on() {  # HOST ARGS... : kdist launch of node HOST of a 2-node job of 2 ranks each
+  local h=$1; shift
+  on_host "$h" "$kdist" launch --nnodes 2 --node-rank "$h" --master-addr "$addr0" --master-port "$port" \
+    -n 2 --grace 2 -- "$@"
+}
+
+make_hosts
+export KERAS_DISTRIBUTION_DEBUG=1 OMP_NUM_THREADS=1
+
+case $case in
+train)
+  # (batch, model): the batch groups {0, 2} and {1, 3} span the hosts, so their gradients go
+  # through Gloo; (model, batch): the batch groups {0, 1} and {2, 3} are each on one host,
+  # so through shared memory. Both train the gpt and match one process.
+  for mesh in batch=2,model=2 model=2,batch=2; do
+    args=(train --model gpt --mesh "$mesh" --steps 12 --verify --log-every 4)
+    launch_on 1 "$kdist" "${args[@]}" >"$work/out1" 2>&1 &
+    node1=$!
+    launch_on 0 "$kdist" "${args[@]}" >"$work/out0" 2>&1
+    rc0=$?
+    wait $node1
+    rc1=$?
+    [ $rc0 = 0 ] && [ $rc1 = 0 ] || fail "$mesh: exit codes $rc0 (host 0) and $rc1 (host 1), expected 0"
+    grep -q "^\[rank 0\] verify: 12 steps, .*: OK" "$work/out0" || fail "$mesh: verify did not pass"
+    grep -q "^\[rank 0\] trained 12 steps on 4 processes" "$work/out0" || fail "$mesh: not 4 processes"
+    for r in 0 1; do
+      grep -q "^\[rank $r\] DEBUG | \[Rank $r/4\] Gloo address $addr0 on host kdist-host-0/" "$work/out0" ||
+        fail "$mesh: rank $r did not use host 0's address $addr0"
+    done
+    for r in 2 3; do
+      grep -q "^\[rank $r\] DEBUG | \[Rank $r/4\] Gloo address $addr1 on host kdist-host-1/" "$work/out1" ||
+        fail "$mesh: rank $r did not use host 1's address $addr1"
+    done
+    ! grep -q "Gloo address 127\." "$work/out0" "$work/out1" || fail "$mesh: a rank advertised a loopback address"
+    if [ "$mesh" = batch=2,model=2 ]; then
+      grep -q "^\[rank 0\] gradient sync: .* with Gloo all_reduce" "$work/out0" ||
+        fail "$mesh: the batch groups span hosts, expected the Gloo sync"
+    else
+      grep -q "^\[rank 0\] gradient sync: .* through shared memory" "$work/out0" ||
+        fail "$mesh: the batch groups are each on one host, expected shared memory"
+      grep -q "^\[rank 0\] batch:.* (2 shards" "$work/out0" || fail "$mesh: not 2 data shards"
+    fi
+    [ -z "$(on_host 0 ls /dev/shm)" ] || fail "$mesh: left files in host 0's /dev/shm"
+    echo "two hosts, $mesh: trained and verified"
+  done
+  ;;
+missing_host)
+  # Host 1 never starts: host 0's ranks give up after KDIST_TIMEOUT_S and name who is missing.
+  start=$(date +%s)
+  KDIST_TIMEOUT_S=6 launch_on 0 "$kdist" train --model mlp --mesh batch=4 --steps 2 >"$work/out0" 2>&1
+  rc=$? elapsed=$(( $(date +%s) - start ))
+  [ $rc != 0 ] || fail "host 0 succeeded without host 1"
+  [ $elapsed -lt 30 ] || fail "took ${elapsed}s"
+  grep -q "ranks 2, 3 of 4 did not arrive at the coordinator $addr0:$port within 6 s" "$work/out0" ||
+    fail "the missing ranks are not named"
+  grep -q "^\[kdist.launch\] failed: node 1 (ranks 2-3) never joined the job" "$work/out0" ||
+    fail "the missing host is not named first"
+  grep -q "^\[kdist.launch\]   then rank [01] (node 0) exited with code 1, after node 1 failed" "$work/out0" ||
+    fail "host 0's ranks are not listed as consequences"
+  grep "^\[kdist.launch\]\|did not arrive" "$work/out0" | grep -v DEBUG
+  ;;
+rank_fails)
+  # Rank 2, on host 1, exits with code 3 while the others wait in a collective: both launchers
+  # stop their ranks, name rank 2 first and exit with its code.
+  launch_on 1 "$mp_tests" --gtest_filter='LaunchRootCause.*' >"$work/out1" 2>&1 &
+  node1=$!
+  launch_on 0 "$mp_tests" --gtest_filter='LaunchRootCause.*' >"$work/out0" 2>&1
+  rc0=$?
+  wait $node1
+  rc1=$?
+  [ $rc0 = 3 ] && [ $rc1 = 3 ] || fail "exit codes $rc0 (host 0) and $rc1 (host 1), expected rank 2's 3 on both"
+  for h in 0 1; do
+    grep -qx "\[kdist.launch\] failed: rank 2 (node 1) exited with code 3" "$work/out$h" ||
+      fail "host $h's launcher does not blame rank 2"
+    grep "^\[kdist.launch\]" "$work/out$h"
+  done
+  ;;
+killed_host)
+  # Host 1 (its launcher and ranks) is killed mid-training: host 0's launcher ends the job
+  # within 10 s and names host 1.
+  args=(train --model gpt --mesh batch=2,model=2 --steps 100000 --log-every 2)
+  launch_on 1 "$kdist" "${args[@]}" >"$work/out1" 2>&1 &
+  launch_on 0 "$kdist" "${args[@]}" >"$work/out0" 2>&1 &
+  node0=$!
+  for _ in $(seq 600); do grep -q "^\[rank 0\] step 4" "$work/out0" && break; sleep 0.1; done
+  grep -q "^\[rank 0\] step 4" "$work/out0" || fail "training did not start"
+  kill -9 $(ip netns pids "${tag}h1")
+  killed=$(date +%s.%N)
+  wait $node0
+  rc=$?
+  elapsed=$(python3 -c "import time; print(round(time.time() - $killed, 1))")
+  [ $rc != 0 ] || fail "host 0's launcher exited 0"
+  python3 -c "import sys; sys.exit(0 if $elapsed < 10 else 1)" || fail "host 0's launcher took ${elapsed}s"
+  grep -q "^\[kdist.launch\] failed: node 1 (ranks 2-3) stopped responding" "$work/out0" ||
+    fail "the verdict does not name host 1 first"
+  echo "host 0's launcher ended the job ${elapsed}s after host 1 was killed:"
+  grep "^\[kdist.launch\]" "$work/out0"
+  ;;
+*) fail "unknown case $case" ;;
+esac
+echo "multihost $case: ok"
