@@ -31,10 +31,17 @@
 // (a stock torch::nn::Linear held as a member of a custom module, a Conv, LayerNorm, a
 // weight sharded over two mesh axes), a bias sharded against its weight's style, a sharded
 // Embedding with padding_idx, max_norm, scale_grad_by_freq or sparse (not applied in parallel),
-// and any parameter sharded over the distribution's batch axis: each process computes with
-// its own rows, so such a weight would need gathering first (FSDP, not yet done). A 1-D mesh
-// ("model",) is the common case: Keras makes "model" its batch axis; give the mesh its own
-// batch axis, e.g. DeviceMesh({1, N}, {"batch", "model"}).
+// a parameter of any other module sharded over the distribution's batch axis (only kdist's
+// layers gather such parameters), and a dimension sharded over the batch axis and another
+// axis at once.
+//
+// Sharding over the batch axis (FSDP / ZeRO-3, DESIGN.md): a weight dimension mapped to the
+// batch axis is stored sharded over the data-parallel ranks and gathered just before the
+// layer uses it (BatchShard below); sharding over any other axis is tensor parallelism as
+// above. So a Keras kernel layout (batch, model) is FSDP over "batch" and column parallel
+// over "model", (model, batch) FSDP and row parallel, and on a 1-D mesh ("model",), whose
+// batch axis Keras makes "model", every sharded weight is FSDP. keras-hub's Gemma and Llama
+// maps, which shard every large weight over both axes, run as they are.
 //
 // Shards may be empty: the chunk rule gives trailing ranks nothing when a dimension is smaller
 // than the axis (Embedding(9, 4) vocab-parallel on 4 ranks: 3, 3, 3, 0 rows). Every style still
@@ -64,6 +71,32 @@ struct TensorParallel {
   bool gather_output = false;  // column / embedding-dim: all_gather the output
 };
 
+// A parameter stored sharded over the batch axis (FSDP, ZeRO-3; DESIGN.md "Sharding over the
+// batch axis"). The layer keeps only its shard; just before it computes, the shard is
+// all-gathered over `group` along `dim`, the gathered copy is released after forward and
+// gathered again for backward (unless reshard_after_forward is false, which keeps it until
+// backward), and the gradient of the gathered tensor is reduce-scattered, averaged over the
+// group, back onto the shard: after backward the shard's .grad is the batch-averaged
+// gradient of that shard, with no GradientSync needed for it. Under GradientSync::no_sync()
+// (sync false) the unsharded gradient accumulates in `unsynced_grad` instead, and the next
+// synchronised backward reduce-scatters the sum.
+struct BatchShard {
+  comm::GroupPtr group;      // the batch axis' group of this process
+  int64_t dim = 0;           // the sharded dimension, in torch orientation
+  int64_t full_size = 0;     // its size once gathered
+  bool reshard_after_forward = true;
+  bool sync = true;
+  at::Tensor unsynced_grad;
+};
+using BatchShardPtr = std::shared_ptr<BatchShard>;
+
+// What distribute_module set for a layer's parameters sharded over the batch axis (null:
+// replicated over it).
+struct BatchSharding {
+  BatchShardPtr weight;
+  BatchShardPtr bias;
+};
+
 // The path adapter's interface: kdist's layers carry the Keras names of torch's.
 class LinearImpl : public torch::nn::Cloneable<LinearImpl>, public KerasNamed {
  public:
@@ -75,11 +108,14 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl>, public KerasNamed {
   void pretty_print(std::ostream& stream) const override;
   at::Tensor forward(const at::Tensor& input);
   const char* keras_kind() const override { return "Linear"; }
+  // x @ weight^T (+ bias), gathering batch-sharded parameters first.
+  at::Tensor matmul(const at::Tensor& x, bool add_bias) const;
 
   torch::nn::LinearOptions options;
   at::Tensor weight;  // (out, in), or this rank's shard of it
   at::Tensor bias;    // (out), or this rank's shard; undefined without bias
   TensorParallel parallel;
+  BatchSharding batch;
 };
 TORCH_MODULE(Linear);
 
@@ -97,6 +133,7 @@ class EmbeddingImpl : public torch::nn::Cloneable<EmbeddingImpl>, public KerasNa
   torch::nn::EmbeddingOptions options;
   at::Tensor weight;  // (num_embeddings, embedding_dim), or this rank's shard
   TensorParallel parallel;
+  BatchSharding batch;
 };
 TORCH_MODULE(Embedding);
 
@@ -126,6 +163,9 @@ struct DistributionSummary {
 
 struct DistributeModuleOptions {
   bool print_summary = false;  // rank 0 prints the summary to stdout
+  // Parameters sharded over the batch axis: release the gathered copy after forward and
+  // gather again for backward (FSDP2's reshard_after_forward), or keep it until backward.
+  bool reshard_after_forward = true;
 };
 
 // Shards `module`'s parameters in place as `distribution` says (the module keeps its own

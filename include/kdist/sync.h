@@ -30,7 +30,9 @@
 //
 // A parameter that got no gradient on a rank counts as zero there; one that got none on any
 // rank keeps no gradient, as it would in one process. Parameters sharded over the batch axis
-// are not synchronised. Construction broadcasts every synchronised parameter and buffer from
+// (FSDP) are reduce-scattered, averaged, by their own layers' backward (nn.h's BatchShard),
+// one collective per parameter, as FSDP2 does per unit; no_sync() reaches them too: their
+// unsharded gradients accumulate until the next synchronised backward reduce-scatters the sum. Construction broadcasts every synchronised parameter and buffer from
 // the first replica, so replicas start identical; after each synchronised backward the
 // buffers are broadcast again (broadcast_buffers), so replicas stay identical.
 //

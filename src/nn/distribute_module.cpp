@@ -125,23 +125,44 @@ std::string what_to_use(const torch::nn::Module& module) {
          "replicate it";
 }
 
-// A weight sharded over the batch axis would be used by each process with its own rows and
-// its own piece of the weight: the result differs from one process's. Until kdist gathers
-// such weights (FSDP), that layout is refused.
-void check_not_on_batch_axis(const ParameterPlan& entry, const Distribution& distribution) {
-  const auto& mesh = *distribution.device_mesh();
-  const int64_t batch = mesh.axis_index(distribution.batch_dim_name());
-  if (std::holds_alternative<Replicate>(entry.placements[batch])) return;
-  const bool shared_axis = mesh.ndim() == 1;
-  invalid("nn", "parameter '", entry.path.torch_name, "' has layout ", entry.layout.to_string(),
-          ", which shards it over '", distribution.batch_dim_name(), "', the batch axis of ",
-          distribution.to_string(), ": each process would multiply its own rows by its own "
-          "piece of the weight, which is not the single-process model. kdist does not shard "
-          "weights over the batch axis yet (FSDP); ",
-          shared_axis ? "give the mesh its own batch axis, e.g. DeviceMesh({1, N}, {\"batch\", "
-                        "\"model\"}) with ModelParallel(map, \"batch\")"
-                      : "replicate it over '" + distribution.batch_dim_name() +
-                            "' (shard it over another axis)");
+// The tensor dimension a placement list shards over the batch axis, -1 if none.
+int64_t batch_dim_of(const ParameterPlan& entry, const Distribution& distribution) {
+  const int64_t batch = distribution.device_mesh()->axis_index(distribution.batch_dim_name());
+  const auto* shard = std::get_if<Shard>(&entry.placements[batch]);
+  return shard ? shard->dim : -1;
+}
+
+// The placements without the batch axis: what tensor parallelism sees.
+std::vector<Placement> model_placements(const ParameterPlan& entry, const Distribution& distribution) {
+  auto placements = entry.placements;
+  placements[distribution.device_mesh()->axis_index(distribution.batch_dim_name())] = Replicate{};
+  return placements;
+}
+
+// A parameter sharded over the batch axis is gathered before use by kdist's layers only; in
+// any other module each process would compute with its own piece, which is not the
+// single-process model.
+void check_gatherable(const ParameterPlan& entry, const Distribution& distribution,
+                      const torch::nn::Module& module) {
+  if (batch_dim_of(entry, distribution) < 0) return;
+  invalid("nn", "parameter '", entry.path.torch_name, "' of ", module.name(), " has layout ",
+          entry.layout.to_string(), ", which shards it over '", distribution.batch_dim_name(),
+          "', the batch axis of ", distribution.to_string(), ": only kdist::nn::Linear and "
+          "kdist::nn::Embedding gather such parameters before use (FSDP); replicate it over '",
+          distribution.batch_dim_name(), "' or declare the layer as a kdist::nn layer");
+}
+
+// One dimension cannot be gathered over the batch axis and split over another at once.
+void check_batch_dim_apart(const ParameterPlan& entry, const Distribution& distribution) {
+  const int64_t d = batch_dim_of(entry, distribution);
+  if (d < 0) return;
+  const auto placements = model_placements(entry, distribution);
+  for (size_t m = 0; m < placements.size(); ++m)
+    if (auto* shard = std::get_if<Shard>(&placements[m]); shard && shard->dim == d)
+      invalid("nn", "parameter '", entry.path.torch_name, "' has layout ", entry.layout.to_string(),
+              ": its dimension ", d, " is sharded over both '", distribution.batch_dim_name(),
+              "' (the batch axis) and '", distribution.device_mesh()->axis_names()[m],
+              "'; kdist shards one over the batch axis and another over the model axis");
 }
 
 struct Plan {
@@ -166,19 +187,21 @@ void plan_parameters(const std::string& prefix, torch::nn::Module& module,
     TensorLayout layout = distribution.get_parameter_layout(path, shape);
     summary.parameters.push_back(
         ParameterPlan{path, shape, layout, to_placements(layout, shape.size()), {}, "replicated", key});
-    check_not_on_batch_axis(summary.parameters.back(), distribution);
+    check_batch_dim_apart(summary.parameters.back(), distribution);
     plan.parameters.emplace_back(p.value(), summary.parameters.size() - 1);
   }
 }
 
 // The parallel style a layer's weight placement asks for, and this rank's piece of it.
-void plan_weight(const LayerKind& kind, ParameterPlan& weight, const DeviceMeshPtr& mesh,
+void plan_weight(const LayerKind& kind, ParameterPlan& weight, const Distribution& distribution,
                  const std::vector<int64_t>& coordinate, nn::TensorParallel& config) {
-  const int64_t mesh_dim = sharding_mesh_dim(weight.placements, weight.path.torch_name);
+  const auto& mesh = distribution.device_mesh();
+  const auto placements = model_placements(weight, distribution);
+  const int64_t mesh_dim = sharding_mesh_dim(placements, weight.path.torch_name);
   if (mesh_dim < 0) return;
-  if (std::holds_alternative<Partial>(weight.placements[mesh_dim]))
+  if (std::holds_alternative<Partial>(placements[mesh_dim]))
     invalid("nn", "parameter '", weight.path.torch_name, "' cannot be Partial");
-  const int64_t d = shard_dim(weight.placements, mesh_dim);
+  const int64_t d = shard_dim(placements, mesh_dim);
   config.style = kind.linear ? (d == 0 ? nn::ParallelStyle::kColumn : nn::ParallelStyle::kRow)
                              : (d == 0 ? nn::ParallelStyle::kVocab : nn::ParallelStyle::kEmbeddingDim);
   if (kind.embedding) {
@@ -195,17 +218,18 @@ void plan_weight(const LayerKind& kind, ParameterPlan& weight, const DeviceMeshP
 
 // A Linear's bias: a column-parallel layer's follows its weight's output features (with no
 // entry of its own it is sharded to match); any other layer's is replicated.
-void plan_bias(ParameterPlan& bias, const ParameterPlan& weight, const DeviceMeshPtr& mesh,
+void plan_bias(ParameterPlan& bias, const ParameterPlan& weight, const Distribution& distribution,
                nn::ParallelStyle style) {
+  const auto& mesh = distribution.device_mesh();
   const bool column = style == nn::ParallelStyle::kColumn;
-  const int64_t mesh_dim = sharding_mesh_dim(weight.placements, weight.path.torch_name);
+  const int64_t mesh_dim = sharding_mesh_dim(model_placements(weight, distribution), weight.path.torch_name);
   std::vector<Placement> follows(mesh->ndim(), Replicate{});
   if (column) follows[mesh_dim] = Shard{0};
   if (!bias.key && column) {
     std::vector<AxisSpec> axes{AxisSpec(mesh->axis_names()[mesh_dim])};
     bias.layout = TensorLayout(axes, mesh);
     bias.placements = follows;
-  } else if (bias.placements != follows) {
+  } else if (model_placements(bias, distribution) != follows) {
     invalid("nn", "bias '", bias.path.torch_name, "' has layout ", bias.layout.to_string(),
             " but its weight is ", nn::to_string(style),
             column ? " parallel: shard the bias over the same axis as the weight's output "
@@ -249,6 +273,16 @@ void count_bytes(const Plan& plan, const DeviceMeshPtr& mesh, const std::vector<
     }
 }
 
+std::string leaf_name(const std::string& torch_name) {
+  return torch_name.substr(torch_name.rfind('.') + 1);  // npos + 1 == 0: the whole name
+}
+
+nn::BatchSharding* batch_sharding_of(torch::nn::Module& module) {
+  if (auto* linear = dynamic_cast<nn::LinearImpl*>(&module)) return &linear->batch;
+  if (auto* embedding = dynamic_cast<nn::EmbeddingImpl*>(&module)) return &embedding->batch;
+  return nullptr;
+}
+
 // Every check distribute_module makes, and each parameter's shard on the process of `rank`;
 // nothing is changed and no process is contacted. Stock layers that distribute_module would
 // replace are planned as the kdist layers they become.
@@ -275,15 +309,19 @@ Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int ra
       return nullptr;
     };
     if (!kind.can_run_parallel()) {
+      for (auto& [tensor, index] : plan.parameters) check_gatherable(entries[index], distribution, module);
       for (auto& [tensor, index] : plan.parameters)
         if (!entries[index].layout.is_fully_replicated())
           invalid("nn", "parameter '", entries[index].path.torch_name, "' of ", module.name(),
                   " has layout ", entries[index].layout.to_string(), " but ", what_to_use(module));
     } else {
       ParameterPlan* weight = entry_of("weight");
-      plan_weight(kind, *weight, mesh, coordinate, plan.config);
+      plan_weight(kind, *weight, distribution, coordinate, plan.config);
       if (ParameterPlan* bias = kind.linear ? entry_of("bias") : nullptr)
-        plan_bias(*bias, *weight, mesh, plan.config.style);
+        plan_bias(*bias, *weight, distribution, plan.config.style);
+      for (auto& [tensor, index] : plan.parameters)
+        if (batch_dim_of(entries[index], distribution) >= 0)
+          entries[index].style = entries[index].style == "replicated" ? "fsdp" : entries[index].style + "+fsdp";
     }
     result.modules.push_back(std::move(plan));
   }
@@ -313,8 +351,23 @@ DistributionSummary distribute_module(torch::nn::Module& root, const Distributio
     }
     if (plan.parallel && plan.config.style != nn::ParallelStyle::kReplicated) {
       const auto& weight = summary.parameters[plan.parameters.front().second];
-      plan.config.group = comm::axis_group(*mesh, sharding_mesh_dim(weight.placements, weight.path.torch_name));
+      plan.config.group = comm::axis_group(*mesh, sharding_mesh_dim(model_placements(weight, distribution),
+                                                                    weight.path.torch_name));
       *plan.parallel = plan.config;
+    }
+    if (auto* batch = batch_sharding_of(*plan.module)) {
+      *batch = {};
+      for (size_t i = 0; i < plan.parameters.size(); ++i) {
+        const auto& entry = summary.parameters[plan.parameters[i].second];
+        const int64_t dim = batch_dim_of(entry, distribution);
+        if (dim < 0) continue;
+        auto shard = std::make_shared<nn::BatchShard>();
+        shard->group = comm::axis_group(*mesh, distribution.batch_dim_name());
+        shard->dim = dim;
+        shard->full_size = entry.global_shape[dim];
+        shard->reshard_after_forward = options.reshard_after_forward;
+        (leaf_name(entry.path.torch_name) == "bias" ? batch->bias : batch->weight) = shard;
+      }
     }
   }
   detail::debug_log("distribute_module:\n" + summary.to_string());

@@ -5,6 +5,7 @@
 #include <torch/nn/init.h>
 
 #include "../errors.h"
+#include "batch_shard_ops.h"
 #include "parallel_ops.h"
 
 namespace kdist::nn {
@@ -41,6 +42,9 @@ at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
         if (!std::holds_alternative<Replicate>(p))
           kdist::detail::invalid("nn", "a parallel Embedding needs its ids replicated over the "
                                  "model axis, got ", to_string(ids->placements()));
+  // Sharded over the batch axis: the lookup needs the (tensor-parallel) whole of it. The
+  // lookup's backward keeps only the ids, so the gathered copy goes when forward ends.
+  const at::Tensor weight = batch.weight ? detail::gather_batch_shard(this->weight, batch.weight) : this->weight;
   switch (parallel.style) {
     case ParallelStyle::kVocab: {
       // Ids outside this rank's rows [offset, offset + rows) look up row 0 and are zeroed,

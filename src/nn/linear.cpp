@@ -4,6 +4,7 @@
 #include <torch/nn/init.h>
 
 #include "../errors.h"
+#include "batch_shard_ops.h"
 #include "parallel_ops.h"
 
 namespace kdist::nn {
@@ -55,11 +56,21 @@ void check_whole_input(const at::Tensor& input, const LinearImpl& layer) {
 
 }  // namespace
 
+// x @ W^T (+ b), with W and b gathered over the batch axis first where they are sharded there.
+at::Tensor LinearImpl::matmul(const at::Tensor& x, bool add_bias) const {
+  at::Tensor b = add_bias && bias.defined()
+                     ? (batch.bias ? detail::gather_batch_shard(bias, batch.bias) : bias)
+                     : at::Tensor();
+  if (!batch.weight) return at::linear(x, weight, b);
+  auto y = detail::linear_with_batch_shard(x, weight, batch.weight);
+  return b.defined() ? y + b : y;
+}
+
 at::Tensor LinearImpl::forward(const at::Tensor& input) {
   if (parallel.style != ParallelStyle::kRow) check_whole_input(input, *this);
   switch (parallel.style) {
     case ParallelStyle::kColumn: {
-      auto y = at::linear(detail::copy_to_parallel(input, parallel.group), weight, bias);
+      auto y = matmul(detail::copy_to_parallel(input, parallel.group), /*add_bias=*/true);
       return parallel.gather_output ? detail::gather_last_dim(y, parallel.group, parallel.full_size) : y;
     }
     case ParallelStyle::kRow: {
@@ -72,11 +83,12 @@ at::Tensor LinearImpl::forward(const at::Tensor& input) {
                                  input.size(-1));
         x = detail::scatter_last_dim(input, parallel.group);
       }
-      auto y = detail::reduce_from_parallel(at::linear(x, weight), parallel.group);
-      return bias.defined() ? y + bias : y;
+      auto y = detail::reduce_from_parallel(matmul(x, /*add_bias=*/false), parallel.group);
+      if (!bias.defined()) return y;
+      return y + (batch.bias ? detail::gather_batch_shard(bias, batch.bias) : bias);
     }
     default:
-      return at::linear(input, weight, bias);
+      return matmul(input, /*add_bias=*/true);
   }
 }
 

@@ -3,6 +3,7 @@
 #include <kdist/runtime.h>
 #include <kdist/sync.h>
 #include <kdist/dtensor.h>
+#include <kdist/nn.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/graph_task.h>
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
@@ -54,6 +55,7 @@ struct GradientSync::State {
   std::vector<Bucket> buckets;
   std::vector<std::pair<size_t, size_t>> where;  // per hooked parameter: bucket, slot
   std::vector<at::Tensor> buffers;               // broadcast from the first replica each step
+  std::vector<nn::BatchShardPtr> batch_shards;   // reduce-scattered by their layers; no_sync here
   std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
   std::mutex mutex;
   std::weak_ptr<State> self;  // what the end-of-backward callback holds: it may outlive us
@@ -250,6 +252,15 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
       if (b.defined()) comm::broadcast(b, 0, *state_->group);
   }
 
+  for (const auto& m : module.modules()) {
+    nn::BatchSharding* batch = nullptr;
+    if (auto* linear = dynamic_cast<nn::LinearImpl*>(m.get())) batch = &linear->batch;
+    if (auto* embedding = dynamic_cast<nn::EmbeddingImpl*>(m.get())) batch = &embedding->batch;
+    if (batch)
+      for (const auto& shard : {batch->weight, batch->bias})
+        if (shard) state_->batch_shards.push_back(shard);
+  }
+
   std::weak_ptr<State> weak = state_;
   for (size_t i = 0; i < params.size(); ++i) {
     auto accumulator = torch::autograd::impl::grad_accumulator(params[i]);
@@ -287,11 +298,13 @@ GradientSync::NoSyncGuard::NoSyncGuard(GradientSync& sync) : sync_(sync) {
   std::lock_guard<std::mutex> lock(sync_.state_->mutex);
   previous_ = sync_.state_->syncing;
   sync_.state_->syncing = false;
+  for (auto& shard : sync_.state_->batch_shards) shard->sync = false;
 }
 
 GradientSync::NoSyncGuard::~NoSyncGuard() {
   std::lock_guard<std::mutex> lock(sync_.state_->mutex);
   sync_.state_->syncing = previous_;
+  for (auto& shard : sync_.state_->batch_shards) shard->sync = previous_;
 }
 
 }  // namespace kdist

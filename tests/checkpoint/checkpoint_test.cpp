@@ -111,12 +111,12 @@ LayoutMap save_layout(DeviceMeshPtr mesh) {  // the transformer test's tensor-pa
 
 // Loads the shared checkpoint into a fresh model (other initial values) distributed by
 // `distribution` (none: plain), and compares every full tensor with the reference.
-void load_and_compare(const std::shared_ptr<Distribution>& distribution) {
+void load_and_compare(const std::shared_ptr<Distribution>& distribution, const std::string& name = "gpt") {
   TinyGpt model = make_gpt(99);
   if (distribution) distribute_module(*model, *distribution);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
-  load(shared_dir() + "/gpt", *model, &optimizer);
-  expect_identical(full_state(model, optimizer), read_reference(shared_dir() + "/reference.pt"));
+  load(shared_dir() + "/" + name, *model, &optimizer);
+  expect_identical(full_state(model, optimizer), read_reference(shared_dir() + "/" + name + "-reference.pt"));
 }
 
 TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
@@ -132,7 +132,7 @@ TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
   comm::barrier(*comm::world());
   save(shared_dir() + "/gpt", *model, &optimizer);
   const auto reference = full_state(model, optimizer);
-  if (process_id() == 0) write_reference(reference, shared_dir() + "/reference.pt");
+  if (process_id() == 0) write_reference(reference, shared_dir() + "/gpt-reference.pt");
   comm::barrier(*comm::world());
 
   // Each block once: q is sharded over model and replicated over batch, so ranks 0 and 1
@@ -169,6 +169,41 @@ TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
   load_and_compare(std::make_shared<ModelParallel>(other));
 }
 
+// keras-hub's 2-D pattern: FSDP over "batch" and tensor parallelism over "model" (every
+// parameter and moment stored in quarters). Saved, then loaded onto tensor parallelism only,
+// data parallelism only (replicated) and FSDP only, and by CheckpointLoad1 onto one process.
+TEST(CheckpointSave2x2, FsdpGptLoadsOntoTpDpAndFsdp) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = testing::mesh_2x2();
+  LayoutMap map(mesh);
+  map.set("tok/embeddings", {"model", "batch"});
+  map.set("(q|k|v|up)/kernel", {"batch", "model"});
+  map.set("(o|down)/kernel", {"model", "batch"});
+  map.set("head/kernel", {"batch", std::nullopt});
+  auto distribution = std::make_shared<ModelParallel>(map);
+  TinyGpt model = make_gpt(5);
+  distribute_module(*model, *distribution);
+  EXPECT_EQ(model->q->weight.sizes().vec(), (std::vector<int64_t>{16, 16})) << "a quarter of (32, 32)";
+  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
+  train(model, optimizer, *distribution, 3);
+  save(shared_dir() + "/fsdp-gpt", *model, &optimizer);
+  const auto reference = full_state(model, optimizer);
+  if (process_id() == 0) write_reference(reference, shared_dir() + "/fsdp-gpt-reference.pt");
+  comm::barrier(*comm::world());
+
+  auto line = [](const std::string& axis) {
+    return std::make_shared<DeviceMesh>(std::vector<int64_t>{4}, std::vector<std::string>{axis});
+  };
+  load_and_compare(std::make_shared<ModelParallel>(save_layout(std::make_shared<DeviceMesh>(
+                       std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"}))),
+                   "fsdp-gpt");
+  load_and_compare(std::make_shared<DataParallel>(line("batch")), "fsdp-gpt");
+  LayoutMap fsdp(line("batch"));
+  fsdp.set("(q|k|v|o|up|down|head)/kernel", {"batch", std::nullopt});
+  fsdp.set("tok/embeddings", {"batch", std::nullopt});
+  load_and_compare(std::make_shared<ModelParallel>(fsdp), "fsdp-gpt");
+}
+
 TEST(CheckpointLoad2, OntoTwoRanksWithOtherShards) {
   ASSERT_EQ(num_processes(), 2);
   auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 2}, std::vector<std::string>{"batch", "model"});
@@ -183,6 +218,7 @@ TEST(CheckpointLoad2, OntoTwoRanksWithOtherShards) {
 TEST(CheckpointLoad1, OntoOneProcess) {
   ASSERT_EQ(num_processes(), 1);
   load_and_compare(nullptr);
+  load_and_compare(nullptr, "fsdp-gpt");
 }
 
 // Expects `action` to throw E whose message contains every fragment.
@@ -255,7 +291,7 @@ TEST(CheckpointLoad1, DifferentModelListsTheDifferences) {
   const auto before = probe->weight.clone();
   load(shared_dir() + "/gpt", *model, nullptr, {/*allow_missing=*/true});
   EXPECT_TRUE(at::equal(probe->weight, before)) << "a missing tensor keeps its value";
-  EXPECT_TRUE(at::equal(model->q->weight, read_reference(shared_dir() + "/reference.pt").at("q.weight")));
+  EXPECT_TRUE(at::equal(model->q->weight, read_reference(shared_dir() + "/gpt-reference.pt").at("q.weight")));
 }
 
 TEST(CheckpointLoad1, OptimizerKindMustMatch) {

@@ -240,35 +240,6 @@ TEST(TensorParallel, Errors) {
   EXPECT_EQ(mlp->fc1->parallel.style, nn::ParallelStyle::kColumn);
 }
 
-// ModelParallel on a 1-D ("model",) mesh takes "model" as its batch axis (Keras's default):
-// each process would compute with its own rows and its own piece of the weight. Refused,
-// naming the parameter and the fix, before anything changes (plan_module alike).
-TEST(TensorParallel, AWeightOnTheBatchAxisIsRefused) {
-  auto line = std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()},
-                                           std::vector<std::string>{"model"});
-  ModelParallel shared_axis(keras_mlp_plan(line));
-  ASSERT_EQ(shared_axis.batch_dim_name(), "model");
-  Mlp mlp(16, 24, 8);
-  auto before = mlp->fc1->weight.clone();
-  const std::string message =
-      "[kdist.nn] parameter 'fc1.weight' has layout TensorLayout(model, None), which shards it "
-      "over 'model', the batch axis of ModelParallel(";
-  EXPECT_THROW_WITH(distribute_module(*mlp, shared_axis), std::invalid_argument, message);
-  EXPECT_THROW_WITH(distribute_module(*mlp, shared_axis), std::invalid_argument,
-                    "give the mesh its own batch axis");
-  EXPECT_THROW_WITH(plan_module(*mlp, shared_axis), std::invalid_argument, message);
-  EXPECT_TRUE(at::equal(mlp->fc1->weight, before));
-  EXPECT_EQ(mlp->fc1->parallel.style, nn::ParallelStyle::kReplicated);
-  if (num_processes() == 4) {  // a 2-D mesh: the weight on both axes' batch one
-    auto mesh = testing::mesh_2x2();
-    LayoutMap map(mesh);
-    map.set("fc1/kernel", {std::nullopt, "batch"});
-    map.set("fc2/kernel", {"model", std::nullopt});
-    EXPECT_THROW_WITH(distribute_module(*mlp, ModelParallel(map)), std::invalid_argument,
-                      "replicate it over 'batch' (shard it over another axis)");
-  }
-}
-
 torch::nn::Sequential stock_mlp() {
   at::manual_seed(5);
   return torch::nn::Sequential(torch::nn::Linear(8, 12), torch::nn::ReLU(), torch::nn::Linear(12, 4));
@@ -308,6 +279,7 @@ TEST(TensorParallel, PlanAndDistributeAgree) {
       {"stock Sequential, unmatched key", sequential, {{"0/kernel", {std::nullopt, "model"}}, {"9/kernel", {"model", std::nullopt}}}, ""},
       {"stock Sequential, batch axis", sequential, {{"0/kernel", {std::nullopt, "model"}}}, "model"},
       {"stock member", holds_stock, {{"fc/kernel", {std::nullopt, "model"}}}, ""},
+      {"stock member, batch axis", holds_stock, {{"fc/kernel", {std::nullopt, "model"}}}, "model"},
       {"row bias", mlp, {{"fc2/kernel", {"model", std::nullopt}}, {"fc2/bias", {"model"}}}, ""},
   };
   for (const auto& c : cases) {

@@ -22,6 +22,21 @@ gpt_8x8)
   grep -Eq "^backward +all_reduce +batch \(8\) +gradients" "$work/out" || fail "gradient sync"
   grep -Eq "^total per step: .* in 14 collectives$" "$work/out" || fail "total"
   ;;
+gemma_8x8)  # keras-hub's 2-D pattern: FSDP over batch and tensor parallelism over model
+  "$kdist" plan --model gpt --width 64 --layers 2 --mesh batch=8,model=8 --heads 8 --batch-size 64 --layout gemma \
+    >"$work/out" 2>"$work/err" || fail "exit code $?"
+  # q's (64, 64) weight in 64 blocks of (8, 8); the token embedding's (62, 64) likewise.
+  grep -Eq "^blocks.0.attn.q.weight +\(64, 64\) +\(model, batch\) +\[S\(1\), S\(0\)\] +\(8, 8\) +column\+fsdp$" "$work/out" || fail "q shard"
+  grep -Eq "^tok.weight +\(62, 64\) +\(model, batch\) +\[S\(1\), S\(0\)\] +\(8, 8\) +vocab\+fsdp$" "$work/out" || fail "tok shard"
+  # The shard (8 x 8 x 4 bytes) is gathered forward and again backward; the gathered gradient
+  # (8 x 64 x 4) is reduce-scattered.
+  grep -Eq "^forward +all_gather +batch \(8\) +blocks.0.attn.q.weight +256 B$" "$work/out" || fail "q's all_gather"
+  grep -Eq "^backward +all_gather +batch \(8\) +blocks.0.attn.q.weight \(again\) +256 B$" "$work/out" || fail "q's second all_gather"
+  grep -Eq "^backward +reduce_scatter +batch \(8\) +blocks.0.attn.q.weight \(gradient, averaged\) +2.00 KiB$" "$work/out" \
+    || fail "q's reduce_scatter"
+  ! grep -Eq "reduce_scatter +batch \(8\) +tok.weight.*again" "$work/out" || fail "an Embedding needs no second gather"
+  grep -q "one process would hold 1.71 MiB" "$work/out" || fail "whole-model bytes"
+  ;;
 mlp_data_64)
   "$kdist" plan --model mlp --devices 64 --batch-size 128 --optimizer sgd >"$work/out" 2>"$work/err" || fail "exit code $?"
   grep -q "distribution: DataParallel" "$work/out" || fail "not DataParallel"

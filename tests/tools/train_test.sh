@@ -157,9 +157,27 @@ error_heads)
   launch 2 --model gpt --heads 3 --width 48 --distribution model
   expect_error $? "gpt's 3 attention heads do not split over a model axis of size 2"
   ;;
-error_batch_axis_sharded)
-  "$kdist" train --model mlp --mesh model=1 --distribution model >"$work/out" 2>"$work/err"
-  expect_error $? "shards over 'model', the batch axis"
+error_layout_on_both)  # one dimension over the batch axis and the model axis
+  "$kdist" train --model mlp --mesh batch=1,model=1 --no-default-layout --layout 'fc1/kernel=batch+model,null' \
+    >"$work/out" 2>"$work/err"
+  expect_error $? "its dimension 1 is sharded over both 'batch' (the batch axis) and 'model'"
+  ;;
+fsdp_n4)  # --layout fsdp: every weight over the batch axis, 4 processes
+  launch 4 --model gpt --width 64 --layout fsdp --steps 12 --verify; expect_verified $?
+  grep -Eq "blocks.0.mlp.up.weight +\(256, 64\) +\(batch, None\) +\[S\(0\)\] +\(64, 64\) +fsdp" "$work/out" \
+    || fail "up.weight not FSDP over batch on its larger dimension"
+  ;;
+gemma_2x2)  # keras-hub's 2-D pattern on the gpt, FSDP x TP
+  launch 4 --model gpt --width 64 --mesh batch=2,model=2 --layout gemma --steps 12 --optimizer adam --verify
+  expect_verified $?
+  grep -Eq "blocks.0.attn.q.weight +\(64, 64\) +\(model, batch\) +\[S\(1\), S\(0\)\] +\(32, 32\) +column\+fsdp" "$work/out" \
+    || fail "q not column parallel and FSDP"
+  grep -Eq "^\[rank 0\] tok.weight .* vocab\+fsdp" "$work/out" || fail "token embedding not (model, batch)"
+  ;;
+model_mesh_n4)  # --mesh model=4: the batch axis is "model", the tensor-parallel map becomes FSDP
+  launch 4 --model mlp --mesh model=4 --steps 20 --optimizer sgd --lr 0.05 --verify; expect_verified $?
+  grep -q "batch:        32 global, 8 per data shard (4 shards over 'model')" "$work/out" || fail "not 4 data shards"
+  grep -Eq "fc1.weight .* fsdp" "$work/out" || fail "fc1 not FSDP"
   ;;
 error_config)
   echo '{"model": "mlp", "stpes": 3}' >"$work/bad.json"

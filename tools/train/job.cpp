@@ -1,15 +1,62 @@
 // Turning options into a checked training job.
 #include "job.h"
 
+#include <kdist/path_adapter.h>
+
 #include <stdexcept>
 
 namespace kdist::tools {
 namespace {
 
+using Entries = std::vector<std::pair<std::string, std::vector<AxisSpec>>>;
+
+std::string escape_dots(const std::string& name) {
+  std::string out;
+  for (char c : name) out += c == '.' ? std::string("\\.") : std::string(1, c);
+  return out;
+}
+
+// --layout fsdp: every 2-D weight over the batch axis on its larger dimension (torch names).
+Entries fsdp_layout(torch::nn::Module& model, const std::string& batch_axis) {
+  Entries entries;
+  for (const auto& p : model.named_parameters()) {
+    if (p.value().dim() != 2) continue;
+    std::vector<AxisSpec> axes(2);
+    axes[p.value().size(1) > p.value().size(0) ? 1 : 0] = batch_axis;
+    entries.emplace_back(escape_dots(p.key()), axes);
+  }
+  return entries;
+}
+
+// --layout gemma: keras-hub's 2-D pattern. Each tensor-parallel entry of the model's map
+// also shards its other dimension over the batch axis ((None, model) -> (batch, model),
+// (model, None) -> (model, batch)), and every Embedding is (model, batch).
+Entries gemma_layout(const Workload& workload, torch::nn::Module& model, const std::string& batch_axis) {
+  Entries entries;
+  for (auto [key, axes] : workload.default_layout()) {
+    for (auto& axis : axes)
+      if (axis.is_replicated()) axis = AxisSpec(batch_axis);
+    entries.emplace_back(key, axes);
+  }
+  for (const auto& path : parameter_paths(model))
+    if (path.owner_type == "Embedding")
+      entries.emplace_back(escape_dots(path.torch_name), std::vector<AxisSpec>{"model", batch_axis});
+  return entries;
+}
+
 LayoutMap layout_map_for(const TrainJob& job) {
-  std::vector<std::pair<std::string, std::vector<AxisSpec>>> entries;
-  if (!job.options.no_default_layout) entries = job.workload->default_layout();
+  Entries entries;
+  std::string preset = "tp";
+  for (const auto& text : job.options.layout)
+    if (is_layout_preset(text)) preset = text;
+  if (!job.options.no_default_layout) {
+    auto model = job.workload->build();
+    entries = preset == "fsdp"    ? fsdp_layout(*model, job.batch_axis)
+              : preset == "gemma" ? gemma_layout(*job.workload, *model, job.batch_axis)
+                                  : job.workload->default_layout();
+  }
   for (const auto& text : job.options.layout) {
+    if (is_layout_preset(text)) continue;
     auto entry = parse_layout_entry(text);
     bool replaced = false;
     for (auto& existing : entries)
@@ -17,15 +64,7 @@ LayoutMap layout_map_for(const TrainJob& job) {
     if (!replaced) entries.push_back(entry);
   }
   LayoutMap map(job.mesh);
-  for (const auto& [key, axes] : entries) {
-    for (const auto& axis : axes)
-      for (const auto& name : axis.names())
-        if (name == job.batch_axis)
-          bad_option("layout '" + key + "' shards over '" + name + "', the batch axis: each process of " +
-              "a model group must see the same data, so give the mesh its own batch axis (e.g. " +
-              "--mesh batch=1,model=" + std::to_string(job.mesh->size()) + ")");
-    map.set(key, axes);  // throws for an axis the mesh lacks
-  }
+  for (const auto& [key, axes] : entries) map.set(key, axes);  // throws for an axis the mesh lacks
   return map;
 }
 
@@ -54,7 +93,10 @@ TrainJob prepare_job(const TrainOptions& options, const std::vector<std::string>
     job.distribution = std::make_shared<DataParallel>(job.mesh);
   } else {
     job.batch_axis = job.mesh->has_axis("batch") ? "batch" : job.mesh->axis_names().front();
-    if (job.mesh->has_axis("model")) job.workload->check_model_axis(job.mesh->axis_size("model"));
+    // Tensor parallelism splits the gpt's heads over "model", unless "model" is the batch axis
+    // (--mesh model=4), where every sharded weight is FSDP and the heads stay whole.
+    if (job.mesh->has_axis("model") && job.batch_axis != "model")
+      job.workload->check_model_axis(job.mesh->axis_size("model"));
     job.distribution = std::make_shared<ModelParallel>(layout_map_for(job), job.batch_axis);
   }
   job.data_shards = job.mesh->axis_size(job.batch_axis);

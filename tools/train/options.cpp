@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -84,8 +85,10 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
                "'model' axis")
       ->check(CLI::IsMember({"data", "model"}));
   c.add_option("--layout", o.layout,
-               "Layout map entry REGEX=AXES (Keras-style key, torch or Keras names; AXES like "
-               "null,model); repeatable, added to the model's default map");
+               "tp (the model's tensor-parallel map, the default), fsdp (every weight over the batch "
+               "axis on its larger dimension), gemma (keras-hub's 2-D pattern), or a layout map "
+               "entry REGEX=AXES (Keras-style key, torch or Keras names; AXES like null,model); "
+               "repeatable, entries are added to the chosen map");
   c.add_flag("--no-default-layout", o.no_default_layout, "Use only the --layout entries");
   c.add_option("--batch-size", o.batch_size, "Global batch size")->check(CLI::PositiveNumber)->capture_default_str();
   c.add_option("--steps", o.steps, "Training steps")->check(CLI::PositiveNumber)->capture_default_str();
@@ -135,13 +138,16 @@ void validate(const TrainOptions& o) {
   if (!o.mesh.empty() && o.devices) bad_option("give --mesh or --devices, not both");
   if (!o.data.empty() && access(o.data.c_str(), R_OK) != 0)
     bad_option("cannot read data file '" + o.data + "': no such file or not readable");
-  for (const auto& entry : o.layout) parse_layout_entry(entry);
+  for (const auto& entry : o.layout)
+    if (!is_layout_preset(entry)) parse_layout_entry(entry);
   if (o.resume && o.checkpoint_dir.empty()) bad_option("--resume needs --checkpoint-dir");
   if (o.resume && o.verify)
     bad_option("--verify cannot check a resumed run: its first steps ran in an earlier job");
   if (o.checkpoint_every < 0)
     bad_option("--checkpoint-every must be 0 or positive, got " + std::to_string(o.checkpoint_every));
 }
+
+bool is_layout_preset(const std::string& text) { return text == "tp" || text == "fsdp" || text == "gemma"; }
 
 std::pair<std::string, std::vector<AxisSpec>> parse_layout_entry(const std::string& entry) {
   const auto equals = entry.rfind('=');
@@ -197,7 +203,11 @@ DeviceMeshPtr make_mesh(const TrainOptions& o, const std::vector<std::string>& d
   std::vector<int64_t> shape;
   std::vector<std::string> names;
   if (o.mesh.empty()) {
-    const bool model = o.distribution == "model" || (o.distribution.empty() && !o.layout.empty());
+    // A layout needs ModelParallel; with no mesh given, tensor parallelism gets (batch=1,
+    // model=N), and --layout fsdp alone a 1-D batch axis over every process.
+    const bool fsdp_only = !o.layout.empty() &&
+                           std::all_of(o.layout.begin(), o.layout.end(), [](const std::string& l) { return l == "fsdp"; });
+    const bool model = !fsdp_only && (o.distribution == "model" || (o.distribution.empty() && !o.layout.empty()));
     shape = model ? std::vector<int64_t>{1, count} : std::vector<int64_t>{count};
     names = model ? std::vector<std::string>{"batch", "model"} : std::vector<std::string>{"batch"};
   } else {

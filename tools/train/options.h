@@ -75,5 +75,7 @@ std::string distribution_kind(const TrainOptions& options, const DeviceMesh& mes
 // "REGEX=AXES" -> (REGEX, axes); AXES: comma-separated, null/none/- for a replicated dim,
 // "a+b" for a dim sharded over two axes.
 std::pair<std::string, std::vector<AxisSpec>> parse_layout_entry(const std::string& entry);
+// "tp", "fsdp" or "gemma": --layout's names of whole layout maps.
+bool is_layout_preset(const std::string& text);
 
 }  // namespace kdist::tools

@@ -39,11 +39,26 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 // Optimizer state per parameter element: Adam's two moments, SGD's momentum buffer.
 int optimizer_slots(const std::string& optimizer) { return optimizer == "sgd" ? 1 : 2; }
 
-// The mesh axis a placement list shards over, or "" if replicated.
-std::string sharding_axis(const DeviceMesh& mesh, const std::vector<Placement>& placements) {
+// The mesh axis other than the batch axis that a placement list shards over, or "".
+std::string model_axis(const DeviceMesh& mesh, const std::vector<Placement>& placements,
+                       const std::string& batch_axis) {
   for (size_t i = 0; i < placements.size(); ++i)
-    if (!std::holds_alternative<Replicate>(placements[i])) return mesh.axis_names()[i];
+    if (!std::holds_alternative<Replicate>(placements[i]) && mesh.axis_names()[i] != batch_axis)
+      return mesh.axis_names()[i];
   return "";
+}
+
+// The tensor-parallel style of a summary's style ("column+fsdp" -> "column", "fsdp" -> "replicated").
+std::string tensor_parallel_style(const std::string& style) {
+  if (style == "fsdp") return "replicated";
+  const auto plus = style.find("+fsdp");
+  return plus == std::string::npos ? style : style.substr(0, plus);
+}
+
+double elements(const std::vector<int64_t>& shape) {
+  double n = 1;
+  for (auto s : shape) n *= s;
+  return n;
 }
 
 }  // namespace
@@ -89,30 +104,42 @@ std::string collectives_report(const TrainJob& job, const DistributionSummary& s
                      bytes_text(bytes)});
     total += bytes;
   };
+  const int64_t batch_dim = mesh.axis_index(job.batch_axis);
+  const double element = 4;
   for (const auto& p : summary.parameters) {
     const auto& name = p.path.torch_name;
-    if (p.style == "replicated" || name.size() < 6 || name.substr(name.size() - 6) != "weight") continue;
-    const std::string layer = name.size() > 7 ? name.substr(0, name.size() - 7) : "";
-    const std::string axis = sharding_axis(mesh, p.placements);
-    const double element = 4;
-    bool gather = false;
+    const auto dot = name.rfind('.');
+    const std::string layer = dot == std::string::npos ? "" : name.substr(0, dot);
+    const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
+    bool gather = false, linear = false;
     if (auto it = modules.find(layer); it != modules.end()) {
-      if (auto* linear = dynamic_cast<nn::LinearImpl*>(it->second.get())) gather = linear->parallel.gather_output;
+      if (auto* l = dynamic_cast<nn::LinearImpl*>(it->second.get())) gather = l->parallel.gather_output, linear = true;
       if (auto* embedding = dynamic_cast<nn::EmbeddingImpl*>(it->second.get())) gather = embedding->parallel.gather_output;
     }
-    if (p.style == "column") {  // weight (out, in)
+    // Sharded over the batch axis (FSDP): gathered before use (and again for a Linear's
+    // weight in backward, as its gathered copy was released), gradient reduce-scattered.
+    if (!std::holds_alternative<Replicate>(p.placements[batch_dim])) {
+      const double shard = elements(p.local_shape) * element;
+      const double gathered = shard * mesh.axis_size(job.batch_axis);
+      add("forward", "all_gather", job.batch_axis, name, shard);
+      if (linear && leaf == "weight") add("backward", "all_gather", job.batch_axis, name + " (again)", shard);
+      add("backward", "reduce_scatter", job.batch_axis, name + " (gradient, averaged)", gathered);
+    }
+    const std::string style = tensor_parallel_style(p.style);
+    if (style == "replicated" || leaf != "weight") continue;
+    const std::string axis = model_axis(mesh, p.placements, job.batch_axis);
+    if (style == "column") {  // weight (out, in)
       if (gather) add("forward", "all_gather", axis, layer, rows * p.global_shape[0] * element);
       add("backward", "all_reduce", axis, layer + " (input gradient)", rows * p.global_shape[1] * element);
-    } else if (p.style == "row") {
+    } else if (style == "row") {
       add("forward", "all_reduce", axis, layer, rows * p.global_shape[0] * element);
-    } else if (p.style == "vocab") {
+    } else if (style == "vocab") {
       add("forward", "all_reduce", axis, layer, rows * p.global_shape[1] * element);
-    } else if (p.style == "embedding-dim" && gather) {
+    } else if (style == "embedding-dim" && gather) {
       add("forward", "all_gather", axis, layer, rows * p.global_shape[1] * element);
     }
   }
   if (job.data_shards > 1) {
-    const int64_t batch_dim = mesh.axis_index(job.batch_axis);
     double synced = 0;
     for (const auto& p : summary.parameters)
       if (std::holds_alternative<Replicate>(p.placements[batch_dim])) {

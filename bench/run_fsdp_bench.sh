@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# kdist's FSDP against PyTorch's FSDP2 and kdist's own data parallelism, on 2 and 4 ranks,
+# 1 thread each, alternating runs.
+#   bash bench/run_fsdp_bench.sh [ROUNDS] [REPEATS]
+# Each figure is the median over REPEATS alternating runs of the median step.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rounds=${1:-20} repeats=${2:-5}
+export OMP_NUM_THREADS=1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for n in 2 4; do
+  ours=() theirs=()
+  for _ in $(seq "$repeats"); do
+    ours+=("$("$root/build/tools/kdist" launch -n "$n" -- "$root/build/bench/fsdp_bench" --rounds "$rounds" | sed -n 's/^\[rank 0\] //p')")
+    theirs+=("$("$root/.venv/bin/torchrun" --standalone --nproc-per-node "$n" "$root/bench/fsdp_torch.py" \
+               --rounds "$rounds" 2>"$log")") || { echo "torchrun failed:"; cat "$log"; exit 1; }
+  done
+  "$root/.venv/bin/python" - "$rounds" "$n" <<PY
+import statistics, sys
+def fields(line):
+    words = line.split()
+    return {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+ours = [fields(l) for l in """$(printf '%s\n' "${ours[@]}")""".splitlines() if l.strip()]
+theirs = [fields(l) for l in """$(printf '%s\n' "${theirs[@]}")""".splitlines() if l.strip()]
+med = lambda runs, key: statistics.median(r[key] for r in runs)
+n = int(sys.argv[2])
+fsdp, keep, dp, torch_fsdp = med(ours, "fsdp"), med(ours, "fsdp_keep"), med(ours, "dp"), med(theirs, "step")
+state, whole = ours[0]["state_bytes"], ours[0]["one_process_state_bytes"]
+growth, unit = med(ours, "peak_rss_growth"), ours[0]["largest_unit_bytes"]
+print(f"{n} ranks x 1 thread: MLP 1024 -> 4096 -> 1024, batch 64 per rank, SGD (momentum); "
+      f"median of {sys.argv[1]} steps, median of {len(ours)} alternating runs")
+print(f"  kdist FSDP step              {fsdp:8.2f} ms")
+print(f"  kdist FSDP, weights kept     {keep:8.2f} ms   (reshard_after_forward = false)")
+print(f"  kdist data-parallel step     {dp:8.2f} ms")
+print(f"  PyTorch FSDP2 step (Gloo)    {torch_fsdp:8.2f} ms")
+print(f"  kdist FSDP / FSDP2           {fsdp / torch_fsdp:8.2f}   (target <= 0.5)")
+print(f"  kdist FSDP / kdist DP        {fsdp / dp:8.2f}   (target <= 1.3)")
+print(f"  state per process            {state / 2**20:8.2f} MiB of {whole / 2**20:.2f} MiB: "
+      f"{state / whole:.3f} (target <= 1/{n} + 5% = {1 / n + 0.05:.3f})")
+print(f"  peak RSS growth in a step    {growth / 2**20:8.2f} MiB; two largest units' full weights "
+      f"{2 * unit / 2**20:.2f} MiB (target: growth <= that + 10%, the state already resident)")
+PY
+done

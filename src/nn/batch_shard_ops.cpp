@@ -1,0 +1,86 @@
+#include "batch_shard_ops.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace kdist::nn::detail {
+namespace {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct StateHolder : torch::CustomClassHolder {
+  BatchShardPtr state;
+  explicit StateHolder(BatchShardPtr s) : state(std::move(s)) {}
+};
+
+void save(AutogradContext* ctx, const BatchShardPtr& state) {
+  ctx->saved_data["shard"] = c10::IValue::make_capsule(c10::make_intrusive<StateHolder>(state));
+}
+
+BatchShard& saved(AutogradContext* ctx) {
+  return *static_cast<StateHolder*>(ctx->saved_data["shard"].toCapsule().get())->state;
+}
+
+at::Tensor gather(const at::Tensor& shard, const BatchShard& s) {
+  return comm::all_gather(shard, s.dim, *s.group, comm::chunk_sizes(s.full_size, s.group->size()));
+}
+
+// The shard's gradient from the gathered tensor's: the batch average, reduce-scattered.
+// Under no_sync it waits, unsharded, for the next synchronised backward (undefined: none yet).
+at::Tensor shard_gradient(at::Tensor full, BatchShard& s) {
+  if (s.unsynced_grad.defined()) {
+    full = full + s.unsynced_grad;
+    s.unsynced_grad = at::Tensor();
+  }
+  if (!s.sync) {
+    s.unsynced_grad = full.detach().clone();
+    return at::Tensor();
+  }
+  return comm::reduce_scatter(full.contiguous(), s.dim, comm::ReduceOp::kAvg, *s.group);
+}
+
+struct GatherBatchShard : torch::autograd::Function<GatherBatchShard> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& shard, BatchShardPtr state) {
+    save(ctx, state);
+    return gather(shard, *state);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {shard_gradient(grads[0], saved(ctx)), at::Tensor()};
+  }
+};
+
+struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& shard,
+                            BatchShardPtr state) {
+    save(ctx, state);
+    auto weight = gather(shard, *state);
+    ctx->save_for_backward({x, state->reshard_after_forward ? shard : weight});
+    return at::linear(x, weight);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto& s = saved(ctx);
+    auto saved_tensors = ctx->get_saved_variables();
+    const auto& x = saved_tensors[0];
+    auto weight = s.reshard_after_forward ? gather(saved_tensors[1], s) : saved_tensors[1];
+    const auto& dy = grads[0];
+    at::Tensor dx;
+    if (ctx->needs_input_grad(0)) dx = at::matmul(dy, weight);
+    const int64_t out = dy.size(-1), in = x.size(-1);
+    auto dw = dy.reshape({-1, out}).t().mm(x.reshape({-1, in}));
+    return {dx, shard_gradient(dw, s), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor gather_batch_shard(const at::Tensor& shard, const BatchShardPtr& state) {
+  return GatherBatchShard::apply(shard, state);
+}
+
+at::Tensor linear_with_batch_shard(const at::Tensor& x, const at::Tensor& weight_shard,
+                                   const BatchShardPtr& state) {
+  if (!state->reshard_after_forward) return at::linear(x, GatherBatchShard::apply(weight_shard, state));
+  return LinearWithBatchShard::apply(x, weight_shard, state);
+}
+
+}  // namespace kdist::nn::detail

@@ -1,0 +1,18 @@
+#pragma once
+// The autograd operations of parameters sharded over the batch axis (nn.h's BatchShard).
+#include <kdist/nn.h>
+
+namespace kdist::nn::detail {
+
+// The whole parameter: forward all_gather of `shard` over the batch group along its dim;
+// backward reduce-scatter (average) of the gradient back onto the shard. The gathered
+// tensor lives as long as the caller's graph holds it: use it where backward does not save
+// it (an Embedding's lookup, an added bias), or when the shard keeps it until backward.
+at::Tensor gather_batch_shard(const at::Tensor& shard, const BatchShardPtr& state);
+
+// x @ gathered(weight_shard)^T with the gathered weight released after forward and gathered
+// again in backward (FSDP's reshard_after_forward); backward as gather_batch_shard's.
+at::Tensor linear_with_batch_shard(const at::Tensor& x, const at::Tensor& weight_shard,
+                                   const BatchShardPtr& state);
+
+}  // namespace kdist::nn::detail

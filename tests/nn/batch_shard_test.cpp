@@ -1,0 +1,260 @@
+// Multi-process tests of parameters sharded over the batch axis (FSDP; src/nn/batch_shard_ops.cpp
+// and distribute_module's plan), against the same model in one process on the global batch.
+// Fsdp1D.* runs on 2 and 4 ranks (a 1-D mesh, the batch axis its only axis), Fsdp2x2.* on a
+// 2x2 (batch, model) mesh (FSDP over "batch" composed with tensor parallelism over "model").
+#include <kdist/nn.h>
+#include <kdist/sync.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
+
+#include <functional>
+
+#include "../mp_util.h"
+#include "models.h"
+
+namespace kdist {
+namespace {
+using testing::chunk_piece;
+using testing::Mlp;
+
+using Entries = std::vector<std::pair<std::string, std::vector<AxisSpec>>>;
+
+// An Embedding feeding a Linear: ids in, (n, 3) out.
+struct EmbedMlpImpl : torch::nn::Module {
+  EmbedMlpImpl() : tok(register_module("tok", nn::Embedding(11, 6))), fc(register_module("fc", nn::Linear(6, 3))) {
+    tok->parallel.gather_output = true;  // embedding-dim parallel: fc needs the whole rows
+  }
+  at::Tensor forward(const at::Tensor& ids) { return fc(at::tanh(tok(ids))); }
+  nn::Embedding tok;
+  nn::Linear fc;
+};
+TORCH_MODULE(EmbedMlp);
+
+at::Tensor whole(const at::Tensor& param) {
+  auto d = as_dtensor(param);
+  return d ? d->full_tensor() : param;
+}
+
+float value(const at::Tensor& scalar) { return scalar.item<float>(); }
+
+struct Case {
+  std::function<std::shared_ptr<torch::nn::Module>()> build;
+  std::function<at::Tensor(torch::nn::Module&, const at::Tensor&)> forward;
+  std::function<at::Tensor(int64_t rows)> inputs;  // the global batch of a step
+  int64_t outputs;
+};
+
+Case mlp_case(int64_t in, int64_t hidden, int64_t out) {
+  return {[=] { return Mlp(in, hidden, out).ptr(); },
+          [](torch::nn::Module& m, const at::Tensor& x) { return static_cast<testing::MlpImpl&>(m).forward(x); },
+          [=](int64_t rows) { return at::randn({rows, in}); }, out};
+}
+
+Case embed_case() {
+  return {[] { return EmbedMlp().ptr(); },
+          [](torch::nn::Module& m, const at::Tensor& x) { return static_cast<EmbedMlpImpl&>(m).forward(x); },
+          [](int64_t rows) { return at::randint(0, 11, {rows}, at::kLong); }, 3};
+}
+
+// Trains the case distributed by `entries` (each process on its data shard's rows, with
+// GradientSync) and in one process on the whole batch: per-step losses within 1e-5 relative,
+// final full parameters within 1e-5. Returns the distributed model's summary.
+template <typename Optimizer, typename Options>
+DistributionSummary train_and_compare(const Case& c, DeviceMeshPtr mesh, const Entries& entries,
+                                      Options options, const std::string& batch_axis = "",
+                                      int steps = 4, bool reshard_after_forward = true) {
+  LayoutMap map(mesh);
+  for (const auto& [key, axes] : entries) map.set(key, axes);
+  ModelParallel distribution(map, batch_axis);
+  at::manual_seed(17);
+  auto reference = c.build();
+  at::manual_seed(17);
+  auto model = c.build();
+  DistributeModuleOptions module_options;
+  module_options.reshard_after_forward = reshard_after_forward;
+  auto summary = distribute_module(*model, distribution, module_options);
+  GradientSync sync(*model, distribution);
+  Optimizer ref_opt(reference->parameters(), options), opt(model->parameters(), options);
+  const int64_t shards = distribution.num_data_shards(), shard = distribution.data_shard_id();
+  auto batch_group = comm::axis_group(*mesh, distribution.batch_dim_name());
+  at::manual_seed(23);
+  for (int step = 0; step < steps; ++step) {
+    auto x = c.inputs(16);
+    auto y = at::randn({16, c.outputs});
+    ref_opt.zero_grad();
+    auto want = at::mse_loss(c.forward(*reference, x), y);
+    want.backward();
+    ref_opt.step();
+    opt.zero_grad();
+    auto got = at::mse_loss(c.forward(*model, chunk_piece(x, 0, shards, shard)), chunk_piece(y, 0, shards, shard));
+    got.backward();
+    opt.step();
+    auto mean = got.detach().clone().view({1});
+    comm::all_reduce(mean, comm::ReduceOp::kAvg, *batch_group);
+    EXPECT_NEAR(value(mean), value(want), 1e-5 * std::abs(value(want)) + 1e-7) << "loss at step " << step;
+  }
+  auto ref = reference->named_parameters();
+  for (const auto& p : model->named_parameters())
+    EXPECT_TRUE(at::allclose(whole(p.value()), ref[p.key()], 1e-5, 1e-5))
+        << p.key() << ": max difference " << value((whole(p.value()) - ref[p.key()]).abs().max());
+  return summary;
+}
+
+DeviceMeshPtr line(const std::string& name) {
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()}, std::vector<std::string>{name});
+}
+
+const torch::optim::SGDOptions kSgd = torch::optim::SGDOptions(0.05).momentum(0.9);
+const torch::optim::AdamOptions kAdam = torch::optim::AdamOptions(1e-2);
+
+// ---- 1-D: the batch axis is the only axis (pure FSDP) ----------------------------------------
+
+TEST(Fsdp1D, LinearWeightsOnEitherDimension) {
+  const Entries keras{{"fc1/kernel", {"batch", std::nullopt}}, {"fc2/kernel", {std::nullopt, "batch"}}};
+  auto summary = train_and_compare<torch::optim::SGD>(mlp_case(12, 20, 4), line("batch"), keras, kSgd);
+  EXPECT_EQ(summary.parameters[0].style, "fsdp");
+  // Keras (in, out) (batch, None) is torch (out, in) sharded on dim 1.
+  EXPECT_EQ(summary.parameters[0].placements, (std::vector<Placement>{Shard{1}}));
+  EXPECT_EQ(summary.parameters[2].placements, (std::vector<Placement>{Shard{0}}));
+  const Entries torch_names{{"fc1.weight", {"batch", std::nullopt}}, {"fc2.weight", {std::nullopt, "batch"}}};
+  train_and_compare<torch::optim::Adam>(mlp_case(12, 20, 4), line("batch"), torch_names, kAdam);
+}
+
+TEST(Fsdp1D, BiasesAndUnevenShapes) {
+  // 13 inputs, 22 hidden, 5 outputs: no dimension divides by 2 or 4 evenly everywhere.
+  const Entries entries{{"fc1/kernel", {"batch", std::nullopt}}, {"fc1/bias", {"batch"}},
+                        {"fc2/kernel", {std::nullopt, "batch"}}, {"fc2/bias", {"batch"}}};
+  auto summary = train_and_compare<torch::optim::Adam>(mlp_case(13, 22, 5), line("batch"), entries, kAdam);
+  EXPECT_EQ(summary.parameters[1].style, "fsdp");
+  const int k = num_processes(), r = process_id();
+  EXPECT_EQ(summary.parameters[3].local_shape, (std::vector<int64_t>{comm::chunk_size(5, k, r)}));
+}
+
+// Keras's default batch axis on a mesh ("model",) is "model": a tensor-parallel map there
+// shards data and weights over the same axis, which is FSDP.
+TEST(Fsdp1D, AModelMeshWhoseBatchAxisIsModel) {
+  auto summary = train_and_compare<torch::optim::SGD>(mlp_case(12, 20, 4), line("model"),
+                                                      {{"fc1/kernel", {std::nullopt, "model"}},
+                                                       {"fc2/kernel", {"model", std::nullopt}}},
+                                                      kSgd);
+  EXPECT_EQ(summary.parameters[0].style, "fsdp");
+  EXPECT_EQ(summary.parameters[1].style, "replicated") << "fc1.bias follows no weight sharding here";
+}
+
+TEST(Fsdp1D, EmbeddingRowsOrColumns) {
+  train_and_compare<torch::optim::Adam>(embed_case(), line("batch"), {{"tok/embeddings", {"batch", std::nullopt}}}, kAdam);
+  train_and_compare<torch::optim::SGD>(embed_case(), line("batch"),
+                                       {{"tok/embeddings", {std::nullopt, "batch"}}, {"fc/kernel", {"batch", std::nullopt}}},
+                                       kSgd);
+}
+
+TEST(Fsdp1D, KeepingTheGatheredWeightUntilBackward) {
+  train_and_compare<torch::optim::Adam>(mlp_case(12, 20, 4), line("batch"),
+                                        {{"fc1/kernel", {"batch", std::nullopt}}, {"fc2/kernel", {std::nullopt, "batch"}}},
+                                        kAdam, "", 3, /*reshard_after_forward=*/false);
+}
+
+TEST(Fsdp1D, CollectivesOfAStep) {
+  LayoutMap map(line("batch"));
+  map.set("fc1/kernel", {"batch", std::nullopt});
+  map.set("fc2/kernel", {std::nullopt, "batch"});
+  Mlp model(12, 20, 4);
+  ModelParallel distribution(map);
+  distribute_module(*model, distribution);
+  GradientSync sync(*model, distribution);
+  comm::CollectiveCounter forward;
+  auto loss = model->forward(at::randn({4, 12})).pow(2).mean();
+  EXPECT_EQ(forward.count("all_gather"), 2) << "each weight gathered once";
+  EXPECT_EQ(forward.total_count(), 2);
+  comm::CollectiveCounter backward;
+  loss.backward();
+  EXPECT_EQ(backward.count("all_gather"), 2) << "gathered again for backward";
+  EXPECT_EQ(backward.count("reduce_scatter"), 2);
+  EXPECT_EQ(backward.count("all_reduce"), 1) << "the two replicated biases, in one bucket";
+}
+
+// no_sync: two micro-batches accumulate without communicating, the synchronised backward
+// after them reduce-scatters the sum, as one process's accumulated gradients.
+TEST(Fsdp1D, NoSyncAccumulates) {
+  const int k = num_processes(), r = process_id();
+  LayoutMap map(line("batch"));
+  map.set("fc1/kernel", {"batch", std::nullopt});
+  map.set("fc2/kernel", {std::nullopt, "batch"});
+  at::manual_seed(5);
+  Mlp reference(12, 20, 4);
+  at::manual_seed(5);
+  Mlp model(12, 20, 4);
+  ModelParallel distribution(map);
+  distribute_module(*model, distribution);
+  GradientSync sync(*model, distribution);
+  at::manual_seed(6);
+  auto a = at::randn({2 * k, 12}), b = at::randn({2 * k, 12}), c = at::randn({2 * k, 12});
+  for (const auto& batch : {a, b, c}) reference->forward(batch).pow(2).mean().backward();
+  {
+    auto guard = sync.no_sync();
+    comm::CollectiveCounter counter;
+    for (const auto& batch : {a, b}) model->forward(chunk_piece(batch, 0, k, r)).pow(2).mean().backward();
+    EXPECT_EQ(counter.count("reduce_scatter"), 0);
+    EXPECT_EQ(counter.count("all_reduce"), 0);
+  }
+  model->forward(chunk_piece(c, 0, k, r)).pow(2).mean().backward();
+  auto ref = reference->named_parameters();
+  for (const auto& p : model->named_parameters()) {
+    auto d = as_dtensor(p.value());
+    auto grad = d ? DTensor::from_local(p.value().grad(), d->device_mesh(), d->placements(), d->sizes()).full_tensor()
+                  : p.value().grad();
+    EXPECT_TRUE(at::allclose(grad, ref[p.key()].grad(), 1e-5, 1e-6)) << "accumulated " << p.key();
+  }
+}
+
+// Stock modules cannot gather: a batch-sharded parameter there is refused, naming it.
+TEST(Fsdp1D, AStockModuleCannotHoldABatchShardedParameter) {
+  testing::TinyGpt gpt(50, 8, 16, 2);
+  LayoutMap map(line("batch"));
+  map.set("ln1/gamma", {"batch"});
+  EXPECT_THROW_WITH(distribute_module(*gpt, ModelParallel(map)), std::invalid_argument,
+                    "parameter 'ln1.weight' of torch::nn::LayerNormImpl has layout TensorLayout(batch), which "
+                    "shards it over 'batch', the batch axis");
+}
+
+// ---- 2x2: FSDP over "batch" and tensor parallelism over "model" -------------------------------
+
+DeviceMeshPtr mesh_2x2() { return testing::mesh_2x2(); }
+
+TEST(Fsdp2x2, KerasHubStyleLinearLayouts) {
+  ASSERT_EQ(num_processes(), 4);
+  // Gemma's ffw_gating (batch, model) and ffw_linear (model, batch), in Keras (in, out).
+  const Entries gemma{{"fc1/kernel", {"batch", "model"}}, {"fc2/kernel", {"model", "batch"}}};
+  auto summary = train_and_compare<torch::optim::Adam>(mlp_case(12, 20, 4), mesh_2x2(), gemma, kAdam);
+  EXPECT_EQ(summary.parameters[0].style, "column+fsdp");
+  EXPECT_EQ(summary.parameters[0].placements, (std::vector<Placement>{Shard{1}, Shard{0}}));
+  EXPECT_EQ(summary.parameters[1].style, "column") << "the bias follows the output features only";
+  EXPECT_EQ(summary.parameters[2].style, "row+fsdp");
+  EXPECT_EQ(summary.parameters[0].local_shape, (std::vector<int64_t>{10, 6}));
+  train_and_compare<torch::optim::SGD>(mlp_case(13, 22, 5), mesh_2x2(), gemma, kSgd);  // uneven
+  // FSDP alone on a 2-D mesh: the weights replicated over "model".
+  train_and_compare<torch::optim::SGD>(mlp_case(12, 20, 4), mesh_2x2(),
+                                       {{"fc1/kernel", {"batch", std::nullopt}}, {"fc2/kernel", {std::nullopt, "batch"}}},
+                                       kSgd);
+}
+
+TEST(Fsdp2x2, EmbeddingOverBothAxes) {
+  ASSERT_EQ(num_processes(), 4);
+  // Gemma's token_embedding (model, batch): vocabulary over "model", embedding dim over "batch".
+  auto summary = train_and_compare<torch::optim::Adam>(embed_case(), mesh_2x2(),
+                                                       {{"tok/embeddings", {"model", "batch"}}}, kAdam);
+  EXPECT_EQ(summary.parameters[0].style, "vocab+fsdp");
+  train_and_compare<torch::optim::Adam>(embed_case(), mesh_2x2(), {{"tok/embeddings", {"batch", "model"}}}, kAdam);
+}
+
+TEST(Fsdp2x2, OneDimensionOverBothAxesIsRefused) {
+  ASSERT_EQ(num_processes(), 4);
+  LayoutMap map(mesh_2x2());
+  map.set("fc1/kernel", {std::vector<std::string>{"batch", "model"}, std::nullopt});
+  Mlp model(12, 20, 4);
+  EXPECT_THROW_WITH(distribute_module(*model, ModelParallel(map)), std::invalid_argument,
+                    "its dimension 1 is sharded over both 'batch' (the batch axis) and 'model'");
+}
+
+}  // namespace
+}  // namespace kdist
