@@ -109,6 +109,12 @@ JobConfig resolve_job_config(const std::optional<std::string>& job_addresses,
     config.socket_interface = split_commas(v->second).empty() ? "" : split_commas(v->second).front();
   }
 
+  if (auto v = first_set(env, {"KDIST_TRANSPORT"})) {
+    if (v->second != "auto" && v->second != "gloo" && v->second != "shm")
+      invalid("runtime", "KDIST_TRANSPORT='", v->second, "' is not one of auto, gloo, shm");
+    config.transport = v->second;
+  }
+
   for (size_t i = 0; i < said.size(); ++i) config.source += (i ? ", " : "") + said[i];
   if (config.source.empty()) config.source = "defaults";
 

@@ -18,6 +18,9 @@ struct JobConfig {
   // The network interface Gloo binds (GLOO_SOCKET_IFNAME, PyTorch's variable); empty: the one
   // that routes to the coordinator.
   std::string socket_interface;
+  // KDIST_TRANSPORT: how one-host groups run all_reduce, all_gather and reduce_scatter:
+  // "auto" (shared memory where the group's processes can share it, else Gloo), "gloo", "shm".
+  std::string transport = "auto";
   std::string source;  // which variables or arguments said so, for messages
 };
 

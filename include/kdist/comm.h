@@ -14,6 +14,13 @@
 // Sizes along a dimension follow torch.chunk (DESIGN.md): reduce_scatter and all_to_all split
 // by that rule; all_gather takes each rank's size, so uneven shards work everywhere.
 //
+// Transport: a group whose processes can all map one shared-memory segment (they run on one
+// host) runs all_reduce (sum, avg), all_gather and reduce_scatter through it, chosen on the
+// group's first such collective and agreed by its processes; any other group, and every other
+// collective, runs on Gloo. KDIST_TRANSPORT=gloo never uses shared memory, =shm fails where it
+// cannot be had, =auto (the default) falls back to Gloo. Both give the same results (the same
+// bits for all_gather and reduce_scatter; all_reduce within rounding for more than 2 ranks).
+//
 // Every collective waits at most KDIST_TIMEOUT_S seconds (default 300) and then throws
 // std::runtime_error naming the operation, the group and the rank; a dead peer is reported
 // the same way. Tensors must be contiguous-able CPU tensors of the same dtype on every rank.

@@ -7,8 +7,10 @@
 #include <atomic>
 #include <numeric>
 
+#include "../debug_log.h"
 #include "../errors.h"
 #include "context.h"
+#include "shared_memory.h"
 
 namespace kdist::comm {
 namespace {
@@ -61,6 +63,37 @@ void run(const char* op, const Group& group, int64_t bytes, Launch launch) {
 }
 
 int64_t nbytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
+
+// The group's shared-memory transport with room for `bytes`, or null (Gloo then). Collective
+// on first use and when it grows: every rank makes the same call with the same size, so all
+// decide alike.
+SharedMemoryAllReduce* shared_memory_for(const char* op, const Group& group, int64_t bytes) {
+  auto& impl = group.impl();
+  if (impl.transport == "gloo" || impl.shared_memory_unavailable) return nullptr;
+  if (impl.shared_memory && impl.shared_memory->capacity() >= bytes) return impl.shared_memory.get();
+  const int64_t old = impl.shared_memory ? impl.shared_memory->capacity() : 0;
+  const int64_t capacity = std::max<int64_t>({bytes, 2 * old, 1 << 20});
+  impl.shared_memory.reset();
+  std::string why_not;
+  try {
+    detail::UncountedScope uncounted;
+    impl.shared_memory = SharedMemoryAllReduce::create(group, capacity, &why_not);
+  } catch (const std::exception& e) {  // a peer missing or dead while the segment is agreed
+    kdist::detail::failure("comm", op, " on ", group.name(), " failed on rank ", process_id(),
+                           " (setting up shared memory): ", std::string(e.what()).substr(0, 400));
+  }
+  if (!impl.shared_memory) {
+    if (impl.transport == "shm")
+      kdist::detail::failure("comm", "KDIST_TRANSPORT=shm, but the processes of ", group.name(),
+                             " cannot share memory: ", why_not);
+    impl.shared_memory_unavailable = true;
+    kdist::detail::debug_log("comm: " + group.name() + " uses Gloo: no shared memory (" + why_not + ")");
+    return nullptr;
+  }
+  kdist::detail::debug_log("comm: " + group.name() + " uses shared memory (" + std::to_string(capacity) +
+                           " bytes per process)");
+  return impl.shared_memory.get();
+}
 
 // Sends pieces[j] to group rank j and returns, per rank i, the flat elements rank i sent
 // here (recv_counts[i] of them), as views of the group's staging buffer: valid until the
@@ -137,6 +170,8 @@ void set_all_gather_algorithm(AllGatherAlgorithm algorithm) { g_all_gather = alg
 void all_reduce(at::Tensor& tensor, ReduceOp op, const Group& group) {
   check_cpu(tensor, "all_reduce");
   if (group.size() == 1) return;
+  if (op != ReduceOp::kMax)
+    if (auto* shm = shared_memory_for("all_reduce", group, nbytes(tensor))) return shm->all_reduce(tensor, op);
   std::vector<at::Tensor> buffer{tensor.is_contiguous() ? tensor : tensor.contiguous()};
   c10d::AllreduceOptions options;
   options.reduceOp = to_c10d(op);
@@ -166,6 +201,9 @@ at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,
                            (*sizes)[group.rank()], " for group rank ", group.rank(),
                            ", whose tensor has ", local.size(dim), " along dim ", dim);
   const int64_t widest = *std::max_element(sizes->begin(), sizes->end());
+  if (widest > 0)
+    if (auto* shm = shared_memory_for("all_gather", group, nbytes(local) / std::max<int64_t>(1, local.size(dim)) * widest))
+      return shm->all_gather(local.contiguous(), dim, *sizes);
   auto rows = local.movedim(dim, 0);
   auto shape = rows.sizes().vec();
   if (widest == 0) {
@@ -220,6 +258,8 @@ at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op, cons
   const int k = group.size();
   const int me = group.rank();
   if (k == 1) return full;
+  if (auto* shm = shared_memory_for("reduce_scatter", group, nbytes(full)))
+    return shm->reduce_scatter(full.contiguous(), dim, op);
   auto pieces = split_by_chunk_rule(full, dim, k);
   auto mine_shape = pieces[me].sizes().vec();
   switch (g_reduce_scatter.load()) {
@@ -350,13 +390,18 @@ namespace {
 std::mutex g_counters_mutex;
 std::vector<CollectiveCounter*> g_counters;
 
+thread_local int t_uncounted = 0;
+
 void record(const std::string& kind, int64_t bytes) {
+  if (t_uncounted > 0) return;
   std::lock_guard<std::mutex> lock(g_counters_mutex);
   for (auto* counter : g_counters) counter->record(kind, bytes);
 }
 }  // namespace
 
 void detail::record_collective(const std::string& kind, int64_t bytes) { record(kind, bytes); }
+detail::UncountedScope::UncountedScope() { ++t_uncounted; }
+detail::UncountedScope::~UncountedScope() { --t_uncounted; }
 
 CollectiveCounter::CollectiveCounter() {
   std::lock_guard<std::mutex> lock(g_counters_mutex);

@@ -157,6 +157,7 @@ GroupPtr make_group(Context& ctx, const std::vector<int>& ranks, const std::stri
   auto impl = std::make_shared<Group::Impl>();
   impl->ranks = ranks;
   impl->name = name;
+  impl->transport = ctx.config.transport;
   int self = ctx.config.process_id;
   impl->rank = static_cast<int>(std::find(ranks.begin(), ranks.end(), self) - ranks.begin());
   if (ranks.size() > 1) {

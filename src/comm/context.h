@@ -7,13 +7,23 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
+#include <string>
 
 #include "../job_config.h"
 
 namespace kdist::comm {
 
+class SharedMemoryAllReduce;
+
 struct Group::Impl {
   c10::intrusive_ptr<c10d::Backend> backend;  // null for a group of one
+  // Shared memory for all_reduce, all_gather and reduce_scatter where every process of the
+  // group can map one segment (one host), made on first use and grown when a call needs more;
+  // "gloo" never tries, "shm" fails where it cannot be had (KDIST_TRANSPORT, JobConfig).
+  std::string transport = "auto";
+  std::shared_ptr<SharedMemoryAllReduce> shared_memory;
+  bool shared_memory_unavailable = false;
   std::vector<int> ranks;
   int rank = 0;
   std::string name;
@@ -34,6 +44,12 @@ bool started();
 std::chrono::milliseconds timeout();
 // Counts a collective for the CollectiveCounters alive (transports outside collectives.cpp).
 void record_collective(const std::string& kind, int64_t bytes);
+// While one lives on this thread, collectives are not counted: a transport's own set-up
+// (a shared-memory segment's agreement) is not what the caller asked for.
+struct UncountedScope {
+  UncountedScope();
+  ~UncountedScope();
+};
 
 }  // namespace detail
 }  // namespace kdist::comm

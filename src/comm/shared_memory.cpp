@@ -215,7 +215,7 @@ std::unique_ptr<SharedMemoryAllReduce> SharedMemoryAllReduce::create(const Group
   }
   // Everyone agrees; once all have mapped it, the name can go (the memory stays).
   auto failed = at::full({1}, error.empty() ? 0 : r + 1, at::kInt);
-  all_reduce(failed, ReduceOp::kMax, group);
+  comm::all_reduce(failed, ReduceOp::kMax, group);  // kMax: always Gloo, never this transport
   if (r == 0 && segment) unlink(name.c_str());
   if (int failing = failed.item<int>(); failing != 0) {  // 1 + the highest failing group rank
     *why_not = error.empty()
@@ -256,8 +256,8 @@ at::Tensor SharedMemoryAllReduce::view(int process, int64_t offset, int64_t nume
 
 void SharedMemoryAllReduce::fail(const std::string& why) {
   broken_ = true;
-  kdist::detail::failure("comm", "all_reduce (shared memory) on ", group_name_, " failed on rank ",
-                         process_id(), ": ", why);
+  kdist::detail::failure("comm", operation_, " on ", group_name_, " failed on rank ", process_id(),
+                         " (shared memory): ", why);
 }
 
 void SharedMemoryAllReduce::barrier(const char* phase) {
@@ -306,8 +306,13 @@ void SharedMemoryAllReduce::barrier(const char* phase) {
   }
 }
 
-void SharedMemoryAllReduce::sum(const at::Tensor& data) {
+void SharedMemoryAllReduce::check_usable() {
   if (broken_) fail("an earlier call failed, so the group's shared memory is out of step");
+}
+
+void SharedMemoryAllReduce::sum(const at::Tensor& data) {
+  operation_ = "all_reduce";
+  check_usable();
   const auto* mine = segment_->region(rank_);
   const int64_t offset = static_cast<const char*>(data.data_ptr()) - mine;
   const int64_t bytes = data.numel() * static_cast<int64_t>(data.element_size());
@@ -332,6 +337,64 @@ void SharedMemoryAllReduce::sum(const at::Tensor& data) {
     if (theirs.numel() > 0) chunk_piece(flat, 0, size_, q).copy_(theirs);
   }
   barrier("gathered");
+}
+
+int64_t SharedMemoryAllReduce::capacity() const { return segment_->region_bytes; }
+
+void SharedMemoryAllReduce::all_reduce(at::Tensor& tensor, ReduceOp op) {
+  auto staged = region(0, tensor.numel(), tensor.scalar_type());
+  staged.view(tensor.sizes()).copy_(tensor);
+  sum(staged);
+  if (op == ReduceOp::kAvg) staged.div_(size_);
+  tensor.copy_(staged.view(tensor.sizes()));
+}
+
+// Every process writes its block into its region; each then reads every block (one copy
+// out of shared memory, the concatenation), and a last barrier keeps the regions unchanged
+// until all have read them.
+at::Tensor SharedMemoryAllReduce::all_gather(const at::Tensor& local, int64_t dim,
+                                             const std::vector<int64_t>& sizes) {
+  operation_ = "all_gather";
+  check_usable();
+  const auto dtype = local.scalar_type();
+  region(0, local.numel(), dtype).view(local.sizes()).copy_(local);
+  detail::record_collective("all_gather", local.numel() * static_cast<int64_t>(local.element_size()));
+  barrier("written");
+  std::vector<at::Tensor> blocks;
+  auto shape = local.sizes().vec();
+  int64_t inner = 1;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (static_cast<int64_t>(d) != dim) inner *= shape[d];
+  for (int q = 0; q < size_; ++q) {
+    shape[dim] = sizes[q];
+    blocks.push_back(view(q, 0, sizes[q] * inner, dtype).view(shape));
+  }
+  auto gathered = at::cat(blocks, dim);
+  barrier("read");
+  return gathered;
+}
+
+// Every process writes the whole tensor into its region; each then reduces its own
+// torch.chunk piece over all regions, peers in rank order (the same bits as Gloo's path).
+at::Tensor SharedMemoryAllReduce::reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) {
+  operation_ = "reduce_scatter";
+  check_usable();
+  const auto dtype = full.scalar_type();
+  const int64_t n = full.numel();
+  region(0, n, dtype).view(full.sizes()).copy_(full);
+  detail::record_collective("reduce_scatter", n * static_cast<int64_t>(full.element_size()));
+  barrier("written");
+  auto piece_of = [&](int q) { return chunk_piece(view(q, 0, n, dtype).view(full.sizes()), dim, size_, rank_); };
+  auto result = piece_of(0).clone();
+  for (int q = 1; q < size_; ++q) {
+    if (op == ReduceOp::kMax)
+      at::maximum_out(result, result, piece_of(q));
+    else
+      result.add_(piece_of(q));
+  }
+  if (op == ReduceOp::kAvg) result.div_(size_);
+  barrier("read");
+  return result;
 }
 
 }  // namespace kdist::comm

@@ -51,6 +51,13 @@ class SharedMemoryAllReduce {
   // Sums `data`, a contiguous tensor inside this process's region, over the group, in place.
   void sum(const at::Tensor& data);
 
+  // comm's collectives on any tensor, through this process's region (from offset 0; the
+  // tensor's bytes must fit capacity()). Same results as the Gloo versions in collectives.cpp.
+  int64_t capacity() const;
+  void all_reduce(at::Tensor& tensor, ReduceOp op);  // kSum or kAvg
+  at::Tensor all_gather(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes);
+  at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op);
+
  private:
   SharedMemoryAllReduce(const Group& group, std::shared_ptr<Segment> segment);
   void barrier(const char* phase);
@@ -62,6 +69,8 @@ class SharedMemoryAllReduce {
   std::shared_ptr<Segment> segment_;
   uint64_t barriers_ = 0;  // how many this process has passed
   bool broken_ = false;
+  const char* operation_ = "all_reduce";  // for messages: the collective in progress
+  void check_usable();
 };
 
 }  // namespace kdist::comm

@@ -100,8 +100,8 @@ TEST(SharedMemoryFailure, AMissingPeerIsATimeoutError) {
     auto data = shm->region(0, 4, at::kFloat);
     auto start = std::chrono::steady_clock::now();
     EXPECT_THROW_WITH(shm->sum(data), std::runtime_error,
-                      "[kdist.comm] all_reduce (shared memory) on world (ranks 0,1) failed on rank "
-                      "0: waited 2 s (KDIST_TIMEOUT_S) in the 'written' barrier for group rank(s) 1");
+                      "[kdist.comm] all_reduce on world (ranks 0,1) failed on rank 0 (shared "
+                      "memory): waited 2 s (KDIST_TIMEOUT_S) in the 'written' barrier for group rank(s) 1");
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
     EXPECT_THROW_WITH(shm->sum(data), std::runtime_error, "an earlier call failed");
   }
