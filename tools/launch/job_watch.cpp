@@ -85,31 +85,41 @@ void JobWatch::run() {
   }
 }
 
+bool JobWatch::publish_pending() {
+  std::optional<Failure> publish;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (to_publish_ && !published_) publish = to_publish_;
+  }
+  if (!publish) return false;
+  store_->set(key("first_failure", options_.node_rank), publish->serialize());
+  store_->add(kFailures, 1);
+  std::lock_guard<std::mutex> lock(mutex_);
+  published_ = true;
+  return true;
+}
+
+bool JobWatch::heartbeat_stopped(int node, Clock::time_point now) {
+  auto beat = store_->get(key("heartbeat", node));
+  if (beat && *beat != last_beat_[node]) {
+    last_beat_[node] = *beat;
+    beat_changed_[node] = now;
+    beat_changed_wall_[node] = wall_now();
+    return false;
+  }
+  return !last_beat_[node].empty() && now - beat_changed_[node] > options_.stale_after;
+}
+
 bool JobWatch::step() {
   try {
-    std::optional<Failure> publish;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (to_publish_ && !published_) publish = to_publish_;
-    }
-    if (publish) {
-      store_->set(key("first_failure", options_.node_rank), publish->serialize());
-      store_->add(kFailures, 1);
-      std::lock_guard<std::mutex> lock(mutex_);
-      published_ = true;
-    }
+    publish_pending();
     store_->set(key("heartbeat", options_.node_rank), std::to_string(++beats_));
     if (store_->add(kFailures, 0) > 0) job_failed_ = true;
     const auto now = Clock::now();
     for (int node = 0; node < options_.nnodes; ++node) {
       if (node == options_.node_rank || lost_[node]) continue;
-      auto beat = store_->get(key("heartbeat", node));
       if (store_->get(key("done", node))) continue;  // finished: its heartbeat stops
-      if (beat && *beat != last_beat_[node]) {
-        last_beat_[node] = *beat;
-        beat_changed_[node] = now;
-        beat_changed_wall_[node] = wall_now();
-      } else if (!last_beat_[node].empty() && now - beat_changed_[node] > options_.stale_after) {
+      if (heartbeat_stopped(node, now)) {
         std::lock_guard<std::mutex> lock(mutex_);
         lost_[node] = true;
         remote_.push_back({beat_changed_wall_[node], node_ranks(node),
@@ -147,33 +157,19 @@ std::vector<Failure> JobWatch::finish() {
   }
   if (!store_) return found;
   try {
-    std::optional<Failure> publish;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (to_publish_ && !published_) publish = to_publish_;
-    }
-    if (publish) {
-      store_->set(key("first_failure", options_.node_rank), publish->serialize());
-      store_->add(kFailures, 1);
-    }
+    publish_pending();
     store_->set(key("done", options_.node_rank), "1");
     // Wait for the other nodes to be done or lost. After a failure, at most `linger`: long
     // enough for their first failures to arrive. Node 0 also keeps its store up for as long
     // as any other node is alive, so a node that ends later still reads it.
-    const bool failed = publish || published_ || job_failed_;
+    const bool failed = published_ || job_failed_;
     const auto deadline = Clock::now() + (failed ? options_.linger : std::chrono::milliseconds(0));
     while (true) {
       bool waiting_for_report = false, keeping_store = false;
       const auto now = Clock::now();
       for (int node = 0; node < options_.nnodes; ++node) {
         if (node == options_.node_rank || lost_[node] || store_->get(key("done", node))) continue;
-        auto beat = store_->get(key("heartbeat", node));
-        if (beat && *beat != last_beat_[node]) {
-          last_beat_[node] = *beat;
-          beat_changed_[node] = now;
-          beat_changed_wall_[node] = wall_now();
-        }
-        if (!last_beat_[node].empty() && now - beat_changed_[node] > options_.stale_after) {
+        if (heartbeat_stopped(node, now)) {
           lost_[node] = true;
           found.push_back({beat_changed_wall_[node], node_ranks(node),
                            "stopped responding (its launcher is gone)", 1});

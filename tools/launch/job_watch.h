@@ -64,6 +64,9 @@ class JobWatch {
  private:
   void run();
   bool step();  // one round; false when the store is gone
+  bool publish_pending();  // this node's first failure, once
+  // Reads node's heartbeat; true once it has not changed for stale_after (never seen: false).
+  bool heartbeat_stopped(int node, std::chrono::steady_clock::time_point now);
   std::string node_ranks(int node) const;
 
   JobWatchOptions options_;
