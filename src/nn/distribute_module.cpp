@@ -217,7 +217,8 @@ void plan_weight(const LayerKind& kind, ParameterPlan& weight, const Distributio
 }
 
 // A Linear's bias: a column-parallel layer's follows its weight's output features (with no
-// entry of its own it is sharded to match); any other layer's is replicated.
+// entry of its own it is sharded to match); any other layer's is replicated over every axis
+// but the batch axis, over which it may be sharded (FSDP) like any parameter.
 void plan_bias(ParameterPlan& bias, const ParameterPlan& weight, const Distribution& distribution,
                nn::ParallelStyle style) {
   const auto& mesh = distribution.device_mesh();

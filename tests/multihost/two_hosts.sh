@@ -26,6 +26,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM  # a ctest timeout still removes the namespaces
 
 make_hosts() {
   { ip netns add "${tag}h0" && ip netns add "${tag}h1" &&
