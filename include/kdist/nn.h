@@ -96,6 +96,8 @@ struct BatchSharding {
   BatchShardPtr weight;
   BatchShardPtr bias;
 };
+// The BatchSharding of a kdist::nn layer; null for any other module.
+BatchSharding* batch_sharding_of(torch::nn::Module& module);
 
 // The path adapter's interface: kdist's layers carry the Keras names of torch's.
 class LinearImpl : public torch::nn::Cloneable<LinearImpl>, public KerasNamed {

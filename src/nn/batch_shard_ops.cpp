@@ -84,3 +84,13 @@ at::Tensor linear_with_batch_shard(const at::Tensor& x, const at::Tensor& weight
 }
 
 }  // namespace kdist::nn::detail
+
+namespace kdist::nn {
+
+BatchSharding* batch_sharding_of(torch::nn::Module& module) {
+  if (auto* linear = dynamic_cast<LinearImpl*>(&module)) return &linear->batch;
+  if (auto* embedding = dynamic_cast<EmbeddingImpl*>(&module)) return &embedding->batch;
+  return nullptr;
+}
+
+}  // namespace kdist::nn

@@ -54,7 +54,9 @@ std::set<const torch::nn::Module*> replaceable_stock_layers(torch::nn::Module& r
   return found;
 }
 
-void replace_stock_layers(torch::nn::Module& root) {
+// Returns whether it replaced any.
+bool replace_stock_layers(torch::nn::Module& root) {
+  bool replaced = false;
   for (auto& item : root.named_modules("", /*include_self=*/true)) {
     auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get());
     if (!sequential) continue;
@@ -69,14 +71,17 @@ void replace_stock_layers(torch::nn::Module& root) {
         if (linear->options.bias()) replacement->bias.copy_(linear->bias);
         *it = torch::nn::AnyModule(replacement);
         sequential->replace_module(child, replacement);
+        replaced = true;
       } else if (auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(module.get())) {
         nn::Embedding replacement(embedding->options);
         replacement->weight.copy_(embedding->weight);
         *it = torch::nn::AnyModule(replacement);
         sequential->replace_module(child, replacement);
+        replaced = true;
       }
     }
   }
+  return replaced;
 }
 
 // What kind of layer a module is to the planner.
@@ -278,12 +283,6 @@ std::string leaf_name(const std::string& torch_name) {
   return torch_name.substr(torch_name.rfind('.') + 1);  // npos + 1 == 0: the whole name
 }
 
-nn::BatchSharding* batch_sharding_of(torch::nn::Module& module) {
-  if (auto* linear = dynamic_cast<nn::LinearImpl*>(&module)) return &linear->batch;
-  if (auto* embedding = dynamic_cast<nn::EmbeddingImpl*>(&module)) return &embedding->batch;
-  return nullptr;
-}
-
 // Every check distribute_module makes, and each parameter's shard on the process of `rank`;
 // nothing is changed and no process is contacted. Stock layers that distribute_module would
 // replace are planned as the kdist layers they become.
@@ -340,9 +339,10 @@ DistributionSummary plan_module(torch::nn::Module& module, const Distribution& d
 
 DistributionSummary distribute_module(torch::nn::Module& root, const Distribution& distribution,
                                       DistributeModuleOptions options) {
-  make_plan(root, distribution, process_id());  // every check, before anything changes
-  replace_stock_layers(root);
-  auto [summary, plans] = make_plan(root, distribution, process_id());
+  Plan planned = make_plan(root, distribution, process_id());  // every check, before any change
+  // The plan points at the layers it configures: after a replacement, at the new ones.
+  if (replace_stock_layers(root)) planned = make_plan(root, distribution, process_id());
+  auto& [summary, plans] = planned;
   const auto& mesh = distribution.device_mesh();
   // ---- apply: every rank in the same order ----
   for (auto& plan : plans) {
@@ -356,7 +356,7 @@ DistributionSummary distribute_module(torch::nn::Module& root, const Distributio
                                                                     weight.path.torch_name));
       *plan.parallel = plan.config;
     }
-    if (auto* batch = batch_sharding_of(*plan.module)) {
+    if (auto* batch = nn::batch_sharding_of(*plan.module)) {
       *batch = {};
       for (size_t i = 0; i < plan.parameters.size(); ++i) {
         const auto& entry = summary.parameters[plan.parameters[i].second];

@@ -252,14 +252,10 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
       if (b.defined()) comm::broadcast(b, 0, *state_->group);
   }
 
-  for (const auto& m : module.modules()) {
-    nn::BatchSharding* batch = nullptr;
-    if (auto* linear = dynamic_cast<nn::LinearImpl*>(m.get())) batch = &linear->batch;
-    if (auto* embedding = dynamic_cast<nn::EmbeddingImpl*>(m.get())) batch = &embedding->batch;
-    if (batch)
+  for (const auto& m : module.modules())
+    if (auto* batch = nn::batch_sharding_of(*m))
       for (const auto& shard : {batch->weight, batch->bias})
         if (shard) state_->batch_shards.push_back(shard);
-  }
 
   std::weak_ptr<State> weak = state_;
   for (size_t i = 0; i < params.size(); ++i) {
