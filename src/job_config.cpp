@@ -106,7 +106,8 @@ JobConfig resolve_job_config(const std::optional<std::string>& job_addresses,
     config.store_served_by_launcher = std::string(agent) == "True" || std::string(agent) == "1";
 
   if (auto v = first_set(env, {"GLOO_SOCKET_IFNAME"})) {
-    config.socket_interface = split_commas(v->second).empty() ? "" : split_commas(v->second).front();
+    const auto names = split_commas(v->second);
+    if (!names.empty()) config.socket_interface = names.front();
   }
 
   if (auto v = first_set(env, {"KDIST_TRANSPORT"})) {

@@ -69,6 +69,14 @@ TEST(Runtime, APeerThatNeverArrivesIsATimeoutError) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }
 
+TEST(Runtime, AGlooInterfaceThatDoesNotExistIsNamed) {
+  setenv("GLOO_SOCKET_IFNAME", "kdist-nosuch0", 1);
+  EXPECT_THROW_WITH(initialize("127.0.0.1:" + std::to_string(free_port()), 2, 0), std::runtime_error,
+                    "[kdist.runtime] GLOO_SOCKET_IFNAME='kdist-nosuch0' names no interface with an address here");
+  unsetenv("GLOO_SOCKET_IFNAME");
+  EXPECT_FALSE(is_initialized());
+}
+
 TEST(Runtime, InitializeTwiceIsAnError) {
   initialize(std::nullopt, 1, 0);
   EXPECT_THROW_WITH(initialize(std::nullopt, 1, 0), std::invalid_argument,

@@ -2,6 +2,7 @@
 #include "context.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -70,13 +71,36 @@ std::string address_routing_to(const std::string& host, int port) {
   return local;
 }
 
+// The IPv4 (else IPv6) address of a network interface, for messages and the loopback check.
+std::string interface_address(const std::string& name) {
+  ifaddrs* all = nullptr;
+  std::string found;
+  if (getifaddrs(&all) != 0) return found;
+  for (int family : {AF_INET, AF_INET6})
+    for (ifaddrs* a = all; a != nullptr && found.empty(); a = a->ifa_next) {
+      if (!a->ifa_addr || a->ifa_addr->sa_family != family || name != a->ifa_name) continue;
+      char text[INET6_ADDRSTRLEN] = {0};
+      const void* raw = family == AF_INET6
+                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr)
+                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr);
+      if (inet_ntop(family, raw, text, sizeof(text))) found = text;
+    }
+  freeifaddrs(all);
+  return found;
+}
+
 // The Gloo device every group of this process uses (DESIGN.md, "Multi-host addresses"): the
 // interface GLOO_SOCKET_IFNAME names, else the one that routes to the coordinator. Never the
 // address the hostname resolves to, which containers often map to 127.0.0.1.
 std::shared_ptr<::gloo::transport::Device> gloo_device(const kdist::detail::JobConfig& config,
                                                        std::string& address) {
   if (!config.socket_interface.empty()) {
-    address = "interface " + config.socket_interface + " (GLOO_SOCKET_IFNAME)";
+    // The interface's own address is what the rendezvous publishes: the loopback check below
+    // then sees GLOO_SOCKET_IFNAME=lo for what it is.
+    address = interface_address(config.socket_interface);
+    if (address.empty())
+      kdist::detail::failure("runtime", "GLOO_SOCKET_IFNAME='", config.socket_interface,
+                             "' names no interface with an address here");
     try {
       return c10d::ProcessGroupGloo::createDeviceForInterface(config.socket_interface);
     } catch (const std::exception& e) {
