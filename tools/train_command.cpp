@@ -50,7 +50,14 @@ void use_fair_share_of_cores() {
   at::set_num_threads(std::max(1, cores / std::max(1, local)));
 }
 
-int verify_against_one_process(const TrainJob& job, const std::vector<StepRecord>& distributed) {
+std::string mib(int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f MiB", bytes / 1048576.0);
+  return text;
+}
+
+int verify_against_one_process(const TrainJob& job, const std::vector<StepRecord>& distributed,
+                               int64_t largest_distributed_state) {
   std::cout << "\nverify: training the same model in this process alone on the global batch...\n"
             << std::flush;
   // The other processes are done: this one may use every core.
@@ -58,6 +65,10 @@ int verify_against_one_process(const TrainJob& job, const std::vector<StepRecord
   auto model = job.workload->build();
   auto optimizer = make_optimizer(*model, job.options);
   auto reference = train(*job.workload, *model, *optimizer, job.options, DataShard{}, nullptr);
+  const auto whole_state = measure_training_state(*model, *optimizer);
+  std::printf("verify: one process holds %s of training state; the largest distributed process %s (%.3f of it)\n",
+              mib(whole_state.total()).c_str(), mib(largest_distributed_state).c_str(),
+              double(largest_distributed_state) / double(std::max<int64_t>(1, whole_state.total())));
   double worst = 0;
   int64_t worst_step = 1;
   for (size_t i = 0; i < reference.size(); ++i) {
@@ -162,8 +173,15 @@ int run_train(CLI::App& command, const TrainOptions& given) {
 
   double seconds = 0;
   for (const auto& r : records) seconds += r.seconds;
+  const auto state = measure_training_state(*model, *optimizer);
+  auto largest_state = at::full({1}, state.total(), at::kLong);
+  comm::all_reduce(largest_state, comm::ReduceOp::kMax, *comm::world());
   if (rank0) {
-    std::printf("\ntrained %lld steps on %d process%s in %.1f s: loss %.4f -> %.4f, %.0f %s/s\n",
+    std::printf("\ntraining state on rank 0: parameters %s, gradients %s, optimizer %s; largest over "
+                "processes %s\n",
+                mib(state.parameters).c_str(), mib(state.gradients).c_str(), mib(state.optimizer).c_str(),
+                mib(largest_state.item<int64_t>()).c_str());
+    std::printf("trained %lld steps on %d process%s in %.1f s: loss %.4f -> %.4f, %.0f %s/s\n",
                 static_cast<long long>(records.size()), num_processes(), num_processes() == 1 ? "" : "es",
                 seconds, records.front().loss, records.back().loss, progress.mean_rate(), job->workload->unit());
     if (!sample.empty()) std::printf("\nsample:\n%s\n", sample.c_str());
@@ -179,7 +197,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
   const bool verify = options.verify;
   shutdown();  // the reference below is this process's alone
   if (!verify || !rank0) return 0;
-  return verify_against_one_process(*job, records);
+  return verify_against_one_process(*job, records, largest_state.item<int64_t>());
 }
 
 }  // namespace

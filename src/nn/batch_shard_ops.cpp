@@ -21,24 +21,6 @@ BatchShard& saved(AutogradContext* ctx) {
   return *static_cast<StateHolder*>(ctx->saved_data["shard"].toCapsule().get())->state;
 }
 
-at::Tensor gather(const at::Tensor& shard, const BatchShard& s) {
-  return comm::all_gather(shard, s.dim, *s.group, comm::chunk_sizes(s.full_size, s.group->size()));
-}
-
-// The shard's gradient from the gathered tensor's: the batch average, reduce-scattered.
-// Under no_sync it waits, unsharded, for the next synchronised backward (undefined: none yet).
-at::Tensor shard_gradient(at::Tensor full, BatchShard& s) {
-  if (s.unsynced_grad.defined()) {
-    full = full + s.unsynced_grad;
-    s.unsynced_grad = at::Tensor();
-  }
-  if (!s.sync) {
-    s.unsynced_grad = full.detach().clone();
-    return at::Tensor();
-  }
-  return comm::reduce_scatter(full.contiguous(), s.dim, comm::ReduceOp::kAvg, *s.group);
-}
-
 struct GatherBatchShard : torch::autograd::Function<GatherBatchShard> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& shard, BatchShardPtr state) {
     save(ctx, state);
@@ -73,6 +55,22 @@ struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
 
 }  // namespace
 
+at::Tensor gather(const at::Tensor& shard, const BatchShard& s) {
+  return comm::all_gather(shard, s.dim, *s.group, comm::chunk_sizes(s.full_size, s.group->size()));
+}
+
+at::Tensor shard_gradient(at::Tensor full, BatchShard& s) {
+  if (s.unsynced_grad.defined()) {
+    full = full + s.unsynced_grad;
+    s.unsynced_grad = at::Tensor();
+  }
+  if (!s.sync) {
+    s.unsynced_grad = full.detach().clone();
+    return at::Tensor();
+  }
+  return comm::reduce_scatter(full.contiguous(), s.dim, comm::ReduceOp::kAvg, *s.group);
+}
+
 at::Tensor gather_batch_shard(const at::Tensor& shard, const BatchShardPtr& state) {
   return GatherBatchShard::apply(shard, state);
 }
@@ -91,6 +89,15 @@ BatchSharding* batch_sharding_of(torch::nn::Module& module) {
   if (auto* linear = dynamic_cast<LinearImpl*>(&module)) return &linear->batch;
   if (auto* embedding = dynamic_cast<EmbeddingImpl*>(&module)) return &embedding->batch;
   return nullptr;
+}
+
+std::vector<BatchShardPtr> batch_shards_of(torch::nn::Module& module) {
+  if (auto* unit = dynamic_cast<FullyShardImpl*>(&module)) return unit->batch_shards();
+  std::vector<BatchShardPtr> shards;
+  if (auto* batch = batch_sharding_of(module))
+    for (const auto& shard : {batch->weight, batch->bias})
+      if (shard) shards.push_back(shard);
+  return shards;
 }
 
 }  // namespace kdist::nn

@@ -4,6 +4,14 @@
 
 namespace kdist::nn::detail {
 
+// The whole tensor of a batch shard (no autograd): all_gather over its group along its dim.
+at::Tensor gather(const at::Tensor& shard, const BatchShard& state);
+
+// The shard's gradient from the whole tensor's: the batch average, reduce-scattered. Under
+// no_sync (state.sync false) it is kept, unsharded, in state.unsynced_grad for the next
+// synchronised backward, and the result is undefined.
+at::Tensor shard_gradient(at::Tensor full, BatchShard& state);
+
 // The whole parameter: forward all_gather of `shard` over the batch group along its dim;
 // backward reduce-scatter (average) of the gradient back onto the shard. The gathered
 // tensor lives as long as the caller's graph holds it: use it where backward does not save

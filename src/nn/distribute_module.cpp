@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <iomanip>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -38,13 +39,27 @@ int64_t shard_dim(const std::vector<Placement>& placements, int64_t mesh_dim) {
   return std::get<Shard>(placements[mesh_dim]).dim;
 }
 
-// Stock torch::nn::Linear and Embedding layers directly inside a torch::nn::Sequential:
-// distribute_module replaces them by kdist's (keeping their weights), so they are planned as
-// kdist layers. Anywhere else a stock layer cannot be replaced.
+// The FullyShard unit that gathers each module's parameters: every module inside a unit
+// belongs to the innermost one (named_modules lists a unit before what it holds).
+using Units = std::map<const torch::nn::Module*, nn::FullyShardImpl*>;
+Units units_of(torch::nn::Module& root) {
+  Units units;
+  for (auto& item : root.named_modules("", /*include_self=*/true))
+    if (auto* unit = dynamic_cast<nn::FullyShardImpl*>(item.value().get()))
+      for (auto& inside : unit->modules(/*include_self=*/true)) units[inside.get()] = unit;
+  return units;
+}
+
+// Stock torch::nn::Linear and Embedding layers directly inside a torch::nn::Sequential
+// outside any FullyShard unit: distribute_module replaces them by kdist's (keeping their
+// weights), so they are planned as kdist layers. Anywhere else a stock layer stays (a unit
+// gathers what it holds).
 std::set<const torch::nn::Module*> replaceable_stock_layers(torch::nn::Module& root) {
   std::set<const torch::nn::Module*> found;
+  const Units units = units_of(root);
   for (auto& item : root.named_modules("", /*include_self=*/true))
-    if (auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get()))
+    if (units.count(item.value().get())) continue;
+    else if (auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get()))
       for (const auto& child : *sequential) {
         const torch::nn::Module* module = child.ptr().get();
         if (dynamic_cast<const torch::nn::LinearImpl*>(module) ||
@@ -57,6 +72,7 @@ std::set<const torch::nn::Module*> replaceable_stock_layers(torch::nn::Module& r
 // Returns whether it replaced any.
 bool replace_stock_layers(torch::nn::Module& root) {
   bool replaced = false;
+  const auto replaceable = replaceable_stock_layers(root);
   for (auto& item : root.named_modules("", /*include_self=*/true)) {
     auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get());
     if (!sequential) continue;
@@ -64,6 +80,7 @@ bool replace_stock_layers(torch::nn::Module& root) {
     for (auto it = sequential->begin(); it != sequential->end(); ++it, ++index) {
       const std::string child = std::to_string(index);
       auto module = it->ptr();
+      if (!replaceable.count(module.get())) continue;
       torch::NoGradGuard no_grad;
       if (auto* linear = dynamic_cast<torch::nn::LinearImpl*>(module.get())) {
         nn::Linear replacement(linear->options);
@@ -115,6 +132,7 @@ LayerKind layer_kind(torch::nn::Module& module, const std::set<const torch::nn::
 struct ModulePlan {
   torch::nn::Module* module;
   nn::TensorParallel* parallel = nullptr;  // kdist layers only
+  nn::FullyShardImpl* unit = nullptr;      // stock modules in a unit: the unit gathers them
   nn::TensorParallel config;
   std::vector<std::pair<at::Tensor, size_t>> parameters;  // tensor, index into the summary
 };
@@ -152,9 +170,24 @@ void check_gatherable(const ParameterPlan& entry, const Distribution& distributi
   if (batch_dim_of(entry, distribution) < 0) return;
   invalid("nn", "parameter '", entry.path.torch_name, "' of ", module.name(), " has layout ",
           entry.layout.to_string(), ", which shards it over '", distribution.batch_dim_name(),
-          "', the batch axis of ", distribution.to_string(), ": only kdist::nn::Linear and "
-          "kdist::nn::Embedding gather such parameters before use (FSDP); replicate it over '",
-          distribution.batch_dim_name(), "' or declare the layer as a kdist::nn layer");
+          "', the batch axis of ", distribution.to_string(), ": only kdist::nn::Linear, "
+          "kdist::nn::Embedding and kdist::nn::FullyShard units gather such parameters before use "
+          "(FSDP); replicate it over '", distribution.batch_dim_name(), "', declare the layer as a "
+          "kdist::nn layer, or wrap it in a kdist::nn::FullyShard unit");
+}
+
+// A FullyShard unit gathers its stock modules' parameters over the batch axis; it cannot run
+// them tensor parallel.
+void check_unit_parameter(ParameterPlan& entry, const Distribution& distribution,
+                          const torch::nn::Module& module) {
+  for (const auto& placement : model_placements(entry, distribution))
+    if (!std::holds_alternative<Replicate>(placement))
+      invalid("nn", "parameter '", entry.path.torch_name, "' of ", module.name(), " in a "
+              "kdist::nn::FullyShard unit has layout ", entry.layout.to_string(), ": a unit shards "
+              "stock modules' parameters over the batch axis '", distribution.batch_dim_name(),
+              "' only; replicate it over the other axes, or use a kdist::nn layer for tensor "
+              "parallelism");
+  if (batch_dim_of(entry, distribution) >= 0) entry.style = "fsdp";
 }
 
 // One dimension cannot be gathered over the batch axis and split over another at once.
@@ -290,6 +323,7 @@ Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int ra
   const auto& mesh = distribution.device_mesh();
   const auto coordinate = mesh->coordinate_of(rank);
   const auto replaceable = replaceable_stock_layers(root);
+  const Units units = units_of(root);
   Plan result;
   std::set<std::string> used_keys;
   auto& entries = result.summary.parameters;
@@ -298,7 +332,8 @@ Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int ra
     torch::nn::Module& module = *item.value();
     if (module.named_parameters(/*recurse=*/false).is_empty()) continue;
     const LayerKind kind = layer_kind(module, replaceable);
-    ModulePlan plan{&module, kind.parallel, {}, {}};
+    ModulePlan plan{&module, kind.parallel, nullptr, {}, {}};
+    if (auto unit = units.find(&module); unit != units.end() && !kind.can_run_parallel()) plan.unit = unit->second;
     if (kind.parallel) plan.config.gather_output = kind.parallel->gather_output;  // the user's choice
     plan_parameters(item.key(), module, distribution, plan, result.summary, used_keys);
 
@@ -308,7 +343,9 @@ Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int ra
         if (entries[index].path.torch_name == name) return &entries[index];
       return nullptr;
     };
-    if (!kind.can_run_parallel()) {
+    if (plan.unit) {
+      for (auto& [tensor, index] : plan.parameters) check_unit_parameter(entries[index], distribution, module);
+    } else if (!kind.can_run_parallel()) {
       for (auto& [tensor, index] : plan.parameters) check_gatherable(entries[index], distribution, module);
       for (auto& [tensor, index] : plan.parameters)
         if (!entries[index].layout.is_fully_replicated())
@@ -344,6 +381,7 @@ DistributionSummary distribute_module(torch::nn::Module& root, const Distributio
   if (replace_stock_layers(root)) planned = make_plan(root, distribution, process_id());
   auto& [summary, plans] = planned;
   const auto& mesh = distribution.device_mesh();
+  for (auto& [module, unit] : units_of(root)) unit->clear_shards();
   // ---- apply: every rank in the same order ----
   for (auto& plan : plans) {
     for (auto& [tensor, index] : plan.parameters) {
@@ -356,19 +394,21 @@ DistributionSummary distribute_module(torch::nn::Module& root, const Distributio
                                                                     weight.path.torch_name));
       *plan.parallel = plan.config;
     }
-    if (auto* batch = nn::batch_sharding_of(*plan.module)) {
-      *batch = {};
-      for (size_t i = 0; i < plan.parameters.size(); ++i) {
-        const auto& entry = summary.parameters[plan.parameters[i].second];
-        const int64_t dim = batch_dim_of(entry, distribution);
-        if (dim < 0) continue;
-        auto shard = std::make_shared<nn::BatchShard>();
-        shard->group = comm::axis_group(*mesh, distribution.batch_dim_name());
-        shard->dim = dim;
-        shard->full_size = entry.global_shape[dim];
-        shard->reshard_after_forward = options.reshard_after_forward;
+    auto* batch = nn::batch_sharding_of(*plan.module);
+    if (batch) *batch = {};
+    for (const auto& [tensor, index] : plan.parameters) {
+      const auto& entry = summary.parameters[index];
+      const int64_t dim = batch_dim_of(entry, distribution);
+      if (dim < 0) continue;
+      auto shard = std::make_shared<nn::BatchShard>();
+      shard->group = comm::axis_group(*mesh, distribution.batch_dim_name());
+      shard->dim = dim;
+      shard->full_size = entry.global_shape[dim];
+      shard->reshard_after_forward = options.reshard_after_forward;
+      if (plan.unit)
+        plan.unit->shard_parameter(tensor, entry.path.torch_name, shard);
+      else
         (leaf_name(entry.path.torch_name) == "bias" ? batch->bias : batch->weight) = shard;
-      }
     }
   }
   detail::debug_log("distribute_module:\n" + summary.to_string());

@@ -55,7 +55,7 @@ struct GradientSync::State {
   std::vector<Bucket> buckets;
   std::vector<std::pair<size_t, size_t>> where;  // per hooked parameter: bucket, slot
   std::vector<at::Tensor> buffers;               // broadcast from the first replica each step
-  std::vector<nn::BatchShardPtr> batch_shards;   // reduce-scattered by their layers; no_sync here
+  std::vector<nn::BatchShardPtr> batch_shards;   // reduce-scattered by their layers and units; no_sync here
   std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
   std::mutex mutex;
   std::weak_ptr<State> self;  // what the end-of-backward callback holds: it may outlive us
@@ -253,9 +253,7 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
   }
 
   for (const auto& m : module.modules())
-    if (auto* batch = nn::batch_sharding_of(*m))
-      for (const auto& shard : {batch->weight, batch->bias})
-        if (shard) state_->batch_shards.push_back(shard);
+    for (auto& shard : nn::batch_shards_of(*m)) state_->batch_shards.push_back(std::move(shard));
 
   std::weak_ptr<State> weak = state_;
   for (size_t i = 0; i < params.size(); ++i) {

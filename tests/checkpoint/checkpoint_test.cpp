@@ -30,9 +30,9 @@ std::string shared_dir() {
   return dir ? dir : "/tmp/kdist-checkpoint-test";
 }
 
-TinyGpt make_gpt(uint64_t seed) {
+TinyGpt make_gpt(uint64_t seed, bool norms_in_units = false) {
   at::manual_seed(seed);
-  return TinyGpt(50, 8, 32, 4);
+  return TinyGpt(50, 8, 32, 4, norms_in_units);
 }
 
 // The whole tensor whose block `local` is (sharded like `param`), on every rank.
@@ -111,8 +111,9 @@ LayoutMap save_layout(DeviceMeshPtr mesh) {  // the transformer test's tensor-pa
 
 // Loads the shared checkpoint into a fresh model (other initial values) distributed by
 // `distribution` (none: plain), and compares every full tensor with the reference.
-void load_and_compare(const std::shared_ptr<Distribution>& distribution, const std::string& name = "gpt") {
-  TinyGpt model = make_gpt(99);
+void load_and_compare(const std::shared_ptr<Distribution>& distribution, const std::string& name = "gpt",
+                      bool norms_in_units = false) {
+  TinyGpt model = make_gpt(99, norms_in_units);
   if (distribution) distribute_module(*model, *distribution);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
   load(shared_dir() + "/" + name, *model, &optimizer);
@@ -170,8 +171,10 @@ TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
 }
 
 // keras-hub's 2-D pattern: FSDP over "batch" and tensor parallelism over "model" (every
-// parameter and moment stored in quarters). Saved, then loaded onto tensor parallelism only,
-// data parallelism only (replicated) and FSDP only, and by CheckpointLoad1 onto one process.
+// parameter and moment stored in quarters), the LayerNorms in FullyShard units sharded over
+// "batch". Saved, then loaded onto tensor parallelism only, data parallelism only
+// (replicated), both into the model without units, and FSDP only, and by CheckpointLoad1 onto
+// one process.
 TEST(CheckpointSave2x2, FsdpGptLoadsOntoTpDpAndFsdp) {
   ASSERT_EQ(num_processes(), 4);
   auto mesh = testing::mesh_2x2();
@@ -180,10 +183,12 @@ TEST(CheckpointSave2x2, FsdpGptLoadsOntoTpDpAndFsdp) {
   map.set("(q|k|v|up)/kernel", {"batch", "model"});
   map.set("(o|down)/kernel", {"model", "batch"});
   map.set("head/kernel", {"batch", std::nullopt});
+  map.set("ln(1|2|_f)/(gamma|beta)", {"batch"});
   auto distribution = std::make_shared<ModelParallel>(map);
-  TinyGpt model = make_gpt(5);
+  TinyGpt model = make_gpt(5, /*norms_in_units=*/true);
   distribute_module(*model, *distribution);
   EXPECT_EQ(model->q->weight.sizes().vec(), (std::vector<int64_t>{16, 16})) << "a quarter of (32, 32)";
+  EXPECT_EQ(model->named_parameters()["ln1.weight"].sizes().vec(), (std::vector<int64_t>{16})) << "half of 32";
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
   train(model, optimizer, *distribution, 3);
   save(shared_dir() + "/fsdp-gpt", *model, &optimizer);
@@ -201,7 +206,8 @@ TEST(CheckpointSave2x2, FsdpGptLoadsOntoTpDpAndFsdp) {
   LayoutMap fsdp(line("batch"));
   fsdp.set("(q|k|v|o|up|down|head)/kernel", {"batch", std::nullopt});
   fsdp.set("tok/embeddings", {"batch", std::nullopt});
-  load_and_compare(std::make_shared<ModelParallel>(fsdp), "fsdp-gpt");
+  fsdp.set("ln(1|2|_f)/gamma", {"batch"});
+  load_and_compare(std::make_shared<ModelParallel>(fsdp), "fsdp-gpt", /*norms_in_units=*/true);
 }
 
 TEST(CheckpointLoad2, OntoTwoRanksWithOtherShards) {

@@ -2,22 +2,22 @@
 // and distribute_module's plan), against the same model in one process on the global batch.
 // Fsdp1D.* runs on 2 and 4 ranks (a 1-D mesh, the batch axis its only axis), Fsdp2x2.* on a
 // 2x2 (batch, model) mesh (FSDP over "batch" composed with tensor parallelism over "model").
-#include <kdist/nn.h>
-#include <kdist/sync.h>
-#include <torch/optim/adam.h>
-#include <torch/optim/sgd.h>
-
-#include <functional>
-
-#include "../mp_util.h"
-#include "models.h"
+#include "fsdp_compare.h"
 
 namespace kdist {
 namespace {
 using testing::chunk_piece;
 using testing::Mlp;
 
-using Entries = std::vector<std::pair<std::string, std::vector<AxisSpec>>>;
+using testing::Case;
+using testing::Entries;
+using testing::kAdam;
+using testing::kSgd;
+using testing::line;
+using testing::mlp_case;
+using testing::train_and_compare;
+using testing::value;
+using testing::whole;
 
 // An Embedding feeding a Linear: ids in, (n, 3) out.
 struct EmbedMlpImpl : torch::nn::Module {
@@ -30,82 +30,11 @@ struct EmbedMlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(EmbedMlp);
 
-at::Tensor whole(const at::Tensor& param) {
-  auto d = as_dtensor(param);
-  return d ? d->full_tensor() : param;
-}
-
-float value(const at::Tensor& scalar) { return scalar.item<float>(); }
-
-struct Case {
-  std::function<std::shared_ptr<torch::nn::Module>()> build;
-  std::function<at::Tensor(torch::nn::Module&, const at::Tensor&)> forward;
-  std::function<at::Tensor(int64_t rows)> inputs;  // the global batch of a step
-  int64_t outputs;
-};
-
-Case mlp_case(int64_t in, int64_t hidden, int64_t out) {
-  return {[=] { return Mlp(in, hidden, out).ptr(); },
-          [](torch::nn::Module& m, const at::Tensor& x) { return static_cast<testing::MlpImpl&>(m).forward(x); },
-          [=](int64_t rows) { return at::randn({rows, in}); }, out};
-}
-
 Case embed_case() {
   return {[] { return EmbedMlp().ptr(); },
           [](torch::nn::Module& m, const at::Tensor& x) { return static_cast<EmbedMlpImpl&>(m).forward(x); },
           [](int64_t rows) { return at::randint(0, 11, {rows}, at::kLong); }, 3};
 }
-
-// Trains the case distributed by `entries` (each process on its data shard's rows, with
-// GradientSync) and in one process on the whole batch: per-step losses within 1e-5 relative,
-// final full parameters within 1e-5. Returns the distributed model's summary.
-template <typename Optimizer, typename Options>
-DistributionSummary train_and_compare(const Case& c, DeviceMeshPtr mesh, const Entries& entries,
-                                      Options options, const std::string& batch_axis = "",
-                                      int steps = 4, bool reshard_after_forward = true) {
-  LayoutMap map(mesh);
-  for (const auto& [key, axes] : entries) map.set(key, axes);
-  ModelParallel distribution(map, batch_axis);
-  at::manual_seed(17);
-  auto reference = c.build();
-  at::manual_seed(17);
-  auto model = c.build();
-  DistributeModuleOptions module_options;
-  module_options.reshard_after_forward = reshard_after_forward;
-  auto summary = distribute_module(*model, distribution, module_options);
-  GradientSync sync(*model, distribution);
-  Optimizer ref_opt(reference->parameters(), options), opt(model->parameters(), options);
-  const int64_t shards = distribution.num_data_shards(), shard = distribution.data_shard_id();
-  auto batch_group = comm::axis_group(*mesh, distribution.batch_dim_name());
-  at::manual_seed(23);
-  for (int step = 0; step < steps; ++step) {
-    auto x = c.inputs(16);
-    auto y = at::randn({16, c.outputs});
-    ref_opt.zero_grad();
-    auto want = at::mse_loss(c.forward(*reference, x), y);
-    want.backward();
-    ref_opt.step();
-    opt.zero_grad();
-    auto got = at::mse_loss(c.forward(*model, chunk_piece(x, 0, shards, shard)), chunk_piece(y, 0, shards, shard));
-    got.backward();
-    opt.step();
-    auto mean = got.detach().clone().view({1});
-    comm::all_reduce(mean, comm::ReduceOp::kAvg, *batch_group);
-    EXPECT_NEAR(value(mean), value(want), 1e-5 * std::abs(value(want)) + 1e-7) << "loss at step " << step;
-  }
-  auto ref = reference->named_parameters();
-  for (const auto& p : model->named_parameters())
-    EXPECT_TRUE(at::allclose(whole(p.value()), ref[p.key()], 1e-5, 1e-5))
-        << p.key() << ": max difference " << value((whole(p.value()) - ref[p.key()]).abs().max());
-  return summary;
-}
-
-DeviceMeshPtr line(const std::string& name) {
-  return std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()}, std::vector<std::string>{name});
-}
-
-const torch::optim::SGDOptions kSgd = torch::optim::SGDOptions(0.05).momentum(0.9);
-const torch::optim::AdamOptions kAdam = torch::optim::AdamOptions(1e-2);
 
 // ---- 1-D: the batch axis is the only axis (pure FSDP) ----------------------------------------
 

@@ -7,6 +7,9 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <functional>
+#include <string>
+
 namespace kdist::testing {
 
 struct MlpImpl : torch::nn::Module {
@@ -29,22 +32,31 @@ inline LayoutMap keras_mlp_plan(DeviceMeshPtr mesh) {
 // A decoder block with its embeddings and LM head: heads split over the model axis by the
 // column-parallel q/k/v (the local head count comes from the local width), the output
 // projection and MLP down projection row parallel, LayerNorms replicated.
+// With norms_in_units each LayerNorm sits in a kdist::nn::FullyShard unit (same parameter
+// names), so a layout may shard it over the batch axis.
 struct TinyGptImpl : torch::nn::Module {
-  TinyGptImpl(int64_t vocab, int64_t context, int64_t width, int64_t heads)
+  TinyGptImpl(int64_t vocab, int64_t context, int64_t width, int64_t heads, bool norms_in_units = false)
       : head_dim(width / heads),
         tok(register_module("tok", nn::Embedding(vocab, width))),
         pos(register_module("pos", nn::Embedding(context, width))),
-        ln1(register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})))),
+        ln1(norm("ln1", width, norms_in_units)),
         q(register_module("q", nn::Linear(width, width))),
         k(register_module("k", nn::Linear(width, width))),
         v(register_module("v", nn::Linear(width, width))),
         o(register_module("o", nn::Linear(width, width))),
-        ln2(register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})))),
+        ln2(norm("ln2", width, norms_in_units)),
         up(register_module("up", nn::Linear(width, 4 * width))),
         down(register_module("down", nn::Linear(4 * width, width))),
-        ln_f(register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})))),
+        ln_f(norm("ln_f", width, norms_in_units)),
         head(register_module("head", nn::Linear(torch::nn::LinearOptions(width, vocab).bias(false)))) {
     head->parallel.gather_output = true;  // logits whole for the loss
+  }
+
+  // A LayerNorm registered as `name`, alone or in a unit; returns its forward.
+  std::function<at::Tensor(const at::Tensor&)> norm(const std::string& name, int64_t width, bool in_unit) {
+    torch::nn::LayerNorm layer(torch::nn::LayerNormOptions({width}));
+    if (!in_unit) return [m = register_module(name, layer)](const at::Tensor& x) { return m->forward(x); };
+    return [m = register_module(name, nn::FullyShard(layer))](const at::Tensor& x) { return m->forward(x); };
   }
 
   at::Tensor forward(const at::Tensor& ids) {
@@ -65,11 +77,11 @@ struct TinyGptImpl : torch::nn::Module {
 
   int64_t head_dim;
   nn::Embedding tok, pos;
-  torch::nn::LayerNorm ln1;
+  std::function<at::Tensor(const at::Tensor&)> ln1;
   nn::Linear q, k, v, o;
-  torch::nn::LayerNorm ln2;
+  std::function<at::Tensor(const at::Tensor&)> ln2;
   nn::Linear up, down;
-  torch::nn::LayerNorm ln_f;
+  std::function<at::Tensor(const at::Tensor&)> ln_f;
   nn::Linear head;
 };
 TORCH_MODULE(TinyGpt);

@@ -43,4 +43,19 @@ std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model
   return records;
 }
 
+TrainingState measure_training_state(torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+  auto bytes = [](const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : int64_t{0}; };
+  TrainingState state;
+  for (const auto& p : model.parameters()) state.parameters += bytes(p), state.gradients += bytes(p.grad());
+  for (const auto& [key, param_state] : optimizer.state()) {
+    if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(param_state.get()))
+      state.optimizer += bytes(adam->exp_avg()) + bytes(adam->exp_avg_sq()) + bytes(adam->max_exp_avg_sq());
+    else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(param_state.get()))
+      state.optimizer += bytes(adamw->exp_avg()) + bytes(adamw->exp_avg_sq()) + bytes(adamw->max_exp_avg_sq());
+    else if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(param_state.get()))
+      state.optimizer += bytes(sgd->momentum_buffer());
+  }
+  return state;
+}
+
 }  // namespace kdist::tools

@@ -35,4 +35,12 @@ std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model
                               DataShard shard, comm::GroupPtr loss_group, int64_t first_step = 1,
                               const std::function<void(const StepRecord&)>& on_step = {});
 
+// The bytes this process holds to train: its parameters (local shards), their gradients and
+// the optimizer's per-parameter tensors (SGD's momentum, Adam's moments), read off the tensors.
+struct TrainingState {
+  int64_t parameters = 0, gradients = 0, optimizer = 0;
+  int64_t total() const { return parameters + gradients + optimizer; }
+};
+TrainingState measure_training_state(torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+
 }  // namespace kdist::tools
