@@ -139,6 +139,15 @@ std::vector<std::string> rank_environment(const LaunchOptions& o, int global_ran
   // The launcher of node 0 serves the store (as torchrun's agent does): every rank connects.
   env.push_back("TORCHELASTIC_USE_AGENT_STORE=True");
   env.push_back("TORCHELASTIC_RESTART_COUNT=0");
+  // glibc returns a freed block of 128 KiB or more to the kernel (munmap, or a trim of the
+  // heap), and the next allocation of that size faults every page in again. Training frees
+  // and reallocates the same large tensors every step (FSDP's gathered weights, gradients):
+  // keep them in the heap. Measured: an FSDP step 1.3x faster, peak RSS growth halved
+  // (docs/PERFORMANCE.md). The rank's own environment wins if it sets either variable.
+  if (!std::getenv("MALLOC_MMAP_THRESHOLD_") && !std::getenv("MALLOC_TRIM_THRESHOLD_")) {
+    env.push_back("MALLOC_MMAP_THRESHOLD_=33554432");   // blocks up to 32 MiB (glibc's most) from the heap
+    env.push_back("MALLOC_TRIM_THRESHOLD_=1073741824"); // and the heap kept up to 1 GiB free
+  }
   return env;
 }
 

@@ -103,4 +103,20 @@ class GradientSync {
   std::shared_ptr<State> state_;
 };
 
+// Gradient clipping over a distributed module, as torch::nn::utils::clip_grad_norm_ on the
+// whole model in one process: returns the global norm of every parameter's gradient, each
+// element counted once whatever the parameter's layout (a shard's elements once; a parameter
+// replicated over a mesh axis once, not once per replica), and scales every gradient by
+// max_norm / (norm + 1e-6) when that is below 1. norm_type 2 (default), any p > 0, or
+// infinity. Call it after backward (and GradientSync's averaging) and before the optimizer.
+//
+//   loss.backward();
+//   double norm = kdist::clip_grad_norm_(*model, 1.0);
+//   optimizer.step();
+//
+// Collective: every process of the job calls it on its part of the same model. Parameters
+// without a gradient are skipped, as torch's. Throws std::invalid_argument for a norm_type
+// <= 0, a gradient held as Partial, or a DTensor mesh that is not the whole job.
+double clip_grad_norm_(torch::nn::Module& module, double max_norm, double norm_type = 2.0);
+
 }  // namespace kdist

@@ -173,6 +173,12 @@ gemma_2x2)  # keras-hub's 2-D pattern on the gpt, FSDP x TP
   grep -Eq "blocks.0.attn.q.weight +\(64, 64\) +\(model, batch\) +\[S\(1\), S\(0\)\] +\(32, 32\) +column\+fsdp" "$work/out" \
     || fail "q not column parallel and FSDP"
   grep -Eq "^\[rank 0\] tok.weight .* vocab\+fsdp" "$work/out" || fail "token embedding not (model, batch)"
+  grep -Eq "verify: one process holds [0-9.]+ MiB of training state; the largest distributed process [0-9.]+ MiB \(0\.2[0-9]+ of it\)" \
+    "$work/out" || fail "state per process not about a quarter of one process's"
+  ;;
+grad_clip_2x2)  # --grad-clip over a 2-D layout: the global norm counts every element once
+  launch 4 --model gpt --width 64 --mesh batch=2,model=2 --layout gemma --grad-clip 0.5 --steps 8 --optimizer adam --verify
+  expect_verified $?
   ;;
 model_mesh_n4)  # --mesh model=4: the batch axis is "model", the tensor-parallel map becomes FSDP
   launch 4 --model mlp --mesh model=4 --steps 20 --optimizer sgd --lr 0.05 --verify; expect_verified $?

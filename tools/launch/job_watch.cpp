@@ -99,6 +99,14 @@ bool JobWatch::publish_pending() {
   return true;
 }
 
+// When a node that stopped beating may have died: its last beat was written up to one
+// interval before this launcher saw it, and seen up to one interval after it was written. So
+// a rank here that failed because that node died (a Gloo peer reset) fails after this time,
+// and the verdict names the node first, as the cause it is.
+double JobWatch::lost_since(int node) const {
+  return beat_changed_wall_.at(node) - 2 * std::chrono::duration<double>(options_.interval).count();
+}
+
 bool JobWatch::heartbeat_stopped(int node, Clock::time_point now) {
   auto beat = store_->get(key("heartbeat", node));
   if (beat && *beat != last_beat_[node]) {
@@ -122,7 +130,7 @@ bool JobWatch::step() {
       if (heartbeat_stopped(node, now)) {
         std::lock_guard<std::mutex> lock(mutex_);
         lost_[node] = true;
-        remote_.push_back({beat_changed_wall_[node], node_ranks(node),
+        remote_.push_back({lost_since(node), node_ranks(node),
                            "stopped responding (no heartbeat from its launcher for " +
                                std::to_string(options_.stale_after.count() / 1000.0).substr(0, 3) + " s)",
                            1});
@@ -171,7 +179,7 @@ std::vector<Failure> JobWatch::finish() {
         if (node == options_.node_rank || lost_[node] || store_->get(key("done", node))) continue;
         if (heartbeat_stopped(node, now)) {
           lost_[node] = true;
-          found.push_back({beat_changed_wall_[node], node_ranks(node),
+          found.push_back({lost_since(node), node_ranks(node),
                            "stopped responding (its launcher is gone)", 1});
           continue;
         }

@@ -66,6 +66,7 @@ class JobWatch {
   bool step();  // one round; false when the store is gone
   bool publish_pending();  // this node's first failure, once
   // Reads node's heartbeat; true once it has not changed for stale_after (never seen: false).
+  double lost_since(int node) const;
   bool heartbeat_stopped(int node, std::chrono::steady_clock::time_point now);
   std::string node_ranks(int node) const;
 

@@ -93,6 +93,8 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
   c.add_option("--batch-size", o.batch_size, "Global batch size")->check(CLI::PositiveNumber)->capture_default_str();
   c.add_option("--steps", o.steps, "Training steps")->check(CLI::PositiveNumber)->capture_default_str();
   c.add_option("--lr", o.lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  c.add_option("--grad-clip", o.grad_clip, "Clip the global gradient norm to this before each step (0: off)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   c.add_option("--optimizer", o.optimizer, "sgd (momentum 0.9), adam or adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();

@@ -30,6 +30,7 @@ struct TrainOptions {
   int64_t batch_size = 32;  // global
   int64_t steps = 400;
   double lr = 3e-3;
+  double grad_clip = 0;  // clip the global gradient norm to this; 0: off
   std::string optimizer = "adam";  // sgd | adam | adamw
   uint64_t seed = 0;
   // Output.

@@ -1,5 +1,7 @@
 #include "trainer.h"
 
+#include <kdist/sync.h>
+
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
@@ -30,6 +32,7 @@ std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model
     optimizer.zero_grad();
     auto loss = workload.loss(model, batch);
     loss.backward();
+    if (options.grad_clip > 0) clip_grad_norm_(model, options.grad_clip);
     optimizer.step();
     auto reported = loss.detach().reshape({1});
     if (loss_group && loss_group->size() > 1) {
