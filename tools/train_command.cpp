@@ -50,6 +50,7 @@ void use_fair_share_of_cores() {
   at::set_num_threads(std::max(1, cores / std::max(1, local)));
 }
 
+// A fixed unit, unlike plan.cpp's bytes_text: scripts compare these lines (bench/, tests/tools).
 std::string mib(int64_t bytes) {
   char text[32];
   std::snprintf(text, sizeof text, "%.2f MiB", bytes / 1048576.0);

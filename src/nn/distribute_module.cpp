@@ -54,25 +54,25 @@ Units units_of(torch::nn::Module& root) {
 // outside any FullyShard unit: distribute_module replaces them by kdist's (keeping their
 // weights), so they are planned as kdist layers. Anywhere else a stock layer stays (a unit
 // gathers what it holds).
-std::set<const torch::nn::Module*> replaceable_stock_layers(torch::nn::Module& root) {
+std::set<const torch::nn::Module*> replaceable_stock_layers(torch::nn::Module& root, const Units& units) {
   std::set<const torch::nn::Module*> found;
-  const Units units = units_of(root);
-  for (auto& item : root.named_modules("", /*include_self=*/true))
+  for (auto& item : root.named_modules("", /*include_self=*/true)) {
     if (units.count(item.value().get())) continue;
-    else if (auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get()))
+    if (auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get()))
       for (const auto& child : *sequential) {
         const torch::nn::Module* module = child.ptr().get();
         if (dynamic_cast<const torch::nn::LinearImpl*>(module) ||
             dynamic_cast<const torch::nn::EmbeddingImpl*>(module))
           found.insert(module);
       }
+  }
   return found;
 }
 
 // Returns whether it replaced any.
 bool replace_stock_layers(torch::nn::Module& root) {
   bool replaced = false;
-  const auto replaceable = replaceable_stock_layers(root);
+  const auto replaceable = replaceable_stock_layers(root, units_of(root));
   for (auto& item : root.named_modules("", /*include_self=*/true)) {
     auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get());
     if (!sequential) continue;
@@ -322,8 +322,8 @@ std::string leaf_name(const std::string& torch_name) {
 Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int rank) {
   const auto& mesh = distribution.device_mesh();
   const auto coordinate = mesh->coordinate_of(rank);
-  const auto replaceable = replaceable_stock_layers(root);
   const Units units = units_of(root);
+  const auto replaceable = replaceable_stock_layers(root, units);
   Plan result;
   std::set<std::string> used_keys;
   auto& entries = result.summary.parameters;

@@ -21,7 +21,6 @@
 #include <utility>
 
 #include "../errors.h"
-#include "../text.h"
 #include "batch_shard_ops.h"
 
 namespace kdist::nn {
@@ -51,6 +50,17 @@ struct FullyShardImpl::State {
     m.local = at::Tensor();
     m.whole = false;
   }
+  // Back on its shard, with `shard_grad` (undefined: none this backward) added to the
+  // shard's gradient from before it.
+  void make_local(Managed& m, const at::Tensor& shard_grad) {
+    make_local(m);
+    const at::Tensor before = std::exchange(m.stashed_grad, at::Tensor());
+    m.param.mutable_grad() = !shard_grad.defined() ? before : before.defined() ? before + shard_grad : shard_grad;
+  }
+  void release_all() {
+    for (auto& m : params)
+      if (m.whole) make_local(m);
+  }
   at::Tensor gathered(Managed& m) const {
     return m.kept.defined() ? std::exchange(m.kept, at::Tensor()) : detail::gather(m.param.variable_data(), *m.shard);
   }
@@ -77,23 +87,13 @@ struct FullyShardImpl::State {
                       "outside the unit's backward: use the block's parameters only through the "
                       "unit's forward");
     at::Tensor whole_grad = std::exchange(m.param.mutable_grad(), at::Tensor());
-    at::Tensor shard_grad = whole_grad.defined() ? detail::shard_gradient(whole_grad, *m.shard) : at::Tensor();
-    make_local(m);
-    if (m.stashed_grad.defined() && shard_grad.defined())
-      shard_grad = m.stashed_grad + shard_grad;
-    else if (!shard_grad.defined())
-      shard_grad = m.stashed_grad;
-    m.param.mutable_grad() = shard_grad;
-    m.stashed_grad = at::Tensor();
+    make_local(m, whole_grad.defined() ? detail::shard_gradient(whole_grad, *m.shard) : at::Tensor());
   }
 
   void after_backward() {
     restore_queued = false;
     for (auto& m : params)
-      if (m.whole) {  // not used this step: no gradient came
-        make_local(m);
-        m.param.mutable_grad() = std::exchange(m.stashed_grad, at::Tensor());
-      }
+      if (m.whole) make_local(m, at::Tensor());  // not used this step: no gradient came
   }
 
   void hook_accumulator(size_t index, const std::weak_ptr<State>& self) {
@@ -119,10 +119,7 @@ FullyShardImpl::FullyShardImpl(std::shared_ptr<torch::nn::Module> module, Forwar
   for (const auto& c : module_->named_children()) register_module(c.key(), c.value());
 }
 
-FullyShardImpl::~FullyShardImpl() {
-  for (auto& m : state_->params)
-    if (m.whole) state_->make_local(m);
-}
+FullyShardImpl::~FullyShardImpl() { state_->release_all(); }
 
 at::Tensor FullyShardImpl::forward(const at::Tensor& input) {
   auto& params = state_->params;
@@ -133,10 +130,7 @@ at::Tensor FullyShardImpl::forward(const at::Tensor& input) {
   // Back to the shards however the block's forward ends.
   struct Release {
     State& state;
-    ~Release() {
-      for (auto& m : state.params)
-        if (m.whole) state.make_local(m);
-    }
+    ~Release() { state.release_all(); }
   } release{*state_};
   for (auto& m : params) state_->make_whole(m, detail::gather(m.param.variable_data(), *m.shard));
   at::Tensor output = forward_(input);
@@ -165,7 +159,11 @@ void FullyShardImpl::pretty_print(std::ostream& stream) const {
 }
 
 void FullyShardImpl::shard_parameter(const at::Tensor& param, const std::string& name, BatchShardPtr shard) {
-  state_->params.push_back(State::Managed{param, name, std::move(shard)});
+  State::Managed managed;
+  managed.param = param;
+  managed.name = name;
+  managed.shard = std::move(shard);
+  state_->params.push_back(std::move(managed));
 }
 
 void FullyShardImpl::clear_shards() { state_->params.clear(); }

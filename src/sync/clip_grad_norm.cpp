@@ -10,7 +10,6 @@
 #include <kdist/sync.h>
 
 #include <cmath>
-#include <limits>
 
 #include "../errors.h"
 

@@ -98,16 +98,6 @@ void train(TinyGpt& model, torch::optim::Adam& optimizer, const Distribution& di
   }
 }
 
-LayoutMap save_layout(DeviceMeshPtr mesh) {  // the transformer test's tensor-parallel plan
-  LayoutMap map(mesh);
-  map.set("tok/embeddings", {"model", std::nullopt});
-  map.set("(q|k|v)/kernel", {std::nullopt, "model"});
-  map.set("o/kernel", {"model", std::nullopt});
-  map.set("up/kernel", {std::nullopt, "model"});
-  map.set("down/kernel", {"model", std::nullopt});
-  map.set("head/kernel", {std::nullopt, "model"});
-  return map;
-}
 
 // Loads the shared checkpoint into a fresh model (other initial values) distributed by
 // `distribution` (none: plain), and compares every full tensor with the reference.
@@ -123,7 +113,7 @@ void load_and_compare(const std::shared_ptr<Distribution>& distribution, const s
 TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
   ASSERT_EQ(num_processes(), 4);
   auto mesh = testing::mesh_2x2();
-  auto distribution = std::make_shared<ModelParallel>(save_layout(mesh), "batch");
+  auto distribution = std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(mesh), "batch");
   TinyGpt model = make_gpt(4);
   distribute_module(*model, *distribution);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
@@ -157,17 +147,10 @@ TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
   for (const auto& p : model->named_parameters()) state_bytes += 3 * reference.at(p.key()).numel() * 4;
   EXPECT_EQ(static_cast<int64_t>(total_bytes), state_bytes) << "every element written exactly once";
 
-  // The same 4 processes, another mesh and layout map: (batch=1, model=4), with uneven shards
-  // (the vocabulary of 50 in blocks of 13, 13, 12, 12).
+  // The same 4 processes on another mesh: (batch=1, model=4), with uneven shards (the
+  // vocabulary of 50 in blocks of 13, 13, 12, 12).
   auto line = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"});
-  LayoutMap other(line);
-  other.set("tok/embeddings", {"model", std::nullopt});
-  other.set("head/kernel", {std::nullopt, "model"});
-  other.set("(q|k|v)/kernel", {std::nullopt, "model"});
-  other.set("o/kernel", {"model", std::nullopt});
-  other.set("up/kernel", {std::nullopt, "model"});
-  other.set("down/kernel", {"model", std::nullopt});
-  load_and_compare(std::make_shared<ModelParallel>(other));
+  load_and_compare(std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(line)));
 }
 
 // keras-hub's 2-D pattern: FSDP over "batch" and tensor parallelism over "model" (every
@@ -178,11 +161,7 @@ TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
 TEST(CheckpointSave2x2, FsdpGptLoadsOntoTpDpAndFsdp) {
   ASSERT_EQ(num_processes(), 4);
   auto mesh = testing::mesh_2x2();
-  LayoutMap map(mesh);
-  map.set("tok/embeddings", {"model", "batch"});
-  map.set("(q|k|v|up)/kernel", {"batch", "model"});
-  map.set("(o|down)/kernel", {"model", "batch"});
-  map.set("head/kernel", {"batch", std::nullopt});
+  LayoutMap map = testing::gpt_gemma_map(mesh);
   map.set("ln(1|2|_f)/(gamma|beta)", {"batch"});
   auto distribution = std::make_shared<ModelParallel>(map);
   TinyGpt model = make_gpt(5, /*norms_in_units=*/true);
@@ -199,7 +178,7 @@ TEST(CheckpointSave2x2, FsdpGptLoadsOntoTpDpAndFsdp) {
   auto line = [](const std::string& axis) {
     return std::make_shared<DeviceMesh>(std::vector<int64_t>{4}, std::vector<std::string>{axis});
   };
-  load_and_compare(std::make_shared<ModelParallel>(save_layout(std::make_shared<DeviceMesh>(
+  load_and_compare(std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(std::make_shared<DeviceMesh>(
                        std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"}))),
                    "fsdp-gpt");
   load_and_compare(std::make_shared<DataParallel>(line("batch")), "fsdp-gpt");
@@ -352,7 +331,7 @@ namespace {
 
 std::shared_ptr<Distribution> fault_distribution() {  // gpt tensor parallel over 2 ranks
   auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 2}, std::vector<std::string>{"batch", "model"});
-  return std::make_shared<ModelParallel>(save_layout(mesh), "batch");
+  return std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(mesh), "batch");
 }
 
 uint64_t seed_from_env() {

@@ -6,7 +6,6 @@
 
 namespace kdist {
 namespace {
-using testing::chunk_piece;
 using testing::Mlp;
 
 using testing::Case;
@@ -16,7 +15,6 @@ using testing::kSgd;
 using testing::line;
 using testing::mlp_case;
 using testing::train_and_compare;
-using testing::value;
 using testing::whole;
 
 // An Embedding feeding a Linear: ids in, (n, 3) out.
@@ -105,35 +103,10 @@ TEST(Fsdp1D, CollectivesOfAStep) {
 // no_sync: two micro-batches accumulate without communicating, the synchronised backward
 // after them reduce-scatters the sum, as one process's accumulated gradients.
 TEST(Fsdp1D, NoSyncAccumulates) {
-  const int k = num_processes(), r = process_id();
   LayoutMap map(line("batch"));
   map.set("fc1/kernel", {"batch", std::nullopt});
   map.set("fc2/kernel", {std::nullopt, "batch"});
-  at::manual_seed(5);
-  Mlp reference(12, 20, 4);
-  at::manual_seed(5);
-  Mlp model(12, 20, 4);
-  ModelParallel distribution(map);
-  distribute_module(*model, distribution);
-  GradientSync sync(*model, distribution);
-  at::manual_seed(6);
-  auto a = at::randn({2 * k, 12}), b = at::randn({2 * k, 12}), c = at::randn({2 * k, 12});
-  for (const auto& batch : {a, b, c}) reference->forward(batch).pow(2).mean().backward();
-  {
-    auto guard = sync.no_sync();
-    comm::CollectiveCounter counter;
-    for (const auto& batch : {a, b}) model->forward(chunk_piece(batch, 0, k, r)).pow(2).mean().backward();
-    EXPECT_EQ(counter.count("reduce_scatter"), 0);
-    EXPECT_EQ(counter.count("all_reduce"), 0);
-  }
-  model->forward(chunk_piece(c, 0, k, r)).pow(2).mean().backward();
-  auto ref = reference->named_parameters();
-  for (const auto& p : model->named_parameters()) {
-    auto d = as_dtensor(p.value());
-    auto grad = d ? DTensor::from_local(p.value().grad(), d->device_mesh(), d->placements(), d->sizes()).full_tensor()
-                  : p.value().grad();
-    EXPECT_TRUE(at::allclose(grad, ref[p.key()].grad(), 1e-5, 1e-6)) << "accumulated " << p.key();
-  }
+  testing::expect_no_sync_accumulates(mlp_case(12, 20, 4), map);
 }
 
 // Stock modules cannot gather: a batch-sharded parameter there is refused, naming it.

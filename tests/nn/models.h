@@ -86,4 +86,26 @@ struct TinyGptImpl : torch::nn::Module {
 };
 TORCH_MODULE(TinyGpt);
 
+// TinyGpt's tensor-parallel plan in Keras names over "model": vocab-parallel embeddings,
+// heads split by column-parallel q/k/v, row-parallel o and down, a column-parallel head.
+inline LayoutMap gpt_tensor_parallel_map(DeviceMeshPtr mesh) {
+  LayoutMap map(std::move(mesh));
+  map.set("tok/embeddings", {"model", std::nullopt});
+  map.set("(q|k|v|up)/kernel", {std::nullopt, "model"});
+  map.set("(o|down)/kernel", {"model", std::nullopt});
+  map.set("head/kernel", {std::nullopt, "model"});
+  return map;
+}
+
+// keras-hub's 2-D pattern on TinyGpt over (batch, model): each tensor-parallel weight also
+// FSDP over "batch" on its other dimension, embeddings (model, batch), the head FSDP alone.
+inline LayoutMap gpt_gemma_map(DeviceMeshPtr mesh) {
+  LayoutMap map(std::move(mesh));
+  map.set("tok/embeddings", {"model", "batch"});
+  map.set("(q|k|v|up)/kernel", {"batch", "model"});
+  map.set("(o|down)/kernel", {"model", "batch"});
+  map.set("head/kernel", {"batch", std::nullopt});
+  return map;
+}
+
 }  // namespace kdist::testing

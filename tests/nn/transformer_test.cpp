@@ -11,17 +11,6 @@ namespace kdist {
 namespace {
 using testing::TinyGpt;
 
-LayoutMap gpt_plan(DeviceMeshPtr mesh) {
-  LayoutMap map(mesh);
-  map.set("tok/embeddings", {"model", std::nullopt});    // vocab parallel
-  map.set("(q|k|v)/kernel", {std::nullopt, "model"});    // heads split over "model"
-  map.set("o/kernel", {"model", std::nullopt});          // row parallel
-  map.set("up/kernel", {std::nullopt, "model"});
-  map.set("down/kernel", {"model", std::nullopt});
-  map.set("head/kernel", {std::nullopt, "model"});       // column parallel, logits gathered
-  return map;
-}
-
 std::vector<float> train(TinyGpt& model, int steps) {
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(3e-3));
   at::manual_seed(21);
@@ -60,12 +49,12 @@ void expect_same_losses(const LayoutMap& plan, const std::string& batch_axis) {
 TEST(TensorParallelGpt, TenAdamStepsMatchOneProcess) {
   auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, num_processes()},
                                            std::vector<std::string>{"batch", "model"});
-  expect_same_losses(gpt_plan(mesh), "batch");
+  expect_same_losses(testing::gpt_tensor_parallel_map(mesh), "batch");
 }
 
 TEST(TensorParallelGpt2x2, TenAdamStepsMatchOneProcess) {
   ASSERT_EQ(num_processes(), 4);
-  expect_same_losses(gpt_plan(testing::mesh_2x2()), "batch");
+  expect_same_losses(testing::gpt_tensor_parallel_map(testing::mesh_2x2()), "batch");
 }
 
 }  // namespace

@@ -55,22 +55,13 @@ double clip_and_compare(const std::shared_ptr<Distribution>& distribution, doubl
   return got;
 }
 
-LayoutMap tensor_parallel(DeviceMeshPtr mesh) {
-  LayoutMap map(std::move(mesh));
-  map.set("tok/embeddings", {"model", std::nullopt});
-  map.set("(q|k|v|up)/kernel", {std::nullopt, "model"});
-  map.set("(o|down)/kernel", {"model", std::nullopt});
-  map.set("head/kernel", {std::nullopt, "model"});
-  return map;
-}
-
 DeviceMeshPtr mesh(std::vector<int64_t> shape, std::vector<std::string> names) {
   return std::make_shared<DeviceMesh>(std::move(shape), std::move(names));
 }
 
 TEST(ClipGradNorm, TensorParallel) {
   // Replicated LayerNorms and biases are on every rank and count once.
-  auto tp = std::make_shared<ModelParallel>(tensor_parallel(mesh({1, num_processes()}, {"batch", "model"})), "batch");
+  auto tp = std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(mesh({1, num_processes()}, {"batch", "model"})), "batch");
   const double norm = clip_and_compare(tp, 0.1);
   EXPECT_GT(norm, 0.1) << "the test must clip";
   clip_and_compare(tp, 0.1, std::numeric_limits<double>::infinity());
@@ -97,15 +88,15 @@ TEST(ClipGradNorm, BadNormTypeIsNamed) {
 
 TEST(ClipGradNorm2x2, KerasHubStyleLayout) {
   ASSERT_EQ(num_processes(), 4);
-  LayoutMap map(testing::mesh_2x2());
-  map.set("tok/embeddings", {"model", "batch"});
-  map.set("(q|k|v|up)/kernel", {"batch", "model"});
-  map.set("(o|down)/kernel", {"model", "batch"});
-  map.set("head/kernel", {"batch", std::nullopt});
+  LayoutMap map = testing::gpt_gemma_map(testing::mesh_2x2());
   map.set("ln(1|2|_f)/gamma", {"batch"});
   auto distribution = std::make_shared<ModelParallel>(map);
   clip_and_compare(distribution, 0.1, 2.0, /*norms_in_units=*/true);
   clip_and_compare(distribution, 0.1, std::numeric_limits<double>::infinity(), /*norms_in_units=*/true);
+  // The batch axis second on the mesh.
+  LayoutMap flipped = testing::gpt_gemma_map(mesh({2, 2}, {"model", "batch"}));
+  flipped.set("ln(1|2|_f)/gamma", {"batch"});
+  clip_and_compare(std::make_shared<ModelParallel>(flipped, "batch"), 0.1, 2.0, /*norms_in_units=*/true);
 }
 
 }  // namespace

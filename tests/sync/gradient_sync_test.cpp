@@ -297,12 +297,7 @@ TEST(DataParallel2x2, MlpOnAModelBatchMesh) {
 TEST(DataParallel2x2, GptWithModelAndBatchAxes) {
   ASSERT_EQ(num_processes(), 4);
   auto mesh = testing::mesh_2x2();
-  LayoutMap map(mesh);
-  map.set("tok/embeddings", {"model", std::nullopt});
-  map.set("(q|k|v|up)/kernel", {std::nullopt, "model"});
-  map.set("(o|down)/kernel", {"model", std::nullopt});
-  map.set("head/kernel", {std::nullopt, "model"});
-  ModelParallel mp(map);
+  ModelParallel mp(testing::gpt_tensor_parallel_map(mesh));
   at::manual_seed(4);
   testing::TinyGpt reference(50, 8, 32, 4);
   at::manual_seed(4);

@@ -50,11 +50,15 @@ TrainingState measure_training_state(torch::nn::Module& model, torch::optim::Opt
   auto bytes = [](const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : int64_t{0}; };
   TrainingState state;
   for (const auto& p : model.parameters()) state.parameters += bytes(p), state.gradients += bytes(p.grad());
+  // Adam's and AdamW's states are distinct classes with the same fields.
+  auto moments = [&](const auto& adam) {
+    return bytes(adam.exp_avg()) + bytes(adam.exp_avg_sq()) + bytes(adam.max_exp_avg_sq());
+  };
   for (const auto& [key, param_state] : optimizer.state()) {
     if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(param_state.get()))
-      state.optimizer += bytes(adam->exp_avg()) + bytes(adam->exp_avg_sq()) + bytes(adam->max_exp_avg_sq());
+      state.optimizer += moments(*adam);
     else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(param_state.get()))
-      state.optimizer += bytes(adamw->exp_avg()) + bytes(adamw->exp_avg_sq()) + bytes(adamw->max_exp_avg_sq());
+      state.optimizer += moments(*adamw);
     else if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(param_state.get()))
       state.optimizer += bytes(sgd->momentum_buffer());
   }
