@@ -13,6 +13,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <algorithm>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -366,7 +367,10 @@ int launch(const LaunchOptions& o) {
   for (const auto& r : supervisor.ranks)
     if (failed(r.status)) failures.push_back(failure_of(o, r));
   if (watch) {
-    if (!failures.empty()) watch->report(failures.front());
+    // This node's earliest failure, should the loop not have reported one (it was stopping).
+    auto earliest = std::min_element(failures.begin(), failures.end(),
+                                     [](const Failure& a, const Failure& b) { return a.wall_time < b.wall_time; });
+    if (earliest != failures.end()) watch->report(*earliest);
     for (auto& f : watch->finish()) failures.push_back(f);
   }
   const Verdict verdict = judge(failures);

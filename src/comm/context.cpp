@@ -41,6 +41,16 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
+// An IPv4 or IPv6 socket address as text ("10.233.0.1"); empty for another family.
+std::string address_text(const sockaddr* address) {
+  if (address->sa_family != AF_INET && address->sa_family != AF_INET6) return "";
+  char text[INET6_ADDRSTRLEN] = {0};
+  const void* raw = address->sa_family == AF_INET6
+                        ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr)
+                        : static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(address)->sin_addr);
+  return inet_ntop(address->sa_family, raw, text, sizeof(text)) ? text : "";
+}
+
 // The local address of the interface that routes to host:port (a UDP connect sends nothing).
 std::string address_routing_to(const std::string& host, int port) {
   addrinfo hints{};
@@ -54,14 +64,9 @@ std::string address_routing_to(const std::string& host, int port) {
     if (fd < 0) continue;
     sockaddr_storage mine{};
     socklen_t length = sizeof(mine);
-    char text[INET6_ADDRSTRLEN] = {0};
     if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0 &&
-        getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &length) == 0) {
-      const void* raw = mine.ss_family == AF_INET6
-                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&mine)->sin6_addr)
-                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&mine)->sin_addr);
-      if (inet_ntop(mine.ss_family, raw, text, sizeof(text))) local = text;
-    }
+        getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &length) == 0)
+      local = address_text(reinterpret_cast<const sockaddr*>(&mine));
     close(fd);
   }
   freeaddrinfo(found);
@@ -77,14 +82,8 @@ std::string interface_address(const std::string& name) {
   std::string found;
   if (getifaddrs(&all) != 0) return found;
   for (int family : {AF_INET, AF_INET6})
-    for (ifaddrs* a = all; a != nullptr && found.empty(); a = a->ifa_next) {
-      if (!a->ifa_addr || a->ifa_addr->sa_family != family || name != a->ifa_name) continue;
-      char text[INET6_ADDRSTRLEN] = {0};
-      const void* raw = family == AF_INET6
-                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr)
-                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr);
-      if (inet_ntop(family, raw, text, sizeof(text))) found = text;
-    }
+    for (ifaddrs* a = all; a != nullptr && found.empty(); a = a->ifa_next)
+      if (a->ifa_addr && a->ifa_addr->sa_family == family && name == a->ifa_name) found = address_text(a->ifa_addr);
   freeifaddrs(all);
   return found;
 }
