@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -41,6 +42,16 @@ inline void measure(std::vector<Op>& ops, int rounds) {
     ops[i].median_ms = median.item<double>();
   }
 }
+
+// Resident set, from /proc: the peak so far ("VmHWM") and now ("VmRSS"), in bytes.
+inline int64_t proc_status_bytes(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
+  return 0;
+}
+// Starts VmHWM again from the current resident set.
+inline void reset_peak_resident() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 inline int rounds_from_args(int argc, char** argv, int fallback) {
   for (int i = 1; i + 1 < argc; ++i)

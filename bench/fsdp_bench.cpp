@@ -1,12 +1,13 @@
 // FSDP MLP step (1024 -> 4096 -> 1024, batch 64 per rank, SGD), each Linear sharded over the
 // batch axis (its own unit), against kdist's own data-parallel step in the same process.
-// bench/run_fsdp_bench.sh runs it beside PyTorch's FSDP2 (bench/fsdp_torch.py).
+// bench/run_fsdp_bench.sh runs it beside PyTorch's FSDP2 (bench/fsdp_torch.py), and again with
+// KDIST_TRANSPORT=gloo, where prefetch can overlap (on shared memory it starts nothing).
 //
 //   build/tools/kdist launch -n 2 -- build/bench/fsdp_bench [--rounds 20]
 //
 // Prints on rank 0 (medians of the slowest rank, ms; bytes of rank 0):
 //   fsdp <FSDP step> fsdp_keep <FSDP step, gathered weights kept until backward>
-//   dp <data-parallel step> state_bytes <parameters + gradients + SGD momentum on this rank>
+//   fsdp_prefetch <FSDP step, next weight's gather started early> dp <data-parallel step> state_bytes <parameters + gradients + SGD momentum on this rank>
 //   one_process_state_bytes <the same for the whole model> peak_rss_growth <bytes> ...
 #include <ATen/ATen.h>
 #include <kdist/nn.h>
@@ -15,7 +16,6 @@
 #include <torch/optim/sgd.h>
 
 #include <cstdio>
-#include <fstream>
 #include <string>
 
 #include "bench_util.h"
@@ -29,16 +29,6 @@ struct MlpImpl : torch::nn::Module {
 TORCH_MODULE(Mlp);
 
 using namespace kdist;
-
-// Resident set, from /proc: the peak so far (VmHWM) and now (VmRSS), in bytes.
-int64_t proc_status_kb(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
-  return 0;
-}
-
-void reset_peak() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 int main(int argc, char** argv) {
   const int rounds = kdist::bench::rounds_from_args(argc, argv, 20);
@@ -57,11 +47,12 @@ int main(int argc, char** argv) {
     std::unique_ptr<GradientSync> sync;
     std::unique_ptr<torch::optim::SGD> optimizer;
   };
-  auto make = [&](const Distribution& distribution, bool reshard) {
+  auto make = [&](const Distribution& distribution, bool reshard, bool prefetch = false) {
     Run run;
     at::manual_seed(0);
     DistributeModuleOptions options;
     options.reshard_after_forward = reshard;
+    options.prefetch = prefetch;
     distribute_module(*run.model, distribution, options);
     run.sync = std::make_unique<GradientSync>(*run.model, distribution);
     run.optimizer = std::make_unique<torch::optim::SGD>(run.model->parameters(), torch::optim::SGDOptions(1e-3).momentum(0.9));
@@ -87,20 +78,22 @@ int main(int argc, char** argv) {
     Run run = make(fsdp, true);
     step(run)();  // gradients and momentum exist from here
     fsdp_state = state_bytes(run);
-    reset_peak();
-    const int64_t before = proc_status_kb("VmRSS");
+    kdist::bench::reset_peak_resident();
+    const int64_t before = kdist::bench::proc_status_bytes("VmRSS");
     step(run)();
-    fsdp_growth = proc_status_kb("VmHWM") - before;
+    fsdp_growth = kdist::bench::proc_status_bytes("VmHWM") - before;
     one_process_state = 3 * (1024 * 4096 * 2 + 4096 + 1024) * 4;
   }
 
-  Run sharded = make(fsdp, true), kept = make(fsdp, false), replicated = make(dp, true);
-  std::vector<kdist::bench::Op> ops{{"fsdp", 1, step(sharded)}, {"fsdp_keep", 1, step(kept)}, {"dp", 1, step(replicated)}};
+  Run sharded = make(fsdp, true), kept = make(fsdp, false), prefetched = make(fsdp, true, true),
+      replicated = make(dp, true);
+  std::vector<kdist::bench::Op> ops{{"fsdp", 1, step(sharded)}, {"fsdp_keep", 1, step(kept)},
+                                    {"fsdp_prefetch", 1, step(prefetched)}, {"dp", 1, step(replicated)}};
   kdist::bench::measure(ops, rounds);
   if (process_id() == 0)
-    std::printf("fsdp %.3f fsdp_keep %.3f dp %.3f state_bytes %lld one_process_state_bytes %lld "
+    std::printf("fsdp %.3f fsdp_keep %.3f fsdp_prefetch %.3f dp %.3f state_bytes %lld one_process_state_bytes %lld "
                 "peak_rss_growth %lld largest_unit_bytes %lld\n",
-                ops[0].median_ms, ops[1].median_ms, ops[2].median_ms, static_cast<long long>(fsdp_state),
+                ops[0].median_ms, ops[1].median_ms, ops[2].median_ms, ops[3].median_ms, static_cast<long long>(fsdp_state),
                 static_cast<long long>(one_process_state), static_cast<long long>(fsdp_growth),
                 static_cast<long long>(4096 * 1024 * 4));
   kdist::shutdown();

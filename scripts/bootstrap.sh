@@ -36,6 +36,11 @@ if ! "$py" -c 'import torch, sys; sys.exit(0 if torch.__version__.split("+")[0] 
   "$venv/bin/pip" install -q --disable-pip-version-check "$TORCH_PIN" numpy 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
   "$py" -c 'import torch' || { echo "[bootstrap] torch did not install" >&2; exit 1; }
 fi
+# Python's reader of the safetensors kdist export writes (tests/checkpoint/safetensors_test.py).
+if ! "$py" -c 'import safetensors' 2>/dev/null; then
+  echo "[bootstrap] pip install safetensors"
+  "$venv/bin/pip" install -q --disable-pip-version-check "safetensors==0.7.0" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+fi
 
 mkdir -p build
 "$py" - <<'PY'

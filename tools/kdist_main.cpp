@@ -1,4 +1,4 @@
-// The kdist command: info, launch, train and plan.
+// The kdist command: info, launch, train, plan and export.
 #include <c10/util/Exception.h>
 
 #include <iostream>
@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   kdist::tools::add_launch_command(app, exit_code);
   kdist::tools::add_train_command(app, exit_code);
   kdist::tools::add_plan_command(app, exit_code);
+  kdist::tools::add_export_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -27,6 +27,7 @@ void add_plan_command(CLI::App& app, int& exit_code) {
       auto job = prepare_job(o, cpu_devices(devices));
       auto model = job.workload->build();
       auto summary = plan_module(*model, *job.distribution, 0);
+      check_plan(job, summary);
       std::cout << sharding_report(job, summary) << "\n" << collectives_report(job, summary, *model);
     } catch (const std::invalid_argument& e) {
       std::cerr << "kdist plan: " << e.what() << "\n";

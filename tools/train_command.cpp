@@ -64,8 +64,11 @@ int verify_against_one_process(const TrainJob& job, const std::vector<StepRecord
   // The other processes are done: this one may use every core.
   if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   auto model = job.workload->build();
+  if (!job.options.init_from.empty()) load_safetensors(job.options.init_from, *model);
   auto optimizer = make_optimizer(*model, job.options);
-  auto reference = train(*job.workload, *model, *optimizer, job.options, DataShard{}, nullptr);
+  TrainOptions whole_batch = job.options;  // one backward over the global batch
+  whole_batch.accumulate = 1;
+  auto reference = train(*job.workload, *model, *optimizer, whole_batch, DataShard{});
   const auto whole_state = measure_training_state(*model, *optimizer);
   std::printf("verify: one process holds %s of training state; the largest distributed process %s (%.3f of it)\n",
               mib(whole_state.total()).c_str(), mib(largest_distributed_state).c_str(),
@@ -105,6 +108,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
     const auto batch = per_process_batch(options.batch_size, *job->distribution);
     shard = {batch.num_shards, batch.shard_id};
     summary = plan_module(*model, *job->distribution, process_id());
+    check_plan(*job, summary);
     const double units = double(options.batch_size * job->workload->rows_per_sample());
     if (rank0 && !options.metrics.empty())
       metrics = std::make_unique<MetricsFile>(options.metrics, units, job->workload->unit());
@@ -117,7 +121,10 @@ int run_train(CLI::App& command, const TrainOptions& given) {
   }
 
   auto scope = job->distribution->scope();
-  summary = distribute_module(*model, *job->distribution);
+  DistributeModuleOptions module_options;
+  if (options.sequence_parallel) module_options.sequence_parallel_dim = 1;  // (batch, time, width)
+  summary = distribute_module(*model, *job->distribution, module_options);
+  job->workload->after_distribute(*model);
   std::unique_ptr<GradientSync> sync;
   comm::GroupPtr loss_group;
   if (job->data_shards > 1) {
@@ -136,6 +143,10 @@ int run_train(CLI::App& command, const TrainOptions& given) {
 
   int64_t first_step = 1;
   const bool bad_checkpoint = failed_anywhere([&] {  // one that does not fit this model
+    if (!options.init_from.empty()) {
+      load_safetensors(options.init_from, *model);
+      if (rank0) std::cout << "initialised from " << options.init_from << "\n\n" << std::flush;
+    }
     if (!options.resume) return;
     if (auto saved = latest_checkpoint(options.checkpoint_dir)) {
       load(saved->path, *model, optimizer.get());
@@ -153,7 +164,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
   const double units_per_step = double(options.batch_size * job->workload->rows_per_sample());
   Progress progress(first_step, options.steps, units_per_step, job->workload->unit(),
                     options.log_every, rank0 && isatty(STDOUT_FILENO));
-  auto records = train(*job->workload, *model, *optimizer, options, shard, loss_group, first_step,
+  auto records = train(*job->workload, *model, *optimizer, options, shard, {sync.get(), loss_group}, first_step,
                        [&](const StepRecord& r) {
     if (!options.checkpoint_dir.empty() &&
         ((options.checkpoint_every > 0 && r.step % options.checkpoint_every == 0) || r.step == options.steps)) {
@@ -217,6 +228,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
                         "Steps between checkpoints (0: after the last step only)");
   train_cmd->add_flag("--resume", options->resume,
                       "Continue from the newest complete checkpoint in --checkpoint-dir");
+  train_cmd->add_option("--init-from", options->init_from,
+                        "Start from the whole weights of a safetensors file (kdist export writes one), "
+                        "each process reading its own shards");
   train_cmd->add_flag("--verify", options->verify,
                       "Also train in one process and fail unless the losses match");
   train_cmd->add_option("--verify-tolerance", options->verify_tolerance,

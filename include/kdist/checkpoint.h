@@ -57,4 +57,28 @@ void save(const std::string& path, torch::nn::Module& module,
 void load(const std::string& path, torch::nn::Module& module,
           torch::optim::Optimizer* optimizer = nullptr, LoadOptions options = {});
 
+// Weights in and out as safetensors, Hugging Face's format, which Python's `safetensors` and
+// `transformers` read: an 8-byte little-endian header length, a JSON header
+// {name: {"dtype", "shape", "data_offsets"}, "__metadata__": {"format": "pt"}}, then the raw
+// tensors, row-major and little-endian.
+//
+//   kdist::export_safetensors("ckpt/step-100", "model.safetensors");   // one process
+//   // any job, any mesh and layout:
+//   kdist::distribute_module(*model, *distribution);
+//   kdist::load_safetensors("model.safetensors", *model);              // collective
+//
+// export_safetensors writes the checkpoint's module tensors (parameters and buffers, not the
+// optimizer's), whole, under their torch names, holding one tensor in memory at a time; it
+// writes "<out>.partial" and renames it to `out` once complete. Run it on one process.
+// load_safetensors fills every parameter and buffer of the module from the tensor of the same
+// torch name: each process maps the file and copies only its own block of each tensor, so no
+// process reads the whole file. Collective like load (a failure on one process throws on all).
+// Throws std::invalid_argument for a file that is not safetensors (too short, a header length
+// past its end, a header that is not JSON, an entry whose bytes do not match its dtype and
+// shape or lie past the end), and for tensors missing, unexpected or of another shape or
+// dtype (LoadOptions relaxes the first two), each named; std::runtime_error for I/O errors
+// and a damaged checkpoint.
+void export_safetensors(const std::string& checkpoint, const std::string& out);
+void load_safetensors(const std::string& path, torch::nn::Module& module, LoadOptions options = {});
+
 }  // namespace kdist

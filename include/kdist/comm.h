@@ -93,6 +93,27 @@ class PendingCollective {
 // worker thread): the overlap of gradient synchronisation with backward.
 PendingCollective all_reduce_async(const at::Tensor& tensor, ReduceOp op, const Group& group);
 
+// An all_gather launched without waiting (all_gather_async). wait() returns what all_gather
+// would have and throws like it; call it once, on every rank that launched it.
+class PendingGather {
+ public:
+  struct Impl;
+  PendingGather() = default;
+  explicit PendingGather(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  at::Tensor wait();
+  bool valid() const { return impl_ != nullptr; }
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+// all_gather with known sizes, run by Gloo's worker thread while the caller computes (FSDP's
+// prefetch). `local` is copied before it returns. Where nothing would overlap it communicates
+// nothing and returns an invalid PendingGather, and the caller uses all_gather: a group of
+// one, or a group on shared memory, whose collectives run in the caller's thread. Every rank
+// of the group gets the same answer.
+PendingGather all_gather_async(const at::Tensor& local, int64_t dim, const Group& group,
+                               const std::vector<int64_t>& sizes);
+
 // Copies group rank `root`'s tensor into every rank's `tensor`, in place.
 void broadcast(at::Tensor& tensor, int root, const Group& group);
 void barrier(const Group& group);

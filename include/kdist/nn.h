@@ -56,6 +56,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,45 @@ namespace kdist::nn {
 enum class ParallelStyle { kReplicated, kColumn, kRow, kVocab, kEmbeddingDim };
 std::string to_string(ParallelStyle style);
 
+// Sequence parallelism (torchtitan's SequenceParallel; DistributeModuleOptions::
+// sequence_parallel_dim): between tensor-parallel regions (the LayerNorms, the residual
+// stream) the activations are sharded over the model axis along the sequence dimension, so
+// each process holds 1/model of them. A column-parallel Linear all-gathers the sequence
+// before it computes (q, k and v reuse one gather of the same input) and its backward
+// reduce-scatters the input gradient; a row-parallel Linear reduce-scatters its output
+// along the sequence instead of all-reducing it (its bias then added to the piece, its
+// gradient summed over the axis). The model does two things itself:
+//   - scatter_sequence() the activations entering the first tensor-parallel block (after the
+//     embeddings); it records the sequence's length, which every layer checks its input
+//     against;
+//   - sum_gradients_over_sequence() for each module run on sequence pieces (the LayerNorms),
+//     whose gradients are then partial sums over this rank's tokens.
+// The last column-parallel layer (the head) gathers the whole sequence again.
+//
+//   DistributeModuleOptions options;
+//   options.sequence_parallel_dim = 1;                     // (batch, time, features)
+//   distribute_module(*model, distribution, options);
+//   auto& sequence = *model->head->parallel.sequence;      // shared by the model's layers
+//   for (auto* norm : model->norms()) kdist::nn::sum_gradients_over_sequence(*norm, sequence);
+//   // forward: x = kdist::nn::scatter_sequence(tok(ids) + pos(t), sequence); blocks; head
+//
+// Sequences of any length: pieces follow the chunk rule.
+struct SequenceParallel {
+  comm::GroupPtr group;     // the model axis' group
+  int64_t dim = 1;          // the sequence dimension of the activations
+  int64_t full_length = 0;  // the sequence's length, recorded by scatter_sequence
+  struct Gathered;          // the gather q, k and v share (src/nn/sequence_parallel.cpp)
+  std::shared_ptr<Gathered> gathered;
+};
+using SequenceParallelPtr = std::shared_ptr<SequenceParallel>;
+
+// This rank's piece of the sequence (forward), the whole gradient all-gathered (backward).
+// Records x's length along sequence.dim for the layers after it.
+at::Tensor scatter_sequence(const at::Tensor& x, SequenceParallel& sequence);
+// Makes backward sum `module`'s parameter gradients over the model axis (tensor hooks, so
+// before they accumulate). Call once per module, after distribute_module.
+void sum_gradients_over_sequence(torch::nn::Module& module, const SequenceParallel& sequence);
+
 // How a layer runs across the ranks of one mesh axis; set by distribute_module.
 struct TensorParallel {
   ParallelStyle style = ParallelStyle::kReplicated;
@@ -71,7 +111,26 @@ struct TensorParallel {
   int64_t full_size = 0;       // the sharded dimension's global size
   int64_t local_offset = 0;    // this rank's first index in it
   bool gather_output = false;  // column / embedding-dim: all_gather the output
+  SequenceParallelPtr sequence;  // column and row Linears under sequence parallelism
 };
+
+// The mean cross-entropy of logits whose last dimension, the vocabulary, is sharded as
+// `vocabulary` says: loss parallel (torchtitan's loss_parallel). Pass a column-parallel head's
+// `parallel` with gather_output off; each rank then holds 1/model of the logits and of their
+// softmax, and the loss comes from two all_reduces of per-row scalars (the maximum, then the
+// sum of exp and the target's logit) over the head's group, never a gather of the logits.
+// Loss and gradients equal at::cross_entropy_loss of the gathered logits within rounding.
+// For logits that are whole (a replicated head, gather_output on, a group of one) it is
+// at::cross_entropy_loss itself, so the same program runs on one process.
+//
+//   model->head->parallel.gather_output = false;   // column parallel over "model"
+//   auto loss = kdist::nn::parallel_cross_entropy(model->forward(x), targets, model->head->parallel);
+//
+// logits (..., local vocabulary), targets (...) of global vocabulary indices (int64). Throws
+// std::invalid_argument for mismatched shapes, logits that are not this rank's shard, or a
+// target outside the vocabulary. Collective over the head's group when sharded.
+at::Tensor parallel_cross_entropy(const at::Tensor& logits, const at::Tensor& targets,
+                                  const TensorParallel& vocabulary);
 
 // A parameter stored sharded over the batch axis (FSDP, ZeRO-3; DESIGN.md "Sharding over the
 // batch axis"). The layer keeps only its shard; just before it computes, the shard is
@@ -82,6 +141,9 @@ struct TensorParallel {
 // gradient of that shard, with no GradientSync needed for it. Under GradientSync::no_sync()
 // (sync false) the unsharded gradient accumulates in `unsynced_grad` instead, and the next
 // synchronised backward reduce-scatters the sum.
+namespace detail {
+struct Prefetch;  // src/nn/prefetch.h
+}
 struct BatchShard {
   comm::GroupPtr group;      // the batch axis' group of this process
   int64_t dim = 0;           // the sharded dimension, in torch orientation
@@ -89,6 +151,9 @@ struct BatchShard {
   bool reshard_after_forward = true;
   bool sync = true;
   at::Tensor unsynced_grad;
+  // Set by distribute_module with DistributeModuleOptions::prefetch: which layer's gather
+  // this one's starts, in forward and in backward, and a gather started for this one.
+  std::shared_ptr<detail::Prefetch> prefetch;
 };
 using BatchShardPtr = std::shared_ptr<BatchShard>;
 
@@ -117,6 +182,7 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl>, public KerasNamed {
   const char* keras_kind() const override { return "Linear"; }
   // x @ weight^T (+ bias), gathering batch-sharded parameters first.
   at::Tensor matmul(const at::Tensor& x, bool add_bias) const;
+  std::string describe() const;  // "column Linear(64, 256)", for messages
 
   torch::nn::LinearOptions options;
   at::Tensor weight;  // (out, in), or this rank's shard of it
@@ -236,6 +302,19 @@ struct DistributeModuleOptions {
   // Parameters sharded over the batch axis: release the gathered copy after forward and
   // gather again for backward (FSDP2's reshard_after_forward), or keep it until backward.
   bool reshard_after_forward = true;
+  // Once a kdist layer has gathered its batch-sharded weight, start the gather of the next
+  // one's (module order in forward, the reverse in backward's gathers again) so that it
+  // travels while this layer computes: FSDP's prefetch. It needs a transport that runs
+  // collectives beside the caller (Gloo: KDIST_TRANSPORT=gloo, or groups across hosts); on
+  // shared memory nothing is started. Measured on this project's 2-core machine it does not
+  // pay, even through Gloo (docs/PERFORMANCE.md, "Prefetch"), hence off. A prefetched weight is used only if
+  // its shard is unchanged since (its version counter), so an order that differs from module
+  // order costs a gather, never a stale weight. FullyShard units do not prefetch.
+  bool prefetch = false;
+  // Sequence parallelism along this dimension of the activations (nn.h's SequenceParallel)
+  // for every column- and row-parallel Linear; all layers over one group share one
+  // SequenceParallel. Unset: off.
+  std::optional<int64_t> sequence_parallel_dim;
 };
 
 // Shards `module`'s parameters in place as `distribution` says (the module keeps its own

@@ -11,16 +11,16 @@
 #include "agreement.h"
 #include "files.h"
 #include "metadata.h"
+#include "read.h"
 #include "state.h"
 
 namespace kdist {
+namespace checkpoint {
 namespace {
-using namespace checkpoint;
-
 std::string shape_text(const std::vector<int64_t>& shape) { return detail::tuple_string(shape); }
+}  // namespace
 
-// Names, shapes and dtypes of the checkpoint against what will be loaded into.
-void check_match(const std::string& path, const Metadata& saved, const std::vector<Item>& items,
+void check_match(const std::string& source, const std::string& noun, const Metadata& saved, const std::vector<Item>& items,
                  bool with_optimizer, const LoadOptions& options) {
   std::vector<std::string> missing, unexpected, different;
   std::set<std::string> wanted;
@@ -34,7 +34,7 @@ void check_match(const std::string& path, const Metadata& saved, const std::vect
     const std::string dtype = dtype_name(item.local.scalar_type());
     if (it->second.shape != item.global_shape || it->second.dtype != dtype)
       different.push_back(item.name + " " + shape_text(it->second.shape) + " " + it->second.dtype +
-                          " in the checkpoint, " + shape_text(item.global_shape) + " " + dtype + " here");
+                          " in " + noun + ", " + shape_text(item.global_shape) + " " + dtype + " here");
   }
   if (!options.allow_unexpected)
     for (const auto& [name, record] : saved.tensors) {
@@ -45,8 +45,8 @@ void check_match(const std::string& path, const Metadata& saved, const std::vect
       }
     }
   if (missing.empty() && unexpected.empty() && different.empty()) return;
-  std::string message = "checkpoint '" + path + "' does not match the module";
-  if (!missing.empty()) message += "; missing from the checkpoint: " + detail::quoted_list(missing);
+  std::string message = source + " does not match the module";
+  if (!missing.empty()) message += "; missing from " + noun + ": " + detail::quoted_list(missing);
   if (!unexpected.empty()) message += "; not in the module: " + detail::quoted_list(unexpected);
   if (!different.empty()) message += "; different shape or dtype: " + detail::quoted_list(different);
   if (!missing.empty() || !unexpected.empty())
@@ -54,8 +54,7 @@ void check_match(const std::string& path, const Metadata& saved, const std::vect
   detail::invalid("checkpoint", message);
 }
 
-// Copies, from every saved chunk overlapping the item's block, the overlap into the block.
-void read_item(const std::string& directory, const Item& item, const TensorRecord& record) {
+void read_block(const std::string& directory, const Item& item, const TensorRecord& record) {
   at::NoGradGuard no_grad;
   const auto local_sizes = item.local.sizes().vec();
   int64_t covered = 0;
@@ -90,7 +89,9 @@ void read_item(const std::string& directory, const Item& item, const TensorRecor
                     item.local.numel(), " elements of this rank's block: the metadata is inconsistent");
 }
 
-}  // namespace
+}  // namespace checkpoint
+
+using namespace checkpoint;
 
 void load(const std::string& path, torch::nn::Module& module, torch::optim::Optimizer* optimizer,
           LoadOptions options) {
@@ -108,7 +109,7 @@ void load(const std::string& path, torch::nn::Module& module, torch::optim::Opti
                         " state, the optimizer is ", kind);
     }
     // Check the module before touching the optimizer's state.
-    check_match(path, saved, items, optimizer != nullptr, options);
+    check_match("checkpoint '" + path + "'", "the checkpoint", saved, items, optimizer != nullptr, options);
     if (optimizer && !saved.optimizer_kind.empty()) {
       std::map<std::string, std::set<std::string>> fields;
       for (const auto& [name, record] : saved.tensors)
@@ -119,7 +120,7 @@ void load(const std::string& path, torch::nn::Module& module, torch::optim::Opti
     }
     for (const auto& item : items) {
       auto it = saved.tensors.find(item.name);
-      if (it != saved.tensors.end() && item.local.numel() > 0) read_item(path, item, it->second);
+      if (it != saved.tensors.end() && item.local.numel() > 0) read_block(path, item, it->second);
     }
   });
 }

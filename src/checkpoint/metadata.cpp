@@ -25,6 +25,12 @@ std::string dtype_name(c10::ScalarType type) {
   kdist::detail::invalid("checkpoint", "dtype ", c10::toString(type), " cannot be checkpointed");
 }
 
+c10::ScalarType dtype_named(const std::string& name, const std::string& path) {
+  for (const auto& [t, n] : dtype_names())
+    if (n == name) return t;
+  kdist::detail::invalid("checkpoint", "'", path, "' names dtype '", name, "', which kdist does not know");
+}
+
 std::string to_json(const Metadata& m) {
   nlohmann::json j{{"format", "kdist-checkpoint"}, {"version", m.version}, {"processes", m.processes},
                    {"tensors", m.tensors}};

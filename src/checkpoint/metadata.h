@@ -34,6 +34,7 @@ struct Metadata {
 };
 
 std::string dtype_name(c10::ScalarType type);  // "float32", ...; throws for other dtypes
+c10::ScalarType dtype_named(const std::string& name, const std::string& path);  // its inverse
 
 std::string to_json(const Metadata& metadata);
 // Throws std::invalid_argument naming `path` for bad JSON, a different format or version.

@@ -95,39 +95,76 @@ SharedMemoryAllReduce* shared_memory_for(const char* op, const Group& group, int
   return impl.shared_memory.get();
 }
 
-// Sends pieces[j] to group rank j and returns, per rank i, the flat elements rank i sent
-// here (recv_counts[i] of them), as views of the group's staging buffer: valid until the
-// next collective on the group. Every message carries one spare element: Gloo's alltoallv
-// mis-sizes messages when a rank's whole send or receive buffer is empty (a rank with no
-// rows under the chunk rule), and padding every message keeps all ranks' counts consistent.
+// One alltoall_base of flat pieces: pieces[j] goes to group rank j, and rank i's elements
+// (recv_counts[i] of them) arrive in arrived[i], a view of `buffer`'s receive half. Every
+// message carries one spare element: Gloo's alltoallv mis-sizes messages when a rank's whole
+// send or receive buffer is empty (a rank with no rows under the chunk rule), and padding
+// every message keeps all ranks' counts consistent.
+struct Exchange {
+  at::Tensor send, received;
+  std::vector<int64_t> send_counts, recv_counts;  // padded
+  std::vector<at::Tensor> arrived;
+
+  // `buffer(numel)` gives the flat memory for both halves (the group's staging buffer, or a
+  // fresh one where the exchange outlives the call).
+  template <typename Buffer>
+  Exchange(const std::vector<at::Tensor>& pieces, const std::vector<int64_t>& counts, Buffer buffer) {
+    for (const auto& p : pieces) send_counts.push_back(p.numel() + 1);
+    for (int64_t c : counts) recv_counts.push_back(c + 1);
+    const int64_t send_total = std::accumulate(send_counts.begin(), send_counts.end(), int64_t{0});
+    const int64_t recv_total = std::accumulate(recv_counts.begin(), recv_counts.end(), int64_t{0});
+    at::Tensor memory = buffer(pieces.front().scalar_type(), send_total + recv_total);
+    send = memory.narrow(0, 0, send_total);
+    received = memory.narrow(0, send_total, recv_total);
+    int64_t offset = 0;
+    for (size_t j = 0; j < pieces.size(); ++j) {
+      send.narrow(0, offset, pieces[j].numel()).view(pieces[j].sizes()).copy_(pieces[j]);
+      offset += send_counts[j];
+    }
+    offset = 0;
+    for (size_t i = 0; i < counts.size(); ++i) {
+      arrived.push_back(received.narrow(0, offset, counts[i]));
+      offset += recv_counts[i];
+    }
+  }
+  c10::intrusive_ptr<c10d::Work> launch(c10d::Backend& backend) {
+    // alltoall_base takes the split sizes by reference and moves from them: it gets copies.
+    std::vector<int64_t> out_counts = recv_counts, in_counts = send_counts;
+    return backend.alltoall_base(received, send, out_counts, in_counts);
+  }
+};
+
+// An Exchange through the group's staging buffer, waited for: the views are valid until the
+// next collective on the group.
 std::vector<at::Tensor> exchange(const char* op, const Group& group,
                                  const std::vector<at::Tensor>& pieces,
                                  const std::vector<int64_t>& recv_counts, int64_t bytes) {
-  std::vector<int64_t> send_counts, padded_recv;
-  for (const auto& p : pieces) send_counts.push_back(p.numel() + 1);
-  for (int64_t c : recv_counts) padded_recv.push_back(c + 1);
-  const int64_t send_total = std::accumulate(send_counts.begin(), send_counts.end(), int64_t{0});
-  const int64_t recv_total = std::accumulate(padded_recv.begin(), padded_recv.end(), int64_t{0});
-  auto staging = group.impl().staging(pieces.front().scalar_type(), send_total + recv_total);
-  auto send = staging.narrow(0, 0, send_total);
-  auto received = staging.narrow(0, send_total, recv_total);
-  int64_t offset = 0;
-  for (size_t j = 0; j < pieces.size(); ++j) {
-    send.narrow(0, offset, pieces[j].numel()).view(pieces[j].sizes()).copy_(pieces[j]);
-    offset += send_counts[j];
-  }
-  // alltoall_base takes the split sizes by reference and moves from them: it gets copies.
-  run(op, group, bytes, [&](c10d::Backend& b) {
-    std::vector<int64_t> out_counts = padded_recv, in_counts = send_counts;
-    return b.alltoall_base(received, send, out_counts, in_counts);
+  Exchange e(pieces, recv_counts, [&](c10::ScalarType dtype, int64_t numel) {
+    return group.impl().staging(dtype, numel);
   });
-  std::vector<at::Tensor> arrived;
-  offset = 0;
-  for (size_t i = 0; i < recv_counts.size(); ++i) {
-    arrived.push_back(received.narrow(0, offset, recv_counts[i]));
-    offset += padded_recv[i];
+  run(op, group, bytes, [&](c10d::Backend& b) { return e.launch(b); });
+  return e.arrived;
+}
+
+// The blocks of an all_gather by exchange, as they arrive, concatenated along dim.
+at::Tensor concat_blocks(const std::vector<at::Tensor>& arrived, at::IntArrayRef local_shape,
+                         int64_t dim, const std::vector<int64_t>& sizes) {
+  std::vector<at::Tensor> pieces;
+  auto block_shape = local_shape.vec();
+  for (size_t i = 0; i < arrived.size(); ++i) {
+    block_shape[dim] = sizes[i];
+    pieces.push_back(arrived[i].view(block_shape));
   }
-  return arrived;
+  return at::cat(pieces, dim);
+}
+
+std::vector<int64_t> block_counts(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes) {
+  int64_t inner = 1;  // elements per index along dim
+  for (int64_t d = 0; d < local.dim(); ++d)
+    if (d != dim) inner *= local.size(d);
+  std::vector<int64_t> counts;
+  for (int64_t size : sizes) counts.push_back(size * inner);
+  return counts;
 }
 
 std::vector<at::Tensor> split_by_chunk_rule(const at::Tensor& t, int64_t dim, int64_t k) {
@@ -216,17 +253,9 @@ at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,
     // Every rank's block travels as it is (contiguous, not transposed) and the blocks are
     // concatenated along `dim` once, as PyTorch's functional all_gather does.
     auto block = local.contiguous();
-    std::vector<int64_t> recv_counts;
-    for (int64_t size : *sizes) recv_counts.push_back(size * inner);
-    auto arrived = exchange("all_gather", group, std::vector<at::Tensor>(k, block), recv_counts,
-                            nbytes(local));
-    std::vector<at::Tensor> pieces;
-    auto block_shape = local.sizes().vec();
-    for (int i = 0; i < k; ++i) {
-      block_shape[dim] = (*sizes)[i];
-      pieces.push_back(arrived[i].view(block_shape));
-    }
-    return at::cat(pieces, dim);
+    auto arrived = exchange("all_gather", group, std::vector<at::Tensor>(k, block),
+                            block_counts(local, dim, *sizes), nbytes(local));
+    return concat_blocks(arrived, local.sizes(), dim, *sizes);
   }
   bool even = std::all_of(sizes->begin(), sizes->end(), [&](int64_t s) { return s == widest; });
   if (even && rows.is_contiguous()) {
@@ -357,6 +386,53 @@ void PendingCollective::wait() {
     collective_failed("all_reduce", *impl_->group, e);
   }
   impl_->work.reset();
+}
+
+struct PendingGather::Impl {
+  Exchange exchange;
+  c10::intrusive_ptr<c10d::Work> work;
+  const Group* group;
+  std::vector<int64_t> local_shape;
+  int64_t dim;
+  std::vector<int64_t> sizes;
+};
+
+PendingGather all_gather_async(const at::Tensor& local, int64_t dim, const Group& group,
+                               const std::vector<int64_t>& sizes) {
+  check_cpu(local, "all_gather_async");
+  dim = normalize_dim(dim, local.dim(), "all_gather_async");
+  const int k = group.size();
+  auto& impl = group.impl();
+  if (static_cast<int>(sizes.size()) != k || sizes[group.rank()] != local.size(dim))
+    kdist::detail::invalid("comm", "all_gather_async on ", group.name(), ": sizes (",
+                           sizes.size(), " entries) do not match the group (", k,
+                           ") and this rank's ", local.size(dim), " along dim ", dim);
+  const bool gloo = impl.transport == "gloo" || impl.shared_memory_unavailable;
+  if (k == 1 || !gloo) return PendingGather();
+  // The exchange's own buffer, not the group's staging one: other collectives run on the
+  // group before this one is waited for.
+  Exchange exchange(std::vector<at::Tensor>(k, local.contiguous()), block_counts(local, dim, sizes),
+                    [&](c10::ScalarType dtype, int64_t numel) { return at::empty({numel}, local.options().dtype(dtype)); });
+  auto pending = std::shared_ptr<PendingGather::Impl>(
+      new PendingGather::Impl{std::move(exchange), nullptr, &group, local.sizes().vec(), dim, sizes});
+  record("all_gather", nbytes(local));
+  try {
+    pending->work = pending->exchange.launch(*impl.backend);
+  } catch (const std::exception& e) {
+    collective_failed("all_gather", group, e);
+  }
+  return PendingGather(pending);
+}
+
+at::Tensor PendingGather::wait() {
+  if (!impl_) kdist::detail::invalid("comm", "PendingGather::wait on a gather that was not launched");
+  auto impl = std::move(impl_);
+  try {
+    impl->work->wait(detail::timeout());
+  } catch (const std::exception& e) {
+    collective_failed("all_gather", *impl->group, e);
+  }
+  return concat_blocks(impl->exchange.arrived, impl->local_shape, impl->dim, impl->sizes);
 }
 
 void broadcast(at::Tensor& tensor, int root, const Group& group) {

@@ -43,7 +43,7 @@ struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
     auto& s = saved(ctx);
     auto saved_tensors = ctx->get_saved_variables();
     const auto& x = saved_tensors[0];
-    auto weight = s.reshard_after_forward ? gather(saved_tensors[1], s) : saved_tensors[1];
+    auto weight = s.reshard_after_forward ? gather(saved_tensors[1], s, Pass::kBackward) : saved_tensors[1];
     const auto& dy = grads[0];
     at::Tensor dx;
     if (ctx->needs_input_grad(0)) dx = at::matmul(dy, weight);
@@ -55,8 +55,12 @@ struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
 
 }  // namespace
 
-at::Tensor gather(const at::Tensor& shard, const BatchShard& s) {
-  return comm::all_gather(shard, s.dim, *s.group, comm::chunk_sizes(s.full_size, s.group->size()));
+at::Tensor gather(const at::Tensor& shard, BatchShard& s, Pass pass) {
+  at::Tensor full = take_prefetched(s);
+  if (!full.defined())
+    full = comm::all_gather(shard, s.dim, *s.group, comm::chunk_sizes(s.full_size, s.group->size()));
+  prefetch_next(s, pass);
+  return full;
 }
 
 at::Tensor shard_gradient(at::Tensor full, BatchShard& s) {

@@ -2,10 +2,13 @@
 // The autograd operations of parameters sharded over the batch axis (nn.h's BatchShard).
 #include <kdist/nn.h>
 
+#include "prefetch.h"
+
 namespace kdist::nn::detail {
 
-// The whole tensor of a batch shard (no autograd): all_gather over its group along its dim.
-at::Tensor gather(const at::Tensor& shard, const BatchShard& state);
+// The whole tensor of a batch shard (no autograd): all_gather over its group along its dim,
+// or the prefetched one; then the prefetch of the shard after it in `pass`.
+at::Tensor gather(const at::Tensor& shard, BatchShard& state, Pass pass = Pass::kForward);
 
 // The shard's gradient from the whole tensor's: the batch average, reduce-scattered. Under
 // no_sync (state.sync false) it is kept, unsharded, in state.unsynced_grad for the next

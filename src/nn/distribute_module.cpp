@@ -15,6 +15,7 @@
 #include "../debug_log.h"
 #include "../errors.h"
 #include "../text.h"
+#include "prefetch.h"
 
 namespace kdist {
 using detail::invalid;
@@ -374,6 +375,38 @@ DistributionSummary plan_module(torch::nn::Module& module, const Distribution& d
   return make_plan(module, distribution, rank).summary;
 }
 
+namespace {
+// The prefetch chain of the kdist layers' batch-sharded weights, in module order (the order
+// plans are made in), which is the order a sequential model runs them.
+void link_prefetch(const std::vector<ModulePlan>& plans, const DistributeModuleOptions& options) {
+  std::vector<nn::detail::PrefetchEntry> order;
+  for (const auto& plan : plans) {
+    auto* batch = plan.unit ? nullptr : nn::batch_sharding_of(*plan.module);
+    if (!batch || !batch->weight) continue;
+    if (auto* linear = dynamic_cast<nn::LinearImpl*>(plan.module))
+      order.push_back({linear->weight, batch->weight, options.reshard_after_forward});
+    else if (auto* embedding = dynamic_cast<nn::EmbeddingImpl*>(plan.module))
+      order.push_back({embedding->weight, batch->weight, false});
+  }
+  nn::detail::link_prefetch(order);
+}
+
+// One SequenceParallel per model-axis group, shared by its column- and row-parallel Linears.
+void link_sequence_parallel(const std::vector<ModulePlan>& plans, int64_t dim) {
+  std::map<const comm::Group*, nn::SequenceParallelPtr> by_group;
+  for (const auto& plan : plans) {
+    auto* linear = dynamic_cast<nn::LinearImpl*>(plan.module);
+    if (!linear) continue;
+    auto& parallel = linear->parallel;
+    parallel.sequence = nullptr;
+    if (parallel.style != nn::ParallelStyle::kColumn && parallel.style != nn::ParallelStyle::kRow) continue;
+    auto& shared = by_group[parallel.group.get()];
+    if (!shared) shared = std::make_shared<nn::SequenceParallel>(nn::SequenceParallel{parallel.group, dim});
+    parallel.sequence = shared;
+  }
+}
+}  // namespace
+
 DistributionSummary distribute_module(torch::nn::Module& root, const Distribution& distribution,
                                       DistributeModuleOptions options) {
   Plan planned = make_plan(root, distribution, process_id());  // every check, before any change
@@ -411,6 +444,8 @@ DistributionSummary distribute_module(torch::nn::Module& root, const Distributio
         (leaf_name(entry.path.torch_name) == "bias" ? batch->bias : batch->weight) = shard;
     }
   }
+  if (options.prefetch) link_prefetch(plans, options);
+  if (options.sequence_parallel_dim) link_sequence_parallel(plans, *options.sequence_parallel_dim);
   detail::debug_log("distribute_module:\n" + summary.to_string());
   if (options.print_summary && process_id() == 0) std::cout << summary.to_string() << std::flush;
   return summary;

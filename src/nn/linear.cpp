@@ -6,6 +6,7 @@
 #include "../errors.h"
 #include "batch_shard_ops.h"
 #include "parallel_ops.h"
+#include "sequence_parallel.h"
 
 namespace kdist::nn {
 
@@ -70,7 +71,10 @@ at::Tensor LinearImpl::forward(const at::Tensor& input) {
   if (parallel.style != ParallelStyle::kRow) check_whole_input(input, *this);
   switch (parallel.style) {
     case ParallelStyle::kColumn: {
-      auto y = matmul(detail::copy_to_parallel(input, parallel.group), /*add_bias=*/true);
+      // Under sequence parallelism the gather's backward reduces the input gradient.
+      auto x = parallel.sequence ? detail::gather_sequence(input, *parallel.sequence, describe())
+                                 : detail::copy_to_parallel(input, parallel.group);
+      auto y = matmul(x, /*add_bias=*/true);
       return parallel.gather_output ? detail::gather_last_dim(y, parallel.group, parallel.full_size) : y;
     }
     case ParallelStyle::kRow: {
@@ -83,13 +87,22 @@ at::Tensor LinearImpl::forward(const at::Tensor& input) {
                                  input.size(-1));
         x = detail::scatter_last_dim(input, parallel.group);
       }
-      auto y = detail::reduce_from_parallel(matmul(x, /*add_bias=*/false), parallel.group);
+      auto partial = matmul(x, /*add_bias=*/false);
+      auto y = parallel.sequence ? detail::reduce_scatter_sequence(partial, *parallel.sequence)
+                                 : detail::reduce_from_parallel(partial, parallel.group);
       if (!bias.defined()) return y;
-      return y + (batch.bias ? detail::gather_batch_shard(bias, batch.bias) : bias);
+      auto b = batch.bias ? detail::gather_batch_shard(bias, batch.bias) : bias;
+      // Added to a piece of the sequence, the bias gets a piece of its gradient: summed over the axis.
+      return y + (parallel.sequence ? detail::copy_to_parallel(b, parallel.group) : b);
     }
     default:
       return matmul(input, /*add_bias=*/true);
   }
+}
+
+std::string LinearImpl::describe() const {
+  return to_string(parallel.style) + " Linear(" + std::to_string(options.in_features()) + ", " +
+         std::to_string(options.out_features()) + ")";
 }
 
 std::string to_string(ParallelStyle style) {

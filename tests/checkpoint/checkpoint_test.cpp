@@ -189,6 +189,37 @@ TEST(CheckpointSave2x2, FsdpGptLoadsOntoTpDpAndFsdp) {
   load_and_compare(std::make_shared<ModelParallel>(fsdp), "fsdp-gpt", /*norms_in_units=*/true);
 }
 
+// The whole parameters of a model (sharded or not) equal the reference's, bit for bit.
+void expect_weights_of(TinyGpt& model, const std::string& reference_name) {
+  const auto reference = read_reference(shared_dir() + "/" + reference_name + "-reference.pt");
+  for (const auto& p : model->named_parameters())
+    EXPECT_TRUE(at::equal(full_tensor(p.value(), p.value()), reference.at(p.key()))) << p.key() << " differs";
+}
+
+void load_safetensors_and_compare(const std::shared_ptr<Distribution>& distribution, bool norms_in_units = false) {
+  TinyGpt model = make_gpt(98, norms_in_units);
+  if (distribution) distribute_module(*model, *distribution);
+  load_safetensors(shared_dir() + "/fsdp-gpt.safetensors", *model);
+  expect_weights_of(model, "fsdp-gpt");
+}
+
+// The 2-D sharded checkpoint exported whole (by one process) loads onto 2x2 FSDP x TP, tensor
+// parallelism and data parallelism, each process copying its blocks from the mapped file;
+// tests/checkpoint/safetensors_test.py reads the same file in Python.
+TEST(CheckpointSave2x2, SafetensorsExportLoadsOntoAnyLayout) {
+  ASSERT_EQ(num_processes(), 4);
+  if (process_id() == 0) export_safetensors(shared_dir() + "/fsdp-gpt", shared_dir() + "/fsdp-gpt.safetensors");
+  comm::barrier(*comm::world());
+  ASSERT_FALSE(fs::exists(shared_dir() + "/fsdp-gpt.safetensors.partial"));
+  LayoutMap gemma = testing::gpt_gemma_map(testing::mesh_2x2());
+  gemma.set("ln(1|2|_f)/(gamma|beta)", {"batch"});
+  load_safetensors_and_compare(std::make_shared<ModelParallel>(gemma), /*norms_in_units=*/true);
+  load_safetensors_and_compare(std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(std::make_shared<DeviceMesh>(
+      std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"}))));
+  load_safetensors_and_compare(std::make_shared<DataParallel>(
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{4}, std::vector<std::string>{"batch"})));
+}
+
 TEST(CheckpointLoad2, OntoTwoRanksWithOtherShards) {
   ASSERT_EQ(num_processes(), 2);
   auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 2}, std::vector<std::string>{"batch", "model"});
@@ -198,13 +229,16 @@ TEST(CheckpointLoad2, OntoTwoRanksWithOtherShards) {
   map.set("down/kernel", {"model", std::nullopt});
   map.set("head/kernel", {std::nullopt, "model"});
   load_and_compare(std::make_shared<ModelParallel>(map, "batch"));
+  load_safetensors_and_compare(std::make_shared<ModelParallel>(map, "batch"));
 }
 
 TEST(CheckpointLoad1, OntoOneProcess) {
   ASSERT_EQ(num_processes(), 1);
   load_and_compare(nullptr);
   load_and_compare(nullptr, "fsdp-gpt");
+  load_safetensors_and_compare(nullptr);
 }
+
 
 // Expects `action` to throw E whose message contains every fragment.
 template <typename E, typename F>
@@ -337,6 +371,60 @@ std::shared_ptr<Distribution> fault_distribution() {  // gpt tensor parallel ove
 uint64_t seed_from_env() {
   const char* seed = std::getenv("KDIST_TEST_SEED");
   return seed ? std::stoull(seed) : 1;
+}
+
+// A safetensors file written here byte by byte, independently of kdist's encoder:
+// {name: (dtype code, shape, data_offsets)} and the data.
+void write_safetensors(const std::string& path, const std::string& header, const std::vector<float>& data,
+                       int64_t cut_at = -1) {
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  bytes += header;
+  bytes.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
+  if (cut_at >= 0) bytes.resize(cut_at);
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+TEST(CheckpointLoad1, SafetensorsWrittenByHandLoads) {
+  const std::string path = shared_dir() + "/hand.safetensors";
+  write_safetensors(path,
+                    R"({"bias":{"dtype":"F32","shape":[2],"data_offsets":[24,32]},)"
+                    R"("weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})",
+                    {1, 2, 3, 4, 5, 6, 7, 8});
+  torch::nn::Linear linear(3, 2);
+  load_safetensors(path, *linear);
+  EXPECT_TRUE(at::equal(linear->weight, at::arange(1, 7, at::kFloat).view({2, 3})));
+  EXPECT_TRUE(at::equal(linear->bias, at::arange(7, 9, at::kFloat)));
+}
+
+TEST(CheckpointLoad1, BadSafetensorsFilesAreNamed) {
+  const std::string path = shared_dir() + "/bad.safetensors";
+  const std::string weight = R"("weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]})";
+  const std::vector<float> six{1, 2, 3, 4, 5, 6};
+  torch::nn::Linear linear(torch::nn::LinearOptions(3, 2).bias(false));
+  auto load_it = [&] { load_safetensors(path, *linear); };
+
+  write_safetensors(path, "{" + weight + "}", six, /*cut_at=*/5);
+  expect_error<std::invalid_argument>(load_it, {"[kdist.checkpoint] safetensors file '" + path + "' has 5 bytes"});
+  write_safetensors(path, "{" + weight + "}", six, /*cut_at=*/static_cast<int64_t>(8 + weight.size() + 2 + 10));
+  expect_error<std::invalid_argument>(load_it, {"holds tensor 'weight' up to data byte 24", "(truncated?)"});
+  write_safetensors(path, "not json at all", six);
+  expect_error<std::invalid_argument>(load_it, {"has a header that is not JSON"});
+  {
+    std::ofstream(path, std::ios::binary) << std::string("\xff\xff\xff\xff\x00\x00\x00\x00{}", 10);
+  }
+  expect_error<std::invalid_argument>(load_it, {"declares a header of 4294967295 bytes, but only 2 follow"});
+  write_safetensors(path, R"({"weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})", six);
+  expect_error<std::invalid_argument>(load_it, {"tensor 'weight' has data_offsets [0, 20]: 20 bytes, its dtype and shape need 24"});
+  write_safetensors(path, R"({"weight":{"dtype":"C64","shape":[2,3],"data_offsets":[0,24]}})", six);
+  expect_error<std::invalid_argument>(load_it, {"tensor 'weight' has dtype 'C64'"});
+  write_safetensors(path, R"({"weight":{"dtype":"F32","shape":[3,2],"data_offsets":[0,24]}})", six);
+  expect_error<std::invalid_argument>(
+      load_it, {"does not match the module; different shape or dtype: ['weight (3, 2) float32 in the file, (2, 3) float32 here']"});
+  write_safetensors(path, R"({"other":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})", six);
+  expect_error<std::invalid_argument>(load_it, {"missing from the file: ['weight']", "not in the module: ['other']"});
+  expect_error<std::invalid_argument>([&] { load_safetensors(shared_dir() + "/absent.safetensors", *linear); },
+                                      {"cannot open safetensors file '" + shared_dir() + "/absent.safetensors'"});
 }
 
 TEST(CheckpointFault, SaveModelOfSeed) {

@@ -74,6 +74,33 @@ TEST(Comm1D, AllGatherEvenAndUneven) {
   set_all_gather_algorithm(AllGatherAlgorithm::kAllToAll);
 }
 
+// Through Gloo the gather runs while other collectives go on (every rank waits it later);
+// on shared memory it is not started, and says so alike on every rank.
+TEST(Comm1D, AsyncAllGatherEqualsAllGather) {
+  auto g = world();
+  const int k = g->size();
+  const char* transport = std::getenv("KDIST_TRANSPORT");
+  const bool gloo = transport && std::string(transport) == "gloo";
+  for (int64_t n : {12, 13, 3}) {
+    for (int64_t dim : {0, 1}) {
+      std::vector<int64_t> shape = dim == 0 ? std::vector<int64_t>{n, 3} : std::vector<int64_t>{3, n};
+      auto full = global_arange(shape);
+      auto local = chunk_piece(full, dim, k, g->rank()).clone();
+      auto pending = all_gather_async(local, dim, *g, chunk_sizes(n, k));
+      ASSERT_EQ(pending.valid(), gloo) << "n=" << n;
+      if (!pending.valid()) continue;
+      local.fill_(-1);  // copied when launched
+      auto between = at::ones({4});
+      all_reduce(between, ReduceOp::kSum, *g);  // another collective before the wait
+      EXPECT_EQ(between[0].item<float>(), k);
+      EXPECT_TRUE(at::equal(pending.wait(), full)) << "n=" << n << " dim=" << dim;
+      EXPECT_FALSE(pending.valid());
+    }
+  }
+  auto local = at::ones({2, 2});
+  EXPECT_THROW(all_gather_async(local, 0, *g, {2}), std::invalid_argument);
+}
+
 TEST(Comm1D, ReduceScatterEveryAlgorithm) {
   auto g = world();
   const int k = g->size();

@@ -78,7 +78,7 @@ TEST(Fsdp1D, EmbeddingRowsOrColumns) {
 TEST(Fsdp1D, KeepingTheGatheredWeightUntilBackward) {
   train_and_compare<torch::optim::Adam>(mlp_case(12, 20, 4), line("batch"),
                                         {{"fc1/kernel", {"batch", std::nullopt}}, {"fc2/kernel", {std::nullopt, "batch"}}},
-                                        kAdam, "", 3, /*reshard_after_forward=*/false);
+                                        kAdam, "", 3, testing::kept_until_backward());
 }
 
 TEST(Fsdp1D, CollectivesOfAStep) {

@@ -43,7 +43,7 @@ inline Case mlp_case(int64_t in, int64_t hidden, int64_t out) {
 template <typename Optimizer, typename Options>
 DistributionSummary train_and_compare(const Case& c, DeviceMeshPtr mesh, const Entries& entries,
                                       Options options, const std::string& batch_axis = "",
-                                      int steps = 4, bool reshard_after_forward = true) {
+                                      int steps = 4, DistributeModuleOptions module_options = {}) {
   LayoutMap map(mesh);
   for (const auto& [key, axes] : entries) map.set(key, axes);
   ModelParallel distribution(map, batch_axis);
@@ -51,8 +51,6 @@ DistributionSummary train_and_compare(const Case& c, DeviceMeshPtr mesh, const E
   auto reference = c.build();
   at::manual_seed(17);
   auto model = c.build();
-  DistributeModuleOptions module_options;
-  module_options.reshard_after_forward = reshard_after_forward;
   auto summary = distribute_module(*model, distribution, module_options);
   GradientSync sync(*model, distribution);
   Optimizer ref_opt(reference->parameters(), options), opt(model->parameters(), options);
@@ -113,6 +111,13 @@ inline void expect_no_sync_accumulates(const Case& c, const LayoutMap& map) {
                   : p.value().grad();
     EXPECT_TRUE(at::allclose(grad, ref[p.key()].grad(), 1e-5, 1e-6)) << "accumulated " << p.key();
   }
+}
+
+// DistributeModuleOptions that keep gathered weights until backward.
+inline DistributeModuleOptions kept_until_backward() {
+  DistributeModuleOptions options;
+  options.reshard_after_forward = false;
+  return options;
 }
 
 inline DeviceMeshPtr line(const std::string& name) {

@@ -92,7 +92,7 @@ TEST(FullyShard1D, AUnitRunTwiceInOneForward) {
 
 TEST(FullyShard1D, KeepingTheGatheredParametersUntilBackward) {
   train_and_compare<torch::optim::Adam>(norm_mlp_case(13, 20, 4), line("batch"), kNormMlpFsdp, kAdam, "", 3,
-                                        /*reshard_after_forward=*/false);
+                                        testing::kept_until_backward());
 }
 
 TEST(FullyShard1D, ASequentialOfConvolutionsAndAStockLinear) {

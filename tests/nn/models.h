@@ -33,7 +33,9 @@ inline LayoutMap keras_mlp_plan(DeviceMeshPtr mesh) {
 // column-parallel q/k/v (the local head count comes from the local width), the output
 // projection and MLP down projection row parallel, LayerNorms replicated.
 // With norms_in_units each LayerNorm sits in a kdist::nn::FullyShard unit (same parameter
-// names), so a layout may shard it over the batch axis.
+// names), so a layout may shard it over the batch axis. Distributed with sequence
+// parallelism (its head's parallel.sequence set), the residual stream runs on pieces of the
+// sequence from the embeddings on.
 struct TinyGptImpl : torch::nn::Module {
   TinyGptImpl(int64_t vocab, int64_t context, int64_t width, int64_t heads, bool norms_in_units = false)
       : head_dim(width / heads),
@@ -62,6 +64,7 @@ struct TinyGptImpl : torch::nn::Module {
   at::Tensor forward(const at::Tensor& ids) {
     const int64_t batch = ids.size(0), time = ids.size(1);
     auto x = tok(ids) + pos(at::arange(time, at::kLong));
+    if (head->parallel.sequence) x = nn::scatter_sequence(x, *head->parallel.sequence);
     auto h = ln1(x);
     auto split = [&](const at::Tensor& t) {  // (B, T, local width) -> (B, local heads, T, hd)
       return t.view({batch, time, -1, head_dim}).transpose(1, 2);

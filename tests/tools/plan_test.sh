@@ -37,6 +37,40 @@ gemma_8x8)  # keras-hub's 2-D pattern: FSDP over batch and tensor parallelism ov
   ! grep -Eq "reduce_scatter +batch \(8\) +tok.weight.*again" "$work/out" || fail "an Embedding needs no second gather"
   grep -q "one process would hold 1.71 MiB" "$work/out" || fail "whole-model bytes"
   ;;
+accumulate_8x8)  # --accumulate 2: gathers per micro-batch, gradient reductions once a step
+  "$kdist" plan --model gpt --width 64 --layers 2 --mesh batch=8,model=8 --heads 8 --batch-size 64 --layout gemma \
+    --accumulate 2 >"$work/out" 2>"$work/err" || fail "exit code $?"
+  grep -q "batch:        64 global, 8 per data shard (8 shards over 'batch'), 2 micro-batches of 4 (--accumulate)" \
+    "$work/out" || fail "micro-batches"
+  grep -q "collectives per training step on one device (256 rows of activations per micro-batch, 2 micro-batches)" \
+    "$work/out" || fail "rows"
+  grep -Eq "^forward x2 +all_gather +batch \(8\) +blocks.0.attn.q.weight +256 B$" "$work/out" || fail "q's all_gather"
+  grep -Eq "^forward x2 +all_reduce +model \(8\) +blocks.0.attn.o +64.00 KiB$" "$work/out" || fail "o's all_reduce"
+  grep -Eq "^backward +reduce_scatter +batch \(8\) +blocks.0.attn.q.weight \(gradient, averaged\) +2.00 KiB$" "$work/out" \
+    || fail "q's reduce_scatter not once"
+  ;;
+loss_parallel_8x8)  # --loss-parallel: the head column parallel, the loss's two all_reduces
+  "$kdist" plan --model gpt --width 64 --layers 2 --mesh batch=8,model=8 --heads 8 --batch-size 64 --loss-parallel \
+    >"$work/out" 2>"$work/err" || fail "exit code $?"
+  grep -Eq "^head.weight +\(62, 64\) +\(model, None\) +\[R, S\(0\)\] +\(8, 64\) +column$" "$work/out" || fail "head"
+  # 512 rows: their maxima (2 KiB), then sum of exp and target logit (4 KiB); no gather of the logits.
+  grep -Eq "^forward +all_reduce +model \(8\) +loss \(max of each row's logits\) +2.00 KiB$" "$work/out" || fail "max"
+  grep -Eq "^forward +all_reduce +model \(8\) +loss \(sum of exp, target logit\) +4.00 KiB$" "$work/out" || fail "sums"
+  ! grep -Eq "all_gather +model \(8\) +head" "$work/out" || fail "logits gathered"
+  ;;
+sequence_parallel_8x8)  # --sequence-parallel: reduce_scatter and all_gather along the sequence
+  "$kdist" plan --model gpt --width 64 --layers 2 --mesh batch=8,model=8 --heads 8 --batch-size 64 --sequence-parallel \
+    >"$work/out" 2>"$work/err" || fail "exit code $?"
+  # q, k and v share one gather of the (512, 64) sequence: 128 KiB, once per attention.
+  grep -Eq "^forward +all_gather +model \(8\) +blocks.0.attn.q \(the sequence, shared with its siblings\) +128.00 KiB$" "$work/out" \
+    || fail "q's gather"
+  ! grep -q "blocks.0.attn.k (the sequence" "$work/out" || fail "k gathers again"
+  grep -Eq "^forward +reduce_scatter +model \(8\) +blocks.0.attn.o \(to pieces of the sequence\) +128.00 KiB$" "$work/out" \
+    || fail "o's reduce_scatter"
+  ! grep -Eq "^forward +all_reduce +model \(8\) +blocks.0.attn.o " "$work/out" || fail "o still all-reduces"
+  grep -Eq "^backward +all_reduce +model \(8\) +blocks.0.ln1.weight \(gradient, summed over pieces\) +256 B$" "$work/out" \
+    || fail "ln1's gradient"
+  ;;
 mlp_data_64)
   "$kdist" plan --model mlp --devices 64 --batch-size 128 --optimizer sgd >"$work/out" 2>"$work/err" || fail "exit code $?"
   grep -q "distribution: DataParallel" "$work/out" || fail "not DataParallel"

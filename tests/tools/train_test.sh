@@ -176,9 +176,60 @@ gemma_2x2)  # keras-hub's 2-D pattern on the gpt, FSDP x TP
   grep -Eq "verify: one process holds [0-9.]+ MiB of training state; the largest distributed process [0-9.]+ MiB \(0\.2[0-9]+ of it\)" \
     "$work/out" || fail "state per process not about a quarter of one process's"
   ;;
-grad_clip_2x2)  # --grad-clip over a 2-D layout: the global norm counts every element once
-  launch 4 --model gpt --width 64 --mesh batch=2,model=2 --layout gemma --grad-clip 0.5 --steps 8 --optimizer adam --verify
+clip_accumulate_2x2)  # --grad-clip over a 2-D layout (the global norm counts every element
+  # once) after two micro-batches, the first under no_sync: one process on the whole batch
+  launch 4 --model gpt --width 64 --mesh batch=2,model=2 --layout gemma --grad-clip 0.5 --accumulate 2 \
+    --steps 8 --optimizer adam --verify
   expect_verified $?
+  grep -q "batch:        32 global, 16 per data shard (2 shards over 'batch'), 2 micro-batches of 8 (--accumulate)" \
+    "$work/out" || fail "no micro-batches"
+  ;;
+accumulate_dp_n2)  # --accumulate 4 under DataParallel with SGD
+  launch 2 --model mlp --accumulate 4 --steps 20 --optimizer sgd --lr 0.05 --verify; expect_verified $?
+  ;;
+sp_lp_1x4)  # --sequence-parallel --loss-parallel: residual stream on sequence pieces, logits sharded
+  launch 4 --model gpt --width 64 --mesh batch=1,model=4 --sequence-parallel --loss-parallel --steps 10 --verify
+  expect_verified $?
+  grep -Eq "^\[rank 0\] head.weight +\(62, 64\) +\(model, None\) +\[R, S\(0\)\] +\(16, 64\) +column$" "$work/out" \
+    || fail "head not column parallel"
+  grep -q "sample:" "$work/out" || fail "no sample"
+  ;;
+error_loss_parallel)
+  launch 2 --model gpt --devices 2 --loss-parallel
+  expect_error $? "loss-parallel needs the head column parallel over 'model'"
+  ;;
+export_init_2x2)  # a tensor-parallel checkpoint exported whole, then --init-from onto FSDP x TP
+  launch 2 --model gpt --width 64 --mesh batch=1,model=2 --steps 30 --checkpoint-dir "$work/ckpt"
+  [ $? = 0 ] || fail "the first run failed"
+  "$kdist" export "$work/ckpt/step-30" --out "$work/gpt.safetensors" >"$work/out" 2>"$work/err" || fail "export failed"
+  grep -q "^wrote $work/gpt.safetensors (.* MiB) from $work/ckpt/step-30$" "$work/out" || fail "no export line"
+  launch 4 --model gpt --width 64 --mesh batch=2,model=2 --layout gemma --init-from "$work/gpt.safetensors" \
+    --steps 5 --verify
+  rc=$?
+  [ $rc = 0 ] || fail "exit code $rc, expected 0"
+  grep -q "initialised from $work/gpt.safetensors" "$work/out" || fail "not initialised from the file"
+  grep -Eq "verify: 5 steps, largest relative loss difference from one process .*: OK" "$work/out" || fail "no passing verify"
+  # A fresh gpt starts near ln(62) = 4.13; 30 trained steps are well below it.
+  first=$(sed -nE 's/.*trained [0-9]+ steps .*: loss ([0-9.]+) -> .*/\1/p' "$work/out")
+  python3 -c "import sys; sys.exit(0 if $first < 3.9 else 1)" || fail "first loss $first: the weights were not loaded"
+  ;;
+error_init_from)  # weights of another model: named before training
+  launch 2 --model gpt --width 32 --heads 2 --steps 1 --checkpoint-dir "$work/ckpt"
+  [ $? = 0 ] || fail "the first run failed"
+  "$kdist" export "$work/ckpt/step-1" --out "$work/small.safetensors" >/dev/null || fail "export failed"
+  launch 2 --model gpt --width 64 --init-from "$work/small.safetensors"
+  expect_error $? "safetensors file '$work/small.safetensors' does not match the module; different shape or dtype: .'tok.weight (62, 32) float32 in the file, (62, 64) float32 here'"
+  ;;
+error_export)
+  "$kdist" export "$work/nowhere" --out "$work/x.safetensors" >"$work/out" 2>"$work/err"
+  rc=$?
+  [ $rc = 2 ] || fail "exit code $rc, expected 2"
+  grep -q "kdist export: " "$work/err" || fail "no error line"
+  grep -q "$work/nowhere/metadata.json" "$work/err" || fail "the missing metadata not named"
+  ;;
+error_accumulate)
+  launch 2 --model mlp --batch-size 32 --accumulate 3
+  expect_error $? "accumulate 3 does not divide the 16 rows of each data shard (--batch-size 32 over 2 shards)"
   ;;
 model_mesh_n4)  # --mesh model=4: the batch axis is "model", the tensor-parallel map becomes FSDP
   launch 4 --model mlp --mesh model=4 --steps 20 --optimizer sgd --lr 0.05 --verify; expect_verified $?

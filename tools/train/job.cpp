@@ -1,6 +1,7 @@
 // Turning options into a checked training job.
 #include "job.h"
 
+#include <kdist/nn.h>
 #include <kdist/path_adapter.h>
 
 #include <stdexcept>
@@ -70,6 +71,21 @@ LayoutMap layout_map_for(const TrainJob& job) {
 
 }  // namespace
 
+void check_plan(const TrainJob& job, const DistributionSummary& summary) {
+  if (!job.options.loss_parallel && !job.options.sequence_parallel) return;
+  const std::string option = job.options.loss_parallel ? "--loss-parallel" : "--sequence-parallel";
+  for (const auto& p : summary.parameters)
+    if (p.path.torch_name == "head.weight") {
+      if (p.style.rfind("column", 0) == 0) return;
+      bad_option(option + " needs the head column parallel over 'model'; the layout " +
+                 p.layout.to_string() + " makes head.weight " + p.style +
+                 (job.mesh->has_axis("model") && job.batch_axis != "model"
+                      ? std::string()
+                      : " (the mesh " + job.mesh->to_string() + " has no 'model' axis apart from the batch axis)"));
+    }
+  bad_option(option + ": the model has no head.weight");
+}
+
 std::vector<std::string> cpu_devices(int64_t count) {
   std::vector<std::string> devices;
   for (int64_t r = 0; r < count; ++r) devices.push_back("cpu:" + std::to_string(r));
@@ -103,6 +119,11 @@ TrainJob prepare_job(const TrainOptions& options, const std::vector<std::string>
   if (options.batch_size % job.data_shards != 0)
     bad_option("--batch-size " + std::to_string(options.batch_size) + " does not divide into the " +
         std::to_string(job.data_shards) + " data shards of mesh axis '" + job.batch_axis + "'");
+  const int64_t rows = options.batch_size / job.data_shards;
+  if (rows % options.accumulate != 0)
+    bad_option("--accumulate " + std::to_string(options.accumulate) + " does not divide the " +
+        std::to_string(rows) + " rows of each data shard (--batch-size " + std::to_string(options.batch_size) +
+        " over " + std::to_string(job.data_shards) + " shards)");
   return job;
 }
 

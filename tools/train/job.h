@@ -10,6 +10,10 @@
 #include "options.h"
 #include "workload.h"
 
+namespace kdist {
+struct DistributionSummary;  // kdist/nn.h
+}
+
 namespace kdist::tools {
 
 struct TrainJob {
@@ -26,6 +30,10 @@ struct TrainJob {
 // distribution and its layout map (the model's default entries, then --layout's, which
 // replace a default of the same key). Throws std::invalid_argument with one tagged line.
 TrainJob prepare_job(const TrainOptions& options, const std::vector<std::string>& devices);
+
+// What the options asked of the plan that the plan must show: --loss-parallel's head column
+// parallel. Throws std::invalid_argument naming what the plan made of it instead.
+void check_plan(const TrainJob& job, const DistributionSummary& summary);
 
 // "cpu:0" ... "cpu:<count-1>": the devices of a mesh planned without processes.
 std::vector<std::string> cpu_devices(int64_t count);

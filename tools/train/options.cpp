@@ -95,6 +95,16 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
   c.add_option("--lr", o.lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   c.add_option("--grad-clip", o.grad_clip, "Clip the global gradient norm to this before each step (0: off)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  c.add_option("--accumulate", o.accumulate,
+               "Micro-batches per step: each process's rows in N pieces, gradients accumulated "
+               "without communication and synchronised on the last")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  c.add_flag("--loss-parallel", o.loss_parallel,
+             "gpt: the head column parallel over 'model' with its logits left sharded, the loss "
+             "computed from the shards (kdist::nn::parallel_cross_entropy)");
+  c.add_flag("--sequence-parallel", o.sequence_parallel,
+             "gpt: the LayerNorms and the residual stream sharded over 'model' along the sequence "
+             "(reduce_scatter after the row-parallel layers, all_gather before the column-parallel ones)");
   c.add_option("--optimizer", o.optimizer, "sgd (momentum 0.9), adam or adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
@@ -145,6 +155,14 @@ void validate(const TrainOptions& o) {
   if (o.resume && o.checkpoint_dir.empty()) bad_option("--resume needs --checkpoint-dir");
   if (o.resume && o.verify)
     bad_option("--verify cannot check a resumed run: its first steps ran in an earlier job");
+  if (o.loss_parallel && o.model != "gpt")
+    bad_option("--loss-parallel needs --model gpt (the mlp has no vocabulary)");
+  if (o.sequence_parallel && o.model != "gpt")
+    bad_option("--sequence-parallel needs --model gpt (the mlp has no sequence)");
+  if (!o.init_from.empty() && access(o.init_from.c_str(), R_OK) != 0)
+    bad_option("cannot read --init-from file '" + o.init_from + "': no such file or not readable");
+  if (!o.init_from.empty() && o.resume)
+    bad_option("give --init-from or --resume, not both: a resumed run continues from its checkpoint");
   if (o.checkpoint_every < 0)
     bad_option("--checkpoint-every must be 0 or positive, got " + std::to_string(o.checkpoint_every));
 }

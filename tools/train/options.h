@@ -31,6 +31,9 @@ struct TrainOptions {
   int64_t steps = 400;
   double lr = 3e-3;
   double grad_clip = 0;  // clip the global gradient norm to this; 0: off
+  int64_t accumulate = 1;  // micro-batches per step; gradients synchronised on the last
+  bool loss_parallel = false;  // gpt: head column parallel, loss from the vocabulary shards
+  bool sequence_parallel = false;  // gpt: LayerNorms and residual stream on sequence pieces
   std::string optimizer = "adam";  // sgd | adam | adamw
   uint64_t seed = 0;
   // Output.
@@ -40,6 +43,7 @@ struct TrainOptions {
   std::string checkpoint_dir;    // step-N/ checkpoints go here
   int64_t checkpoint_every = 0;  // 0: only after the last step
   bool resume = false;           // continue from the newest complete checkpoint
+  std::string init_from;         // a safetensors file of whole weights to start from
   bool verify = false;
   double verify_tolerance = 1e-4;
   int64_t sample_length = 300;

@@ -2,6 +2,7 @@
 
 #include <iomanip>
 #include <map>
+#include <set>
 #include <sstream>
 
 namespace kdist::tools {
@@ -70,7 +71,11 @@ std::string sharding_report(const TrainJob& job, const DistributionSummary& summ
       << "model:        " << job.workload->describe() << "\n"
       << "batch:        " << job.options.batch_size << " global, " << job.options.batch_size / job.data_shards
       << " per data shard (" << job.data_shards << (job.data_shards == 1 ? " shard" : " shards")
-      << " over '" << job.batch_axis << "')\n\n";
+      << " over '" << job.batch_axis << "')";
+  if (job.options.accumulate > 1)
+    out << ", " << job.options.accumulate << " micro-batches of "
+        << job.options.batch_size / job.data_shards / job.options.accumulate << " (--accumulate)";
+  out << "\n\n";
   std::vector<std::vector<std::string>> rows{
       {"parameter", "global shape", "layout", "placements", "local shape", "style"}};
   for (const auto& p : summary.parameters)
@@ -92,20 +97,33 @@ std::string sharding_report(const TrainJob& job, const DistributionSummary& summ
 std::string collectives_report(const TrainJob& job, const DistributionSummary& summary,
                                torch::nn::Module& model) {
   const DeviceMesh& mesh = *job.mesh;
-  const int64_t rows = job.options.batch_size / job.data_shards * job.workload->rows_per_sample();
+  // Rows of one micro-batch: its forward and backward collectives run once per micro-batch,
+  // the gradient reductions once per step (the micro-batches before the last under no_sync).
+  const int64_t micro_batches = job.options.accumulate;
+  const int64_t rows = job.options.batch_size / job.data_shards / micro_batches * job.workload->rows_per_sample();
   std::map<std::string, std::shared_ptr<torch::nn::Module>> modules;
   for (const auto& item : model.named_modules()) modules[item.key()] = item.value();
 
   std::vector<std::vector<std::string>> lines{{"phase", "collective", "over", "layer", "bytes"}};
   double total = 0;
-  auto add = [&](const std::string& phase, const std::string& kind, const std::string& axis,
-                 const std::string& layer, double bytes) {
-    lines.push_back({phase, kind, axis + " (" + std::to_string(mesh.axis_size(axis)) + ")", layer,
-                     bytes_text(bytes)});
-    total += bytes;
+  int64_t count = 0;
+  auto add_times = [&](const std::string& phase, const std::string& kind, const std::string& axis,
+                       const std::string& layer, double bytes, int64_t times) {
+    lines.push_back({times > 1 ? phase + " x" + std::to_string(times) : phase, kind,
+                     axis + " (" + std::to_string(mesh.axis_size(axis)) + ")", layer, bytes_text(bytes)});
+    total += bytes * times;
+    count += times;
   };
+  auto add = [&](const std::string& phase, const std::string& kind, const std::string& axis,
+                 const std::string& layer, double bytes) { add_times(phase, kind, axis, layer, bytes, micro_batches); };
+  auto add_once = [&](const std::string& phase, const std::string& kind, const std::string& axis,
+                      const std::string& layer, double bytes) { add_times(phase, kind, axis, layer, bytes, 1); };
   const int64_t batch_dim = mesh.axis_index(job.batch_axis);
   const double element = 4;
+  // Sequence parallelism: column layers with one parent (q, k, v of one attention) share one
+  // gather of the sequence, as kdist's cache does for layers taking the same input.
+  const bool sequence = job.options.sequence_parallel;
+  std::set<std::string> gathered_inputs;
   for (const auto& p : summary.parameters) {
     const auto& name = p.path.torch_name;
     const auto dot = name.rfind('.');
@@ -123,20 +141,41 @@ std::string collectives_report(const TrainJob& job, const DistributionSummary& s
       const double gathered = shard * mesh.axis_size(job.batch_axis);
       add("forward", "all_gather", job.batch_axis, name, shard);
       if (linear && leaf == "weight") add("backward", "all_gather", job.batch_axis, name + " (again)", shard);
-      add("backward", "reduce_scatter", job.batch_axis, name + " (gradient, averaged)", gathered);
+      add_once("backward", "reduce_scatter", job.batch_axis, name + " (gradient, averaged)", gathered);
     }
     const std::string style = tensor_parallel_style(p.style);
+    if (sequence && p.path.owner_type == "LayerNorm")  // run on pieces of the sequence
+      add("backward", "all_reduce", "model", name + " (gradient, summed over pieces)", elements(p.local_shape) * element);
+    if (sequence && style == "row" && leaf == "bias")
+      add("backward", "all_reduce", "model", name + " (gradient, summed over pieces)", elements(p.local_shape) * element);
     if (style == "replicated" || leaf != "weight") continue;
     const std::string axis = model_axis(mesh, p.placements, job.batch_axis);
-    if (style == "column") {  // weight (out, in)
+    if (style == "column" && sequence) {  // weight (out, in)
+      const auto parent_dot = layer.rfind('.');
+      if (gathered_inputs.insert(parent_dot == std::string::npos ? "" : layer.substr(0, parent_dot)).second) {
+        const double input = rows * p.global_shape[1] * element;
+        add("forward", "all_gather", axis, layer + " (the sequence, shared with its siblings)", input);
+        add("backward", "reduce_scatter", axis, layer + " (input gradient, summed)", input);
+      }
+      if (gather) add("forward", "all_gather", axis, layer, rows * p.global_shape[0] * element);
+    } else if (style == "column") {
       if (gather) add("forward", "all_gather", axis, layer, rows * p.global_shape[0] * element);
       add("backward", "all_reduce", axis, layer + " (input gradient)", rows * p.global_shape[1] * element);
+    } else if (style == "row" && sequence) {
+      add("forward", "reduce_scatter", axis, layer + " (to pieces of the sequence)", rows * p.global_shape[0] * element);
+      add("backward", "all_gather", axis, layer + " (output gradient)", rows * p.global_shape[0] * element);
     } else if (style == "row") {
       add("forward", "all_reduce", axis, layer, rows * p.global_shape[0] * element);
     } else if (style == "vocab") {
       add("forward", "all_reduce", axis, layer, rows * p.global_shape[1] * element);
     } else if (style == "embedding-dim" && gather) {
       add("forward", "all_gather", axis, layer, rows * p.global_shape[1] * element);
+    }
+    if (sequence && name == "head.weight")  // scatter_sequence after the embeddings
+      add("backward", "all_gather", axis, "embeddings (gradient of the residual stream)", rows * p.global_shape[1] * element);
+    if (style == "column" && !gather && job.options.loss_parallel && name == "head.weight") {
+      add("forward", "all_reduce", axis, "loss (max of each row's logits)", rows * element);
+      add("forward", "all_reduce", axis, "loss (sum of exp, target logit)", 2 * rows * element);
     }
   }
   if (job.data_shards > 1) {
@@ -147,14 +186,16 @@ std::string collectives_report(const TrainJob& job, const DistributionSummary& s
         for (auto s : p.local_shape) bytes *= s;
         synced += bytes;
       }
-    add("backward", "all_reduce", job.batch_axis, "gradients (bucketed, averaged)", synced);
-    add("step end", "all_reduce", job.batch_axis, "loss (for the report)", 4);
+    add_once("backward", "all_reduce", job.batch_axis, "gradients (bucketed, averaged)", synced);
+    add_once("step end", "all_reduce", job.batch_axis, "loss (for the report)", 4);
   }
   std::ostringstream out;
-  out << "collectives per training step on one device (" << rows << " rows of activations):\n";
+  out << "collectives per training step on one device (" << rows << " rows of activations"
+      << (micro_batches > 1 ? " per micro-batch, " + std::to_string(micro_batches) + " micro-batches" : std::string())
+      << "):\n";
   if (lines.size() == 1) out << "  none: every parameter is replicated and there is one data shard\n";
   else out << table(lines);
-  out << "total per step: " << bytes_text(total) << " in " << lines.size() - 1 << " collectives\n";
+  out << "total per step: " << bytes_text(total) << " in " << count << " collectives\n";
   return out.str();
 }
 

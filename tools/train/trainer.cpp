@@ -20,21 +20,44 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model
   bad_option("--optimizer '" + o.optimizer + "' is not one of sgd, adam, adamw");
 }
 
+namespace {
+
+// One step's gradients of this shard's mean loss, micro-batch by micro-batch; returns the loss.
+at::Tensor accumulate_gradients(const Workload& workload, torch::nn::Module& model, const Batch& shard_rows,
+                                int64_t micro_batches, GradientSync* sync) {
+  const int64_t rows = shard_rows.inputs.size(0) / micro_batches;
+  at::Tensor total;
+  for (int64_t m = 0; m < micro_batches; ++m) {
+    auto loss = workload.loss(model, shard_rows.rows(m * rows, rows));
+    if (micro_batches > 1) loss = loss / static_cast<double>(micro_batches);
+    if (sync && m + 1 < micro_batches) {
+      auto local_only = sync->no_sync();
+      loss.backward();
+    } else {
+      loss.backward();
+    }
+    total = total.defined() ? total + loss.detach() : loss.detach();
+  }
+  return total;
+}
+
+}  // namespace
+
 std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model,
                               torch::optim::Optimizer& optimizer, const TrainOptions& options,
-                              DataShard shard, comm::GroupPtr loss_group, int64_t first_step,
+                              DataShard shard, Synchronisation sync, int64_t first_step,
                               const std::function<void(const StepRecord&)>& on_step) {
   const int64_t rows = options.batch_size / shard.count;
+  const auto& loss_group = sync.loss_group;
   std::vector<StepRecord> records;
   for (int64_t step = first_step; step <= options.steps; ++step) {
     const auto start = std::chrono::steady_clock::now();
     auto batch = workload.global_batch(step, options.batch_size).rows(shard.id * rows, rows);
     optimizer.zero_grad();
-    auto loss = workload.loss(model, batch);
-    loss.backward();
+    auto loss = accumulate_gradients(workload, model, batch, options.accumulate, sync.gradients);
     if (options.grad_clip > 0) clip_grad_norm_(model, options.grad_clip);
     optimizer.step();
-    auto reported = loss.detach().reshape({1});
+    auto reported = loss.reshape({1});
     if (loss_group && loss_group->size() > 1) {
       comm::all_reduce(reported, comm::ReduceOp::kSum, *loss_group);
       reported /= loss_group->size();

@@ -2,6 +2,7 @@
 // The training loop of `kdist train`, the same for the distributed run and the
 // single-process reference of --verify.
 #include <kdist/comm.h>
+#include <kdist/sync.h>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
@@ -26,13 +27,20 @@ struct DataShard {
 // options.optimizer over the model's parameters; throws std::invalid_argument if unknown.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model, const TrainOptions& options);
 
-// Trains `model` from step `first_step` to options.steps on its shard of each global batch.
-// With `loss_group`, the reported loss is averaged over it (the batch axis), so every process
-// reports the global batch's loss. Gradient averaging is the caller's (a GradientSync on the
-// model). `on_step` runs on every process after every step.
+// What a distributed process synchronises; empty for one process.
+struct Synchronisation {
+  GradientSync* gradients = nullptr;  // averages gradients over the batch axis
+  comm::GroupPtr loss_group;          // the batch axis: the reported loss is averaged over it
+};
+
+// Trains `model` from step `first_step` to options.steps on its shard of each global batch,
+// in options.accumulate micro-batches (each loss divided by their number, so the gradients
+// add up to the shard's mean loss's); the micro-batches before the last run under the
+// GradientSync's no_sync(). Every process reports the global batch's loss. `on_step` runs on
+// every process after every step.
 std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model,
                               torch::optim::Optimizer& optimizer, const TrainOptions& options,
-                              DataShard shard, comm::GroupPtr loss_group, int64_t first_step = 1,
+                              DataShard shard, Synchronisation sync = {}, int64_t first_step = 1,
                               const std::function<void(const StepRecord&)>& on_step = {});
 
 // The bytes this process holds to train: its parameters (local shards), their gradients and

@@ -32,13 +32,16 @@ struct AttentionImpl : torch::nn::Module {
         o(register_module("o", nn::Linear(width, width))) {}
 
   at::Tensor forward(const at::Tensor& x) {
-    const int64_t batch = x.size(0), time = x.size(1);
+    // Under sequence parallelism x is this rank's piece of the sequence and q, k, v return
+    // the whole of it: the length comes from their output.
+    auto qx = q(x), kx = k(x), vx = v(x);
+    const int64_t batch = qx.size(0), time = qx.size(1);
     // (B, T, local width) -> (B, local heads, T, head_dim): a column-parallel q/k/v holds
     // whole heads, so attention runs on this rank's heads alone.
     auto split = [&](const at::Tensor& t) { return t.view({batch, time, -1, head_dim}).transpose(1, 2); };
-    auto scores = at::matmul(split(q(x)), split(k(x)).transpose(-2, -1)) / std::sqrt(double(head_dim));
+    auto scores = at::matmul(split(qx), split(kx).transpose(-2, -1)) / std::sqrt(double(head_dim));
     auto causal = at::ones({time, time}, at::kBool).triu(1);
-    auto attended = at::matmul(at::softmax(scores.masked_fill(causal, -1e9), -1), split(v(x)));
+    auto attended = at::matmul(at::softmax(scores.masked_fill(causal, -1e9), -1), split(vx));
     return o(attended.transpose(1, 2).reshape({batch, time, -1}));
   }
 
@@ -89,6 +92,7 @@ struct GptImpl : torch::nn::Module {
   }
   at::Tensor forward(const at::Tensor& ids) {
     auto x = tok(ids) + pos(at::arange(ids.size(1), at::kLong));
+    if (head->parallel.sequence) x = nn::scatter_sequence(x, *head->parallel.sequence);
     for (const auto& block : *blocks) x = block->as<BlockImpl>()->forward(x);
     return head(ln_f(x));
   }
@@ -113,7 +117,7 @@ class GptWorkload : public Workload {
  public:
   GptWorkload(const TrainOptions& o, const std::string& path)
       : seed_(o.seed), context_(o.context), width_(o.width ? o.width : 128), layers_(o.layers),
-        heads_(o.heads), path_(path) {
+        heads_(o.heads), loss_parallel_(o.loss_parallel), sequence_parallel_(o.sequence_parallel), path_(path) {
     const std::string text = read_text(path);
     if (static_cast<int64_t>(text.size()) < context_ + 2)
       bad_option("data file '" + path + "' has " +
@@ -135,13 +139,19 @@ class GptWorkload : public Workload {
 
   std::shared_ptr<torch::nn::Module> build() const override {
     at::manual_seed(seed_);
-    return Gpt(static_cast<int64_t>(vocab_.size()), context_, width_, layers_, heads_).ptr();
+    auto gpt = Gpt(static_cast<int64_t>(vocab_.size()), context_, width_, layers_, heads_);
+    gpt->head->parallel.gather_output = !loss_parallel_;  // the loss takes the shards
+    return gpt.ptr();
   }
   std::vector<std::pair<std::string, std::vector<AxisSpec>>> default_layout() const override {
-    return {{".*attn/(q|k|v)/kernel", {std::nullopt, "model"}},
-            {".*attn/o/kernel", {"model", std::nullopt}},
-            {".*mlp/up/kernel", {std::nullopt, "model"}},
-            {".*mlp/down/kernel", {"model", std::nullopt}}};
+    std::vector<std::pair<std::string, std::vector<AxisSpec>>> map{
+        {".*attn/(q|k|v)/kernel", {std::nullopt, "model"}},
+        {".*attn/o/kernel", {"model", std::nullopt}},
+        {".*mlp/up/kernel", {std::nullopt, "model"}},
+        {".*mlp/down/kernel", {"model", std::nullopt}}};
+    // The vocabulary over "model": the loss from its shards, or the sequence gathered again.
+    if (loss_parallel_ || sequence_parallel_) map.push_back({"head/kernel", {std::nullopt, "model"}});
+    return map;
   }
   Batch global_batch(int64_t step, int64_t batch_size) const override {
     auto gen = generator_for(seed_, step);
@@ -151,8 +161,17 @@ class GptWorkload : public Workload {
             ids_.index_select(0, (index + 1).flatten()).view({batch_size, context_})};
   }
   at::Tensor loss(torch::nn::Module& model, const Batch& batch) const override {
-    auto logits = static_cast<GptImpl&>(model).forward(batch.inputs);
+    auto& gpt = static_cast<GptImpl&>(model);
+    auto logits = gpt.forward(batch.inputs);
+    if (loss_parallel_) return nn::parallel_cross_entropy(logits, batch.targets, gpt.head->parallel);
     return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1}));
+  }
+  void after_distribute(torch::nn::Module& model) const override {
+    auto& gpt = static_cast<GptImpl&>(model);
+    if (!gpt.head->parallel.sequence) return;
+    // The LayerNorms run on pieces of the sequence: their gradients are summed over "model".
+    for (const auto& m : model.modules())
+      if (dynamic_cast<torch::nn::LayerNormImpl*>(m.get())) nn::sum_gradients_over_sequence(*m, *gpt.head->parallel.sequence);
   }
   int64_t rows_per_sample() const override { return context_; }
   const char* unit() const override { return "tokens"; }
@@ -171,6 +190,8 @@ class GptWorkload : public Workload {
   std::string sample(torch::nn::Module& model, int64_t length) const override {
     torch::NoGradGuard no_grad;
     auto& gpt = static_cast<GptImpl&>(model);
+    const bool sharded_logits = !gpt.head->parallel.gather_output;
+    gpt.head->parallel.gather_output = true;  // sampling needs every character's logit
     auto gen = generator_for(seed_, -1);
     std::vector<int64_t> ids;
     for (unsigned char c : prompt_)
@@ -184,12 +205,14 @@ class GptWorkload : public Workload {
       ids.push_back(next);
       text += static_cast<char>(vocab_[next]);
     }
+    gpt.head->parallel.gather_output = !sharded_logits;
     return text;
   }
 
  private:
   uint64_t seed_;
   int64_t context_, width_, layers_, heads_;
+  bool loss_parallel_, sequence_parallel_;
   std::string path_, prompt_;
   std::vector<unsigned char> vocab_;
   at::Tensor ids_;
