@@ -1,13 +1,17 @@
 #pragma once
 // Timing for the multi-rank benchmarks: interleaved rounds, median of the slowest rank.
 #include <ATen/ATen.h>
+#include <c10/core/CPUAllocator.h>
 #include <kdist/comm.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace kdist::bench {
@@ -52,6 +56,62 @@ inline int64_t proc_status_bytes(const std::string& field) {
 }
 // Starts VmHWM again from the current resident set.
 inline void reset_peak_resident() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+// The bytes CPU tensors hold now and at most since reset_peak(): LibTorch's CPU allocator
+// wrapped, so that a benchmark measures what tensors hold, whatever the heap keeps resident.
+// TensorBytes::instance() installs it on first use; tensors allocated before are not counted.
+class TensorBytes final : public c10::Allocator {
+ public:
+  static TensorBytes& instance() {
+    static TensorBytes* counter = [] {
+      auto* c = new TensorBytes(c10::GetCPUAllocator());
+      c10::SetCPUAllocator(c, /*priority=*/100);
+      return c;
+    }();
+    return *counter;
+  }
+  int64_t live() const { return live_.load(); }
+  int64_t peak() const { return peak_.load(); }
+  void reset_peak() { peak_.store(live_.load()); }
+
+  // The context is the data pointer, as LibTorch's raw_allocate requires; sizes are kept
+  // beside it.
+  c10::DataPtr allocate(size_t n) override {
+    c10::DataPtr inner = inner_->allocate(n);
+    const auto device = inner.device();
+    void* data = inner.release_context();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      sizes_[data] = static_cast<int64_t>(n);
+    }
+    const int64_t now = live_.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
+    for (int64_t seen = peak_.load(); now > seen && !peak_.compare_exchange_weak(seen, now);) {}
+    return {data, data, &release, device};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+ private:
+  explicit TensorBytes(c10::Allocator* inner) : inner_(inner), inner_delete_(inner->raw_deleter()) {}
+  static void release(void* data) {
+    auto& self = instance();
+    int64_t bytes = 0;
+    {
+      std::lock_guard<std::mutex> lock(self.mutex_);
+      auto it = self.sizes_.find(data);
+      if (it != self.sizes_.end()) bytes = it->second, self.sizes_.erase(it);
+    }
+    self.live_.fetch_sub(bytes);
+    self.inner_delete_(data);
+  }
+  c10::Allocator* inner_;
+  c10::DeleterFnPtr inner_delete_;  // LibTorch's CPU allocator frees by the data pointer alone
+  std::mutex mutex_;
+  std::unordered_map<void*, int64_t> sizes_;
+  std::atomic<int64_t> live_{0}, peak_{0};
+};
 
 inline int rounds_from_args(int argc, char** argv, int fallback) {
   for (int i = 1; i + 1 < argc; ++i)

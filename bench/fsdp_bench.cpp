@@ -8,7 +8,8 @@
 // Prints on rank 0 (medians of the slowest rank, ms; bytes of rank 0):
 //   fsdp <FSDP step> fsdp_keep <FSDP step, gathered weights kept until backward>
 //   fsdp_prefetch <FSDP step, next weight's gather started early> dp <data-parallel step> state_bytes <parameters + gradients + SGD momentum on this rank>
-//   one_process_state_bytes <the same for the whole model> peak_rss_growth <bytes> ...
+//   one_process_state_bytes <the same for the whole model> peak_rss_growth <bytes>
+//   peak_tensor_growth <the most bytes tensors held during a step, over what they held before> ...
 #include <ATen/ATen.h>
 #include <kdist/nn.h>
 #include <kdist/runtime.h>
@@ -73,15 +74,18 @@ int main(int argc, char** argv) {
     for (const auto& p : run.model->parameters()) bytes += 3 * p.numel() * 4;  // param, grad, momentum
     return bytes;
   };
-  int64_t fsdp_growth = 0, fsdp_state = 0, one_process_state = 0;
+  auto& tensors = kdist::bench::TensorBytes::instance();
+  int64_t fsdp_growth = 0, fsdp_state = 0, one_process_state = 0, tensor_growth = 0;
   {
     Run run = make(fsdp, true);
     step(run)();  // gradients and momentum exist from here
     fsdp_state = state_bytes(run);
     kdist::bench::reset_peak_resident();
-    const int64_t before = kdist::bench::proc_status_bytes("VmRSS");
+    tensors.reset_peak();
+    const int64_t before = kdist::bench::proc_status_bytes("VmRSS"), tensors_before = tensors.live();
     step(run)();
     fsdp_growth = kdist::bench::proc_status_bytes("VmHWM") - before;
+    tensor_growth = tensors.peak() - tensors_before;
     one_process_state = 3 * (1024 * 4096 * 2 + 4096 + 1024) * 4;
   }
 
@@ -92,10 +96,10 @@ int main(int argc, char** argv) {
   kdist::bench::measure(ops, rounds);
   if (process_id() == 0)
     std::printf("fsdp %.3f fsdp_keep %.3f fsdp_prefetch %.3f dp %.3f state_bytes %lld one_process_state_bytes %lld "
-                "peak_rss_growth %lld largest_unit_bytes %lld\n",
+                "peak_rss_growth %lld peak_tensor_growth %lld largest_unit_bytes %lld\n",
                 ops[0].median_ms, ops[1].median_ms, ops[2].median_ms, ops[3].median_ms, static_cast<long long>(fsdp_state),
                 static_cast<long long>(one_process_state), static_cast<long long>(fsdp_growth),
-                static_cast<long long>(4096 * 1024 * 4));
+                static_cast<long long>(tensor_growth), static_cast<long long>(4096 * 1024 * 4));
   kdist::shutdown();
   return 0;
 }

@@ -4,10 +4,11 @@
 // model axis of every process.
 //
 //   build/tools/kdist launch -n 2 -- build/bench/gpt_parallel_bench [--rounds 5]
+//       [--vocab 32000] [--context 512] [--width 128] [--heads 4] [--batch 2]
 //
-// Prints on rank 0, per configuration: step (median ms of the slowest rank) and peak resident
-// growth during a step (bytes, rank 0), and the logits bytes a process holds:
-//   tp <ms> tp_peak <bytes> lp <ms> lp_peak <bytes> sp ... sp_lp ...
+// Prints on rank 0, per configuration: step (median ms of the slowest rank), peak resident
+// growth during a step and peak tensor bytes over those before it (bytes, rank 0):
+//   tp <ms> tp_peak <bytes> tp_tensors <bytes> lp ... sp ... sp_lp ... whole_logits_bytes ...
 #include <ATen/ATen.h>
 #include <kdist/nn.h>
 #include <kdist/runtime.h>
@@ -20,7 +21,20 @@
 
 using namespace kdist;
 
-constexpr int64_t kVocab = 32000, kContext = 512, kWidth = 128, kHeads = 4, kBatch = 2;
+struct Shape {
+  int64_t vocab = 32000, context = 512, width = 128, heads = 4, batch = 2;
+};
+
+Shape shape_from_args(int argc, char** argv) {
+  Shape s;
+  for (int i = 1; i + 1 < argc; ++i) {
+    const std::string flag = argv[i];
+    int64_t* field = flag == "--vocab" ? &s.vocab : flag == "--context" ? &s.context : flag == "--width" ? &s.width
+                     : flag == "--heads" ? &s.heads : flag == "--batch" ? &s.batch : nullptr;
+    if (field) *field = std::stoll(argv[i + 1]);
+  }
+  return s;
+}
 
 struct Run {
   testing::TinyGpt model{nullptr};
@@ -28,10 +42,10 @@ struct Run {
   bool loss_parallel = false;
 };
 
-Run make(const Distribution& distribution, bool loss_parallel, bool sequence_parallel) {
+Run make(const Shape& s, const Distribution& distribution, bool loss_parallel, bool sequence_parallel) {
   Run run;
   at::manual_seed(0);
-  run.model = testing::TinyGpt(kVocab, kContext, kWidth, kHeads);
+  run.model = testing::TinyGpt(s.vocab, s.context, s.width, s.heads);
   run.model->head->parallel.gather_output = !loss_parallel;
   run.loss_parallel = loss_parallel;
   DistributeModuleOptions options;
@@ -48,20 +62,22 @@ Run make(const Distribution& distribution, bool loss_parallel, bool sequence_par
 
 int main(int argc, char** argv) {
   const int rounds = kdist::bench::rounds_from_args(argc, argv, 5);
+  const Shape s = shape_from_args(argc, argv);
   at::set_num_threads(1);
   kdist::initialize();
   auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, num_processes()},
                                            std::vector<std::string>{"batch", "model"});
   ModelParallel distribution(testing::gpt_tensor_parallel_map(mesh), "batch");
   at::manual_seed(1);
-  auto ids = at::randint(0, kVocab, {kBatch, kContext}, at::kLong);
-  auto targets = at::randint(0, kVocab, {kBatch, kContext}, at::kLong);
+  auto ids = at::randint(0, s.vocab, {s.batch, s.context}, at::kLong);
+  auto targets = at::randint(0, s.vocab, {s.batch, s.context}, at::kLong);
+  const int64_t vocab = s.vocab;
   auto step = [&](Run& run) {
-    return [&run, &ids, &targets] {
+    return [&run, &ids, &targets, vocab] {
       run.optimizer->zero_grad();
       auto logits = run.model->forward(ids);
       auto loss = run.loss_parallel ? nn::parallel_cross_entropy(logits, targets, run.model->head->parallel)
-                                    : at::cross_entropy_loss(logits.reshape({-1, kVocab}), targets.reshape({-1}));
+                                    : at::cross_entropy_loss(logits.reshape({-1, vocab}), targets.reshape({-1}));
       loss.backward();
       run.optimizer->step();
     };
@@ -70,25 +86,31 @@ int main(int argc, char** argv) {
       {"tp", {false, false}}, {"lp", {true, false}}, {"sp", {false, true}}, {"sp_lp", {true, true}}};
   // Memory first, one configuration at a time: the peak resident growth of a step over what
   // the process held before it (model and Adam state already there after one step).
-  std::vector<int64_t> peaks;
+  // Both the resident set's growth and the tensors' (what tensors held at most, over what
+  // they held before the step).
+  auto& tensors = kdist::bench::TensorBytes::instance();
+  std::vector<int64_t> peaks, tensor_peaks;
   for (const auto& [name, flags] : configs) {
-    Run run = make(distribution, flags.first, flags.second);
+    Run run = make(s, distribution, flags.first, flags.second);
     step(run)();
     kdist::bench::reset_peak_resident();
-    const int64_t before = kdist::bench::proc_status_bytes("VmRSS");
+    tensors.reset_peak();
+    const int64_t before = kdist::bench::proc_status_bytes("VmRSS"), tensors_before = tensors.live();
     step(run)();
     peaks.push_back(kdist::bench::proc_status_bytes("VmHWM") - before);
+    tensor_peaks.push_back(tensors.peak() - tensors_before);
   }
   std::vector<Run> runs;
-  for (const auto& [name, flags] : configs) runs.push_back(make(distribution, flags.first, flags.second));
+  for (const auto& [name, flags] : configs) runs.push_back(make(s, distribution, flags.first, flags.second));
   std::vector<kdist::bench::Op> ops;
   for (size_t i = 0; i < configs.size(); ++i) ops.push_back({configs[i].first, 1, step(runs[i])});
   kdist::bench::measure(ops, rounds);
   if (process_id() == 0) {
     for (size_t i = 0; i < ops.size(); ++i)
-      std::printf("%s %.3f %s_peak %lld ", ops[i].name.c_str(), ops[i].median_ms, ops[i].name.c_str(),
-                  static_cast<long long>(peaks[i]));
-    std::printf("whole_logits_bytes %lld\n", static_cast<long long>(kBatch * kContext * kVocab * 4));
+      std::printf("%s %.3f %s_peak %lld %s_tensors %lld ", ops[i].name.c_str(), ops[i].median_ms, ops[i].name.c_str(),
+                  static_cast<long long>(peaks[i]), ops[i].name.c_str(), static_cast<long long>(tensor_peaks[i]));
+    std::printf("whole_logits_bytes %lld residual_bytes %lld\n", static_cast<long long>(s.batch * s.context * s.vocab * 4),
+                static_cast<long long>(s.batch * s.context * s.width * 4));
   }
   kdist::shutdown();
   return 0;

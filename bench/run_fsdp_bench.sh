@@ -44,6 +44,7 @@ fsdp, keep, dp, torch_fsdp = med(ours, "fsdp"), med(ours, "fsdp_keep"), med(ours
 torch_heap = med(theirs_heap, "step")
 state, whole = ours[0]["state_bytes"], ours[0]["one_process_state_bytes"]
 growth, unit = med(ours, "peak_rss_growth"), ours[0]["largest_unit_bytes"]
+tensor_growth = [r["peak_tensor_growth"] for r in ours]
 print(f"{n} ranks x 1 thread: MLP 1024 -> 4096 -> 1024, batch 64 per rank, SGD (momentum); "
       f"median of {sys.argv[1]} steps, median of {len(ours)} alternating runs")
 print(f"  kdist FSDP step              {fsdp:8.2f} ms")
@@ -62,5 +63,7 @@ print(f"  state per process            {state / 2**20:8.2f} MiB of {whole / 2**2
       f"{state / whole:.3f} (target <= 1/{n} + 5% = {1 / n + 0.05:.3f})")
 print(f"  peak RSS growth in a step    {growth / 2**20:8.2f} MiB; two largest units' full weights "
       f"{2 * unit / 2**20:.2f} MiB (target: growth <= that + 10%, the state already resident)")
+print(f"  peak tensor bytes in a step  {statistics.median(tensor_growth) / 2**20:8.2f} MiB over the state "
+      f"(min {min(tensor_growth) / 2**20:.2f}, max {max(tensor_growth) / 2**20:.2f}: live tensors, whatever the heap keeps)")
 PY
 done

@@ -401,7 +401,7 @@ void link_sequence_parallel(const std::vector<ModulePlan>& plans, int64_t dim) {
     parallel.sequence = nullptr;
     if (parallel.style != nn::ParallelStyle::kColumn && parallel.style != nn::ParallelStyle::kRow) continue;
     auto& shared = by_group[parallel.group.get()];
-    if (!shared) shared = std::make_shared<nn::SequenceParallel>(nn::SequenceParallel{parallel.group, dim});
+    if (!shared) shared = std::make_shared<nn::SequenceParallel>(nn::SequenceParallel{parallel.group, dim, 0, nullptr});
     parallel.sequence = shared;
   }
 }
