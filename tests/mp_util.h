@@ -14,6 +14,11 @@ inline DeviceMeshPtr line_mesh() {
                                       std::vector<std::string>{"x"});
 }
 
+// A 1-D mesh over every process of the job, its axis called `name`.
+inline DeviceMeshPtr line_mesh_named(const std::string& name) {
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()}, std::vector<std::string>{name});
+}
+
 // (batch, model) over 4 processes.
 inline DeviceMeshPtr mesh_2x2() {
   return std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2},

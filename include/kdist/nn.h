@@ -141,6 +141,22 @@ at::Tensor parallel_cross_entropy(const at::Tensor& logits, const at::Tensor& ta
 // gradient of that shard, with no GradientSync needed for it. Under GradientSync::no_sync()
 // (sync false) the unsharded gradient accumulates in `unsynced_grad` instead, and the next
 // synchronised backward reduce-scatters the sum.
+// Mixed precision in the shape of FSDP2's MixedPrecisionPolicy: parameters (and the optimizer
+// state on them) stay in their own dtype, fp32, as master weights; a kdist layer computes with
+// its weights and input cast to param_dtype, so its activations are param_dtype; weights
+// sharded over the batch axis are cast before their all_gather, which moves param_dtype
+// bytes; their gradient is reduce-scattered in reduce_dtype and lands on the shard in the
+// shard's dtype. Gradients of other parameters come back in the parameter's dtype through
+// the cast's backward, so GradientSync averages them in fp32 whatever reduce_dtype says.
+// output_dtype, where set, casts the layer's output (the head's, for the loss).
+// DistributeModuleOptions::mixed_precision sets it on every kdist layer;
+// set_mixed_precision() does so for a model that is not distributed (one process).
+struct MixedPrecision {
+  c10::ScalarType param_dtype = c10::kBFloat16;
+  c10::ScalarType reduce_dtype = c10::kFloat;
+  std::optional<c10::ScalarType> output_dtype;
+};
+
 namespace detail {
 struct Prefetch;  // src/nn/prefetch.h
 }
@@ -154,6 +170,7 @@ struct BatchShard {
   // Set by distribute_module with DistributeModuleOptions::prefetch: which layer's gather
   // this one's starts, in forward and in backward, and a gather started for this one.
   std::shared_ptr<detail::Prefetch> prefetch;
+  std::optional<MixedPrecision> precision;  // gathered in param_dtype, reduced in reduce_dtype
 };
 using BatchShardPtr = std::shared_ptr<BatchShard>;
 
@@ -183,12 +200,14 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl>, public KerasNamed {
   // x @ weight^T (+ bias), gathering batch-sharded parameters first.
   at::Tensor matmul(const at::Tensor& x, bool add_bias) const;
   std::string describe() const;  // "column Linear(64, 256)", for messages
+  at::Tensor forward_in_style(const at::Tensor& input);  // forward before output_dtype
 
   torch::nn::LinearOptions options;
   at::Tensor weight;  // (out, in), or this rank's shard of it
   at::Tensor bias;    // (out), or this rank's shard; undefined without bias
   TensorParallel parallel;
   BatchSharding batch;
+  std::optional<MixedPrecision> precision;
 };
 TORCH_MODULE(Linear);
 
@@ -207,6 +226,7 @@ class EmbeddingImpl : public torch::nn::Cloneable<EmbeddingImpl>, public KerasNa
   at::Tensor weight;  // (num_embeddings, embedding_dim), or this rank's shard
   TensorParallel parallel;
   BatchSharding batch;
+  std::optional<MixedPrecision> precision;
 };
 TORCH_MODULE(Embedding);
 
@@ -316,7 +336,16 @@ struct DistributeModuleOptions {
   // for every column- and row-parallel Linear; all layers over one group share one
   // SequenceParallel. Unset: off.
   std::optional<int64_t> sequence_parallel_dim;
+  // Mixed precision for every kdist layer (nn.h's MixedPrecision). Unset: each computes in
+  // its parameters' dtype.
+  std::optional<nn::MixedPrecision> mixed_precision;
 };
+
+namespace nn {
+// `policy` on every kdist::nn layer of `module` (a model not given to distribute_module: the
+// one-process reference of a mixed-precision run); changes no parameter.
+void set_mixed_precision(torch::nn::Module& module, const MixedPrecision& policy);
+}  // namespace nn
 
 // Shards `module`'s parameters in place as `distribution` says (the module keeps its own
 // parameter handles), configures kdist::nn layers' parallel style, replaces stock

@@ -21,13 +21,20 @@ BatchShard& saved(AutogradContext* ctx) {
   return *static_cast<StateHolder*>(ctx->saved_data["shard"].toCapsule().get())->state;
 }
 
+// The gradient for the shard itself: in its dtype (the reduction may have run in another).
+at::Tensor in_dtype_of(const at::Tensor& grad, c10::ScalarType dtype) {
+  return grad.defined() && grad.scalar_type() != dtype ? grad.to(dtype) : grad;
+}
+
 struct GatherBatchShard : torch::autograd::Function<GatherBatchShard> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& shard, BatchShardPtr state) {
     save(ctx, state);
+    ctx->saved_data["dtype"] = static_cast<int64_t>(shard.scalar_type());
     return gather(shard, *state);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {shard_gradient(grads[0], saved(ctx)), at::Tensor()};
+    const auto dtype = static_cast<c10::ScalarType>(ctx->saved_data["dtype"].toInt());
+    return {in_dtype_of(shard_gradient(grads[0], saved(ctx)), dtype), at::Tensor()};
   }
 };
 
@@ -35,6 +42,7 @@ struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& shard,
                             BatchShardPtr state) {
     save(ctx, state);
+    ctx->saved_data["dtype"] = static_cast<int64_t>(shard.scalar_type());
     auto weight = gather(shard, *state);
     ctx->save_for_backward({x, state->reshard_after_forward ? shard : weight});
     return at::linear(x, weight);
@@ -49,7 +57,8 @@ struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
     if (ctx->needs_input_grad(0)) dx = at::matmul(dy, weight);
     const int64_t out = dy.size(-1), in = x.size(-1);
     auto dw = dy.reshape({-1, out}).t().mm(x.reshape({-1, in}));
-    return {dx, shard_gradient(dw, s), at::Tensor()};
+    const auto shard_dtype = static_cast<c10::ScalarType>(ctx->saved_data["dtype"].toInt());
+    return {dx, in_dtype_of(shard_gradient(dw, s), shard_dtype), at::Tensor()};
   }
 };
 
@@ -58,12 +67,17 @@ struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
 at::Tensor gather(const at::Tensor& shard, BatchShard& s, Pass pass) {
   at::Tensor full = take_prefetched(s);
   if (!full.defined())
-    full = comm::all_gather(shard, s.dim, *s.group, comm::chunk_sizes(s.full_size, s.group->size()));
+    full = comm::all_gather(in_gather_dtype(shard, s), s.dim, *s.group, comm::chunk_sizes(s.full_size, s.group->size()));
   prefetch_next(s, pass);
   return full;
 }
 
+at::Tensor in_gather_dtype(const at::Tensor& shard, const BatchShard& s) {
+  return s.precision && shard.scalar_type() != s.precision->param_dtype ? shard.to(s.precision->param_dtype) : shard;
+}
+
 at::Tensor shard_gradient(at::Tensor full, BatchShard& s) {
+  if (s.precision && full.scalar_type() != s.precision->reduce_dtype) full = full.to(s.precision->reduce_dtype);
   if (s.unsynced_grad.defined()) {
     full = full + s.unsynced_grad;
     s.unsynced_grad = at::Tensor();

@@ -10,7 +10,10 @@ namespace kdist::nn::detail {
 // or the prefetched one; then the prefetch of the shard after it in `pass`.
 at::Tensor gather(const at::Tensor& shard, BatchShard& state, Pass pass = Pass::kForward);
 
-// The shard's gradient from the whole tensor's: the batch average, reduce-scattered. Under
+// The shard as it travels: cast to its precision's param_dtype, if it has one.
+at::Tensor in_gather_dtype(const at::Tensor& shard, const BatchShard& state);
+
+// The shard's gradient from the whole tensor's (in the precision's reduce_dtype, if any): the batch average, reduce-scattered. Under
 // no_sync (state.sync false) it is kept, unsharded, in state.unsynced_grad for the next
 // synchronised backward, and the result is undefined.
 at::Tensor shard_gradient(at::Tensor full, BatchShard& state);

@@ -438,12 +438,14 @@ DistributionSummary distribute_module(torch::nn::Module& root, const Distributio
       shard->dim = dim;
       shard->full_size = entry.global_shape[dim];
       shard->reshard_after_forward = options.reshard_after_forward;
+      if (!plan.unit) shard->precision = options.mixed_precision;  // units compute as their block does
       if (plan.unit)
         plan.unit->shard_parameter(tensor, entry.path.torch_name, shard);
       else
         (leaf_name(entry.path.torch_name) == "bias" ? batch->bias : batch->weight) = shard;
     }
   }
+  if (options.mixed_precision) nn::set_mixed_precision(root, *options.mixed_precision);
   if (options.prefetch) link_prefetch(plans, options);
   if (options.sequence_parallel_dim) link_sequence_parallel(plans, *options.sequence_parallel_dim);
   detail::debug_log("distribute_module:\n" + summary.to_string());

@@ -44,7 +44,12 @@ at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
                                  "model axis, got ", to_string(ids->placements()));
   // Sharded over the batch axis: the lookup needs the (tensor-parallel) whole of it. The
   // lookup's backward keeps only the ids, so the gathered copy goes when forward ends.
-  const at::Tensor weight = batch.weight ? detail::gather_batch_shard(this->weight, batch.weight) : this->weight;
+  // Under mixed precision the gather moves param_dtype, and a local weight is cast.
+  const at::Tensor weight =
+      batch.weight ? detail::gather_batch_shard(this->weight, batch.weight)
+      : precision && this->weight.scalar_type() != precision->param_dtype ? this->weight.to(precision->param_dtype)
+                                                                            : this->weight;
+  auto out = [&]() -> at::Tensor {
   switch (parallel.style) {
     case ParallelStyle::kVocab: {
       // Ids outside this rank's rows [offset, offset + rows) look up row 0 and are zeroed,
@@ -79,6 +84,8 @@ at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
                               .sparse(options.sparse()));
     }
   }
+  }();
+  return precision && precision->output_dtype ? out.to(*precision->output_dtype) : out;
 }
 
 }  // namespace kdist::nn

@@ -55,19 +55,35 @@ void check_whole_input(const at::Tensor& input, const LinearImpl& layer) {
       "layout (model, None)) or set that layer's parallel.gather_output");
 }
 
+// In the precision's param_dtype, if the layer has one (a cast autograd undoes for the gradient).
+at::Tensor in_compute_dtype(const at::Tensor& t, const std::optional<MixedPrecision>& precision) {
+  return precision && t.defined() && t.scalar_type() != precision->param_dtype ? t.to(precision->param_dtype) : t;
+}
+
+// The bias as the layer adds it: gathered over the batch axis (in the gather's dtype) or cast.
+at::Tensor bias_to_add(const LinearImpl& layer) {
+  return layer.batch.bias ? detail::gather_batch_shard(layer.bias, layer.batch.bias)
+                          : in_compute_dtype(layer.bias, layer.precision);
+}
+
 }  // namespace
 
-// x @ W^T (+ b), with W and b gathered over the batch axis first where they are sharded there.
-at::Tensor LinearImpl::matmul(const at::Tensor& x, bool add_bias) const {
-  at::Tensor b = add_bias && bias.defined()
-                     ? (batch.bias ? detail::gather_batch_shard(bias, batch.bias) : bias)
-                     : at::Tensor();
-  if (!batch.weight) return at::linear(x, weight, b);
+// x @ W^T (+ b), with W and b gathered over the batch axis first where they are sharded there,
+// in the precision's param_dtype if the layer has one.
+at::Tensor LinearImpl::matmul(const at::Tensor& input, bool add_bias) const {
+  const at::Tensor x = in_compute_dtype(input, precision);
+  at::Tensor b = add_bias && bias.defined() ? bias_to_add(*this) : at::Tensor();
+  if (!batch.weight) return at::linear(x, in_compute_dtype(weight, precision), b);
   auto y = detail::linear_with_batch_shard(x, weight, batch.weight);
   return b.defined() ? y + b : y;
 }
 
 at::Tensor LinearImpl::forward(const at::Tensor& input) {
+  auto y = forward_in_style(input);
+  return precision && precision->output_dtype ? y.to(*precision->output_dtype) : y;
+}
+
+at::Tensor LinearImpl::forward_in_style(const at::Tensor& input) {
   if (parallel.style != ParallelStyle::kRow) check_whole_input(input, *this);
   switch (parallel.style) {
     case ParallelStyle::kColumn: {
@@ -91,7 +107,7 @@ at::Tensor LinearImpl::forward(const at::Tensor& input) {
       auto y = parallel.sequence ? detail::reduce_scatter_sequence(partial, *parallel.sequence)
                                  : detail::reduce_from_parallel(partial, parallel.group);
       if (!bias.defined()) return y;
-      auto b = batch.bias ? detail::gather_batch_shard(bias, batch.bias) : bias;
+      auto b = bias_to_add(*this);
       // Added to a piece of the sequence, the bias gets a piece of its gradient: summed over the axis.
       return y + (parallel.sequence ? detail::copy_to_parallel(b, parallel.group) : b);
     }

@@ -227,6 +227,12 @@ error_export)
   grep -q "kdist export: " "$work/err" || fail "no error line"
   grep -q "$work/nowhere/metadata.json" "$work/err" || fail "the missing metadata not named"
   ;;
+bf16_2x2)  # --precision bf16 over FSDP x TP, verified against one process under the same policy
+  launch 4 --model gpt --width 64 --mesh batch=2,model=2 --layout gemma --precision bf16 --steps 12 --verify
+  expect_verified $?
+  grep -q "precision:    bf16 compute" "$work/out" || fail "no precision line"
+  grep -Eq "verify: 12 steps, .*\(tolerance 2e-03\): OK" "$work/out" || fail "not bf16's tolerance"
+  ;;
 error_accumulate)
   launch 2 --model mlp --batch-size 32 --accumulate 3
   expect_error $? "accumulate 3 does not divide the 16 rows of each data shard (--batch-size 32 over 2 shards)"

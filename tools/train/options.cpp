@@ -105,6 +105,10 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
   c.add_flag("--sequence-parallel", o.sequence_parallel,
              "gpt: the LayerNorms and the residual stream sharded over 'model' along the sequence "
              "(reduce_scatter after the row-parallel layers, all_gather before the column-parallel ones)");
+  c.add_option("--precision", o.precision,
+               "fp32, or bf16: fp32 master weights and optimizer state, bf16 compute and all_gathers, "
+               "fp32 gradient reduction (kdist::nn::MixedPrecision)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
   c.add_option("--optimizer", o.optimizer, "sgd (momentum 0.9), adam or adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();

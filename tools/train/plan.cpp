@@ -75,7 +75,10 @@ std::string sharding_report(const TrainJob& job, const DistributionSummary& summ
   if (job.options.accumulate > 1)
     out << ", " << job.options.accumulate << " micro-batches of "
         << job.options.batch_size / job.data_shards / job.options.accumulate << " (--accumulate)";
-  out << "\n\n";
+  out << "\n";
+  if (job.options.precision == "bf16")
+    out << "precision:    bf16 compute and all_gathers, fp32 master weights, optimizer state and gradient reduction\n";
+  out << "\n";
   std::vector<std::vector<std::string>> rows{
       {"parameter", "global shape", "layout", "placements", "local shape", "style"}};
   for (const auto& p : summary.parameters)

@@ -168,6 +168,7 @@ class GptWorkload : public Workload {
   }
   void after_distribute(torch::nn::Module& model) const override {
     auto& gpt = static_cast<GptImpl&>(model);
+    if (gpt.head->precision) gpt.head->precision->output_dtype = at::kFloat;  // the loss in fp32
     if (!gpt.head->parallel.sequence) return;
     // The LayerNorms run on pieces of the sequence: their gradients are summed over "model".
     for (const auto& m : model.modules())
@@ -247,6 +248,10 @@ class MlpWorkload : public Workload {
     torch::NoGradGuard no_grad;
     auto x = at::randn({batch_size, kIn}, generator_for(seed_, step));
     return {x, teacher_->forward(x)};
+  }
+  void after_distribute(torch::nn::Module& model) const override {
+    auto& mlp = static_cast<MlpImpl&>(model);
+    if (mlp.fc2->precision) mlp.fc2->precision->output_dtype = at::kFloat;  // the loss in fp32
   }
   at::Tensor loss(torch::nn::Module& model, const Batch& batch) const override {
     return at::mse_loss(static_cast<MlpImpl&>(model).forward(batch.inputs), batch.targets);
