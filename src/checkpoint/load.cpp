@@ -18,6 +18,13 @@ namespace kdist {
 namespace checkpoint {
 namespace {
 std::string shape_text(const std::vector<int64_t>& shape) { return detail::tuple_string(shape); }
+
+// The first few names, and how many more: a file of another model differs in every tensor.
+std::string abridged(const std::vector<std::string>& names, size_t shown = 32) {
+  if (names.size() <= shown) return detail::quoted_list(names);
+  std::string text = detail::quoted_list({names.begin(), names.begin() + shown});
+  return text.substr(0, text.size() - 1) + ", ... and " + std::to_string(names.size() - shown) + " more]";
+}
 }  // namespace
 
 void check_match(const std::string& source, const std::string& noun, const Metadata& saved, const std::vector<Item>& items,
@@ -46,9 +53,9 @@ void check_match(const std::string& source, const std::string& noun, const Metad
     }
   if (missing.empty() && unexpected.empty() && different.empty()) return;
   std::string message = source + " does not match the module";
-  if (!missing.empty()) message += "; missing from " + noun + ": " + detail::quoted_list(missing);
-  if (!unexpected.empty()) message += "; not in the module: " + detail::quoted_list(unexpected);
-  if (!different.empty()) message += "; different shape or dtype: " + detail::quoted_list(different);
+  if (!missing.empty()) message += "; missing from " + noun + ": " + abridged(missing);
+  if (!unexpected.empty()) message += "; not in the module: " + abridged(unexpected);
+  if (!different.empty()) message += "; different shape or dtype: " + abridged(different);
   if (!missing.empty() || !unexpected.empty())
     message += " (LoadOptions allow_missing / allow_unexpected accept those)";
   detail::invalid("checkpoint", message);

@@ -219,6 +219,8 @@ error_init_from)  # weights of another model: named before training
   "$kdist" export "$work/ckpt/step-1" --out "$work/small.safetensors" >/dev/null || fail "export failed"
   launch 2 --model gpt --width 64 --init-from "$work/small.safetensors"
   expect_error $? "safetensors file '$work/small.safetensors' does not match the module; different shape or dtype: .'tok.weight (62, 32) float32 in the file, (62, 64) float32 here'"
+  grep -q " float32 here', ... and 21 more\]" "$work/err" \
+    || fail "the list of differences is not abridged"
   ;;
 error_export)
   "$kdist" export "$work/nowhere" --out "$work/x.safetensors" >"$work/out" 2>"$work/err"
