@@ -146,6 +146,18 @@ std::vector<at::Tensor> exchange(const char* op, const Group& group,
   return e.arrived;
 }
 
+// An all_gather's sizes: one per rank of the group, this rank's its tensor's along dim.
+void check_sizes(const char* op, const Group& group, const at::Tensor& local, int64_t dim,
+                 const std::vector<int64_t>& sizes) {
+  if (static_cast<int>(sizes.size()) != group.size())
+    kdist::detail::invalid("comm", op, " on ", group.name(), ": sizes has ", sizes.size(),
+                           " entries, expected one per rank (", group.size(), ")");
+  if (sizes[group.rank()] != local.size(dim))
+    kdist::detail::invalid("comm", op, " on ", group.name(), ": sizes says ", sizes[group.rank()],
+                           " for group rank ", group.rank(), ", whose tensor has ", local.size(dim),
+                           " along dim ", dim);
+}
+
 // The blocks of an all_gather by exchange, as they arrive, concatenated along dim.
 at::Tensor concat_blocks(const std::vector<at::Tensor>& arrived, at::IntArrayRef local_shape,
                          int64_t dim, const std::vector<int64_t>& sizes) {
@@ -230,13 +242,7 @@ at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,
         [&](c10d::Backend& b) { return b._allgather_base(all, mine); });
     sizes = std::vector<int64_t>(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + k);
   }
-  if (static_cast<int>(sizes->size()) != k)
-    kdist::detail::invalid("comm", "all_gather on ", group.name(), ": sizes has ",
-                           sizes->size(), " entries, expected one per rank (", k, ")");
-  if ((*sizes)[group.rank()] != local.size(dim))
-    kdist::detail::invalid("comm", "all_gather on ", group.name(), ": sizes says ",
-                           (*sizes)[group.rank()], " for group rank ", group.rank(),
-                           ", whose tensor has ", local.size(dim), " along dim ", dim);
+  check_sizes("all_gather", group, local, dim, *sizes);
   const int64_t widest = *std::max_element(sizes->begin(), sizes->end());
   if (widest > 0)
     if (auto* shm = shared_memory_for("all_gather", group, nbytes(local) / std::max<int64_t>(1, local.size(dim)) * widest))
@@ -403,10 +409,7 @@ PendingGather all_gather_async(const at::Tensor& local, int64_t dim, const Group
   dim = normalize_dim(dim, local.dim(), "all_gather_async");
   const int k = group.size();
   auto& impl = group.impl();
-  if (static_cast<int>(sizes.size()) != k || sizes[group.rank()] != local.size(dim))
-    kdist::detail::invalid("comm", "all_gather_async on ", group.name(), ": sizes (",
-                           sizes.size(), " entries) do not match the group (", k,
-                           ") and this rank's ", local.size(dim), " along dim ", dim);
+  check_sizes("all_gather_async", group, local, dim, sizes);
   const bool gloo = impl.transport == "gloo" || impl.shared_memory_unavailable;
   if (k == 1 || !gloo) return PendingGather();
   // The exchange's own buffer, not the group's staging one: other collectives run on the

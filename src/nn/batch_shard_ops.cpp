@@ -3,23 +3,16 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "autograd_state.h"
+
 namespace kdist::nn::detail {
 namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-struct StateHolder : torch::CustomClassHolder {
-  BatchShardPtr state;
-  explicit StateHolder(BatchShardPtr s) : state(std::move(s)) {}
-};
+void save(AutogradContext* ctx, const BatchShardPtr& state) { stash(ctx, "shard", state); }
 
-void save(AutogradContext* ctx, const BatchShardPtr& state) {
-  ctx->saved_data["shard"] = c10::IValue::make_capsule(c10::make_intrusive<StateHolder>(state));
-}
-
-BatchShard& saved(AutogradContext* ctx) {
-  return *static_cast<StateHolder*>(ctx->saved_data["shard"].toCapsule().get())->state;
-}
+BatchShard& saved(AutogradContext* ctx) { return *stashed<BatchShardPtr>(ctx, "shard"); }
 
 // The gradient for the shard itself: in its dtype (the reduction may have run in another).
 at::Tensor in_dtype_of(const at::Tensor& grad, c10::ScalarType dtype) {
@@ -29,12 +22,11 @@ at::Tensor in_dtype_of(const at::Tensor& grad, c10::ScalarType dtype) {
 struct GatherBatchShard : torch::autograd::Function<GatherBatchShard> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& shard, BatchShardPtr state) {
     save(ctx, state);
-    ctx->saved_data["dtype"] = static_cast<int64_t>(shard.scalar_type());
+    stash(ctx, "dtype", shard.scalar_type());
     return gather(shard, *state);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto dtype = static_cast<c10::ScalarType>(ctx->saved_data["dtype"].toInt());
-    return {in_dtype_of(shard_gradient(grads[0], saved(ctx)), dtype), at::Tensor()};
+    return {in_dtype_of(shard_gradient(grads[0], saved(ctx)), stashed<c10::ScalarType>(ctx, "dtype")), at::Tensor()};
   }
 };
 
@@ -42,7 +34,7 @@ struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& shard,
                             BatchShardPtr state) {
     save(ctx, state);
-    ctx->saved_data["dtype"] = static_cast<int64_t>(shard.scalar_type());
+    stash(ctx, "dtype", shard.scalar_type());
     auto weight = gather(shard, *state);
     ctx->save_for_backward({x, state->reshard_after_forward ? shard : weight});
     return at::linear(x, weight);
@@ -57,8 +49,7 @@ struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
     if (ctx->needs_input_grad(0)) dx = at::matmul(dy, weight);
     const int64_t out = dy.size(-1), in = x.size(-1);
     auto dw = dy.reshape({-1, out}).t().mm(x.reshape({-1, in}));
-    const auto shard_dtype = static_cast<c10::ScalarType>(ctx->saved_data["dtype"].toInt());
-    return {dx, in_dtype_of(shard_gradient(dw, s), shard_dtype), at::Tensor()};
+    return {dx, in_dtype_of(shard_gradient(dw, s), stashed<c10::ScalarType>(ctx, "dtype")), at::Tensor()};
   }
 };
 
@@ -67,17 +58,17 @@ struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
 at::Tensor gather(const at::Tensor& shard, BatchShard& s, Pass pass) {
   at::Tensor full = take_prefetched(s);
   if (!full.defined())
-    full = comm::all_gather(in_gather_dtype(shard, s), s.dim, *s.group, comm::chunk_sizes(s.full_size, s.group->size()));
+    full = comm::all_gather(in_param_dtype(shard, s.precision), s.dim, *s.group, comm::chunk_sizes(s.full_size, s.group->size()));
   prefetch_next(s, pass);
   return full;
 }
 
-at::Tensor in_gather_dtype(const at::Tensor& shard, const BatchShard& s) {
-  return s.precision && shard.scalar_type() != s.precision->param_dtype ? shard.to(s.precision->param_dtype) : shard;
+at::Tensor in_param_dtype(const at::Tensor& t, const std::optional<MixedPrecision>& precision) {
+  return precision && t.defined() ? t.to(precision->param_dtype) : t;  // to() keeps t if it is already
 }
 
 at::Tensor shard_gradient(at::Tensor full, BatchShard& s) {
-  if (s.precision && full.scalar_type() != s.precision->reduce_dtype) full = full.to(s.precision->reduce_dtype);
+  if (s.precision) full = full.to(s.precision->reduce_dtype);
   if (s.unsynced_grad.defined()) {
     full = full + s.unsynced_grad;
     s.unsynced_grad = at::Tensor();

@@ -10,8 +10,9 @@ namespace kdist::nn::detail {
 // or the prefetched one; then the prefetch of the shard after it in `pass`.
 at::Tensor gather(const at::Tensor& shard, BatchShard& state, Pass pass = Pass::kForward);
 
-// The shard as it travels: cast to its precision's param_dtype, if it has one.
-at::Tensor in_gather_dtype(const at::Tensor& shard, const BatchShard& state);
+// `t` in the precision's param_dtype, if there is one (a cast autograd undoes for the
+// gradient): a layer's weight and input, a batch shard as it travels.
+at::Tensor in_param_dtype(const at::Tensor& t, const std::optional<MixedPrecision>& precision);
 
 // The shard's gradient from the whole tensor's (in the precision's reduce_dtype, if any): the batch average, reduce-scattered. Under
 // no_sync (state.sync false) it is kept, unsharded, in state.unsynced_grad for the next

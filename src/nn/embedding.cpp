@@ -45,10 +45,8 @@ at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
   // Sharded over the batch axis: the lookup needs the (tensor-parallel) whole of it. The
   // lookup's backward keeps only the ids, so the gathered copy goes when forward ends.
   // Under mixed precision the gather moves param_dtype, and a local weight is cast.
-  const at::Tensor weight =
-      batch.weight ? detail::gather_batch_shard(this->weight, batch.weight)
-      : precision && this->weight.scalar_type() != precision->param_dtype ? this->weight.to(precision->param_dtype)
-                                                                            : this->weight;
+  const at::Tensor weight = batch.weight ? detail::gather_batch_shard(this->weight, batch.weight)
+                                         : detail::in_param_dtype(this->weight, precision);
   auto out = [&]() -> at::Tensor {
   switch (parallel.style) {
     case ParallelStyle::kVocab: {

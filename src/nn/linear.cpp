@@ -55,15 +55,10 @@ void check_whole_input(const at::Tensor& input, const LinearImpl& layer) {
       "layout (model, None)) or set that layer's parallel.gather_output");
 }
 
-// In the precision's param_dtype, if the layer has one (a cast autograd undoes for the gradient).
-at::Tensor in_compute_dtype(const at::Tensor& t, const std::optional<MixedPrecision>& precision) {
-  return precision && t.defined() && t.scalar_type() != precision->param_dtype ? t.to(precision->param_dtype) : t;
-}
-
 // The bias as the layer adds it: gathered over the batch axis (in the gather's dtype) or cast.
 at::Tensor bias_to_add(const LinearImpl& layer) {
   return layer.batch.bias ? detail::gather_batch_shard(layer.bias, layer.batch.bias)
-                          : in_compute_dtype(layer.bias, layer.precision);
+                          : detail::in_param_dtype(layer.bias, layer.precision);
 }
 
 }  // namespace
@@ -71,9 +66,9 @@ at::Tensor bias_to_add(const LinearImpl& layer) {
 // x @ W^T (+ b), with W and b gathered over the batch axis first where they are sharded there,
 // in the precision's param_dtype if the layer has one.
 at::Tensor LinearImpl::matmul(const at::Tensor& input, bool add_bias) const {
-  const at::Tensor x = in_compute_dtype(input, precision);
+  const at::Tensor x = detail::in_param_dtype(input, precision);
   at::Tensor b = add_bias && bias.defined() ? bias_to_add(*this) : at::Tensor();
-  if (!batch.weight) return at::linear(x, in_compute_dtype(weight, precision), b);
+  if (!batch.weight) return at::linear(x, detail::in_param_dtype(weight, precision), b);
   auto y = detail::linear_with_batch_shard(x, weight, batch.weight);
   return b.defined() ? y + b : y;
 }

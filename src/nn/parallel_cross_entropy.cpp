@@ -11,11 +11,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-struct GroupHolder : torch::CustomClassHolder {
-  comm::GroupPtr group;
-  explicit GroupHolder(comm::GroupPtr g) : group(std::move(g)) {}
-};
-
 // Rows (N, local vocabulary) of logits, targets (N) in global vocabulary indices.
 struct VocabParallelCrossEntropy : torch::autograd::Function<VocabParallelCrossEntropy> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& targets,
@@ -73,7 +68,8 @@ at::Tensor parallel_cross_entropy(const at::Tensor& logits, const at::Tensor& ta
                            " of ", full, ")");
   auto flat_targets = targets.reshape({-1});
   if (flat_targets.numel() > 0) {
-    const int64_t low = flat_targets.min().item<int64_t>(), high = flat_targets.max().item<int64_t>();
+    const auto [min, max] = at::aminmax(flat_targets);  // one pass
+    const int64_t low = min.item<int64_t>(), high = max.item<int64_t>();
     if (low < 0 || high >= full)
       kdist::detail::invalid("nn", "parallel_cross_entropy: target ", low < 0 ? low : high,
                              " is outside the vocabulary [0, ", full, ")");

@@ -3,25 +3,24 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "autograd_state.h"
+
 namespace kdist::nn::detail {
 namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // What a backward needs of a forward: the group, and the size of the gathered dimension.
-struct GroupHolder : torch::CustomClassHolder {
+struct GroupState {
   comm::GroupPtr group;
   int64_t full_size = 0;
-  GroupHolder(comm::GroupPtr g, int64_t n) : group(std::move(g)), full_size(n) {}
 };
 
 void save(AutogradContext* ctx, const comm::GroupPtr& group, int64_t full_size = 0) {
-  ctx->saved_data["group"] = c10::IValue::make_capsule(c10::make_intrusive<GroupHolder>(group, full_size));
+  stash(ctx, "group", GroupState{group, full_size});
 }
 
-GroupHolder& saved(AutogradContext* ctx) {
-  return *static_cast<GroupHolder*>(ctx->saved_data["group"].toCapsule().get());
-}
+GroupState& saved(AutogradContext* ctx) { return stashed<GroupState>(ctx, "group"); }
 
 at::Tensor slice_last(const at::Tensor& x, const comm::Group& group) {
   return comm::chunk_piece(x, -1, group.size(), group.rank()).contiguous();

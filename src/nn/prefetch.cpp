@@ -20,7 +20,7 @@ void prefetch_next(const BatchShard& shard, Pass pass) {
   auto next = (pass == Pass::kForward ? shard.prefetch->next_forward : shard.prefetch->next_backward).lock();
   if (!next || !next->prefetch || next->prefetch->pending.valid()) return;
   Prefetch& p = *next->prefetch;
-  const at::Tensor shard_data = in_gather_dtype(p.param.variable_data(), *next);
+  const at::Tensor shard_data = in_param_dtype(p.param.variable_data(), next->precision);
   p.version = p.param._version();
   p.pending = comm::all_gather_async(shard_data, next->dim, *next->group,
                                      comm::chunk_sizes(next->full_size, next->group->size()));

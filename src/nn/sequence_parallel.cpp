@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "../errors.h"
+#include "autograd_state.h"
 
 namespace kdist::nn {
 
@@ -25,18 +26,9 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-struct Holder : torch::CustomClassHolder {
-  SequenceParallelPtr sequence;
-  explicit Holder(SequenceParallelPtr s) : sequence(std::move(s)) {}
-};
+void save(AutogradContext* ctx, SequenceParallelPtr s) { stash(ctx, "sequence", std::move(s)); }
 
-void save(AutogradContext* ctx, SequenceParallelPtr s) {
-  ctx->saved_data["sequence"] = c10::IValue::make_capsule(c10::make_intrusive<Holder>(std::move(s)));
-}
-
-const SequenceParallel& saved(AutogradContext* ctx) {
-  return *static_cast<Holder*>(ctx->saved_data["sequence"].toCapsule().get())->sequence;
-}
+const SequenceParallel& saved(AutogradContext* ctx) { return *stashed<SequenceParallelPtr>(ctx, "sequence"); }
 
 // The autograd functions outlive the call and the next scatter_sequence: they keep what they
 // need (group, dim, length) by value.
