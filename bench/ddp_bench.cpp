@@ -6,7 +6,7 @@
 //
 // Prints on rank 0 (medians of the slowest rank, ms):
 //   step <synced step, default transport (shared memory on one host)>
-//   gloo_step <synced step, SyncTransport::kCollective (Gloo)>
+//   gloo_step <synced step, the batch group on Gloo (comm::Transport::kGloo)>
 //   compute <step under no_sync>
 //   comm <one blocking kdist all_reduce (Gloo) of every gradient byte>
 //   shm_buckets <GradientSync's buckets summed through shared memory, one after another>
@@ -24,7 +24,7 @@
 
 #include "bench_util.h"
 #include "comm/context.h"
-#include "comm/shared_memory.h"
+#include "comm/gloo_backend.h"
 
 struct MlpImpl : torch::nn::Module {
   MlpImpl() : fc1(register_module("fc1", torch::nn::Linear(1024, 4096))),
@@ -48,9 +48,9 @@ int main(int argc, char** argv) {
   DataParallel dp;
   GradientSync sync(*model, dp, sync_options);
   auto gloo_options = sync_options;
-  gloo_options.transport = SyncTransport::kCollective;
+  gloo_options.group.transport = comm::Transport::kGloo;
   GradientSync gloo_sync(*gloo_model, dp, gloo_options);
-  if (sync.transport() != SyncTransport::kSharedMemory) {
+  if (comm::transport(sync.group()) != comm::Transport::kSharedMemory) {
     std::fprintf(stderr, "ddp_bench: the ranks cannot share memory here\n");
     return 1;
   }
@@ -68,31 +68,32 @@ int main(int argc, char** argv) {
   int64_t numel = 0;
   for (const auto& p : model->parameters()) numel += p.numel();
   auto flat = at::randn({numel});
-  auto& world = *comm::world();
-  auto& raw = *world.impl().backend;
-  // Buffers the sizes of GradientSync's buckets, in private memory and in shared memory.
+  auto& world = *comm::world();  // shared memory: every rank is on this host
+  auto& gloo_world = *comm::axis_group(*dp.device_mesh(), 0, {comm::Transport::kGloo});
+  auto& raw = gloo_world.impl().gloo->raw();
+  // Buffers the sizes of GradientSync's buckets, in private memory and in comm's memory.
   std::vector<at::Tensor> buckets, shm_buckets;
   int64_t shm_bytes = 0;
   for (int64_t n : sync.bucket_numels()) shm_bytes += (n * 4 + 63) / 64 * 64;
-  std::string why_not;
-  auto shm = comm::SharedMemoryAllReduce::create(world, shm_bytes, &why_not);
+  auto memory = comm::allocate_buffer(world, shm_bytes);
   int64_t offset = 0;
   for (int64_t n : sync.bucket_numels()) {
     buckets.push_back(at::randn({n}));
-    shm_buckets.push_back(shm->region(offset, n, at::kFloat).fill_(1e-3));
+    shm_buckets.push_back(memory.narrow(0, offset, n * 4).view(at::kFloat).fill_(1e-3));
     offset += (n * 4 + 63) / 64 * 64;
   }
+  auto sum_buckets = [](std::vector<at::Tensor>& list, const comm::Group& group) {
+    std::vector<comm::PendingCollective> pending;
+    for (auto& b : list) pending.push_back(comm::all_reduce_async(b, comm::ReduceOp::kSum, group));
+    for (auto& p : pending) p.wait();
+  };
   std::vector<bench::Op> ops{
       {"step", 0, step},
       {"gloo_step", 0, step_of(gloo_model, gloo_optimizer)},
       {"compute", 0, [&] { auto guard = sync.no_sync(); step(); }},
-      {"comm", 0, [&] { comm::all_reduce(flat, comm::ReduceOp::kSum, world); }},
-      {"shm_buckets", 0, [&] { for (auto& b : shm_buckets) shm->sum(b); }},
-      {"gloo_buckets", 0, [&] {
-         std::vector<comm::PendingCollective> pending;
-         for (auto& b : buckets) pending.push_back(comm::all_reduce_async(b, comm::ReduceOp::kSum, world));
-         for (auto& p : pending) p.wait();
-       }},
+      {"comm", 0, [&] { comm::all_reduce(flat, comm::ReduceOp::kSum, gloo_world); }},
+      {"shm_buckets", 0, [&] { sum_buckets(shm_buckets, world); }},
+      {"gloo_buckets", 0, [&] { sum_buckets(buckets, gloo_world); }},
       {"raw", 0, [&] { std::vector<at::Tensor> t{flat}; raw.allreduce(t)->wait(); }},
   };
   bench::measure(ops, rounds);

@@ -13,7 +13,8 @@
 #include <cstdio>
 
 #include "bench_util.h"
-#include "comm/context.h"  // the raw c10d backend behind kdist's world group
+#include "comm/context.h"  // the raw c10d backend behind a Gloo group
+#include "comm/gloo_backend.h"
 
 int main(int argc, char** argv) {
   const int rounds = kdist::bench::rounds_from_args(argc, argv, 20);
@@ -21,7 +22,7 @@ int main(int argc, char** argv) {
   kdist::initialize();
   using namespace kdist;
   auto world = comm::world();
-  auto& raw = *world->impl().backend;
+  auto& raw = world->impl().gloo->raw();  // Gloo among the same ranks, whatever kdist runs on
   const int k = world->size();
   auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{k}, std::vector<std::string>{"x"});
   for (int64_t side : {1024, 2048}) {

@@ -30,7 +30,7 @@ mb = ours[0]["bytes"] / 1e6
 print(f"MLP 1024 -> 4096 -> 1024, batch 64 per rank, SGD, 2 ranks x 1 thread; "
       f"median of {sys.argv[1]} steps, median of {len(ours)} alternating runs")
 print(f"kdist step                 {step:8.2f} ms   (default: shared-memory sync)")
-print(f"kdist step, Gloo sync      {gloo_step:8.2f} ms   (SyncTransport::kCollective)")
+print(f"kdist step, Gloo sync      {gloo_step:8.2f} ms   (batch group on Gloo)")
 print(f"PyTorch DDP step (Gloo)    {ddp:8.2f} ms")
 print(f"kdist / DDP                {step / ddp:8.2f}   (target <= 0.8)")
 print(f"kdist Gloo sync / DDP      {gloo_step / ddp:8.2f}")

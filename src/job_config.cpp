@@ -115,6 +115,7 @@ JobConfig resolve_job_config(const std::optional<std::string>& job_addresses,
       invalid("runtime", "KDIST_TRANSPORT='", v->second, "' is not one of auto, gloo, shm");
     config.transport = v->second;
   }
+  if (auto v = first_set(env, {"KDIST_HOST"})) config.host_label = v->second;
 
   for (size_t i = 0; i < said.size(); ++i) config.source += (i ? ", " : "") + said[i];
   if (config.source.empty()) config.source = "defaults";

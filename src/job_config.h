@@ -18,9 +18,13 @@ struct JobConfig {
   // The network interface Gloo binds (GLOO_SOCKET_IFNAME, PyTorch's variable); empty: the one
   // that routes to the coordinator.
   std::string socket_interface;
-  // KDIST_TRANSPORT: how one-host groups run all_reduce, all_gather and reduce_scatter:
-  // "auto" (shared memory where the group's processes can share it, else Gloo), "gloo", "shm".
+  // KDIST_TRANSPORT: the transport of groups made with Transport::kAuto (comm.h): "auto"
+  // (by where the processes run), "gloo" (Gloo everywhere), "shm" (shared memory wherever
+  // processes share a host, and an error where they cannot share a segment).
   std::string transport = "auto";
+  // KDIST_HOST: a label added to this process's host identity, so that processes of one
+  // machine count as several hosts for comm's transports (tests of the hierarchical one).
+  std::string host_label;
   std::string source;  // which variables or arguments said so, for messages
 };
 

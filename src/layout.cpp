@@ -1,5 +1,6 @@
 #include <kdist/layout.h>
 
+#include <algorithm>
 #include <map>
 
 #include "errors.h"
@@ -111,6 +112,21 @@ std::vector<Placement> to_placements(const TensorLayout& layout, int64_t tensor_
   for (int64_t d = 0; d < layout.rank(); ++d)
     for (const auto& name : layout.axes()[d].names()) placements[mesh->axis_index(name)] = Shard{d};
   return placements;
+}
+
+int64_t chunk_size(int64_t n, int64_t k, int64_t index) {
+  const int64_t chunk = (n + k - 1) / k;
+  return std::max<int64_t>(0, std::min(chunk, n - index * chunk));
+}
+
+int64_t chunk_offset(int64_t n, int64_t k, int64_t index) {
+  return std::min(n, index * ((n + k - 1) / k));
+}
+
+std::vector<int64_t> chunk_sizes(int64_t n, int64_t k) {
+  std::vector<int64_t> sizes(k);
+  for (int64_t i = 0; i < k; ++i) sizes[i] = chunk_size(n, k, i);
+  return sizes;
 }
 
 }  // namespace kdist

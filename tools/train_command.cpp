@@ -51,6 +51,15 @@ void use_fair_share_of_cores() {
 }
 
 // A fixed unit, unlike plan.cpp's bytes_text: scripts compare these lines (bench/, tests/tools).
+// How the gradient sync's batch group communicates, for the job's report.
+std::string transport_phrase(comm::Transport transport) {
+  switch (transport) {
+    case comm::Transport::kSharedMemory: return "through shared memory";
+    case comm::Transport::kHierarchical: return "hierarchically (shared memory on each host, Gloo between hosts)";
+    default: return "with Gloo all_reduce";
+  }
+}
+
 std::string mib(int64_t bytes) {
   char text[32];
   std::snprintf(text, sizeof text, "%.2f MiB", bytes / 1048576.0);
@@ -149,9 +158,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
   if (rank0 && sync)
     std::cout << "gradient sync: " << sync->num_buckets() << (sync->num_buckets() == 1 ? " bucket" : " buckets")
               << " averaged over '" << job->batch_axis
-              << "', " << (sync->transport() == SyncTransport::kSharedMemory ? "through shared memory"
-                                                                              : "with Gloo all_reduce")
-              << "\n";
+              << "', " << transport_phrase(comm::transport(sync->group())) << "\n";
   if (rank0) std::cout << "\n" << std::flush;
 
   int64_t first_step = 1;

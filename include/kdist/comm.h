@@ -14,16 +14,21 @@
 // Sizes along a dimension follow torch.chunk (DESIGN.md): reduce_scatter and all_to_all split
 // by that rule; all_gather takes each rank's size, so uneven shards work everywhere.
 //
-// Transport: a group whose processes can all map one shared-memory segment (they run on one
-// host) runs all_reduce (sum, avg), all_gather and reduce_scatter through it, chosen on the
-// group's first such collective and agreed by its processes; any other group, and every other
-// collective, runs on Gloo. KDIST_TRANSPORT=gloo never uses shared memory, =shm fails where it
-// cannot be had, =auto (the default) falls back to Gloo. Both give the same results (the same
-// bits for all_gather and reduce_scatter; all_reduce within rounding for more than 2 ranks).
+// Transport: comm picks one per group when it creates the group, from where its processes
+// run (agreed at the rendezvous: same host = same hostname, boot id and /dev/shm device):
+// shared memory for every collective when all run on one host; hierarchical (shared memory
+// on each host, Gloo between one leader per host) when they span hosts and share some; Gloo
+// otherwise. The layers above ask for collectives on a group and never name a transport.
+// KDIST_TRANSPORT=gloo makes every group use Gloo, =shm makes shared memory that cannot be
+// had an error, =auto (the default) falls back to Gloo and says why under
+// KERAS_DISTRIBUTION_DEBUG=1; GroupOptions forces one group's transport (tests, benchmarks).
+// All give the same results (the same bits for all_gather, reduce_scatter and all_to_all on
+// one host; all_reduce within rounding for more than 2 ranks or across hosts).
 //
 // Every collective waits at most KDIST_TIMEOUT_S seconds (default 300) and then throws
 // std::runtime_error naming the operation, the group and the rank; a dead peer is reported
 // the same way. Tensors must be contiguous-able CPU tensors of the same dtype on every rank.
+#include <kdist/layout.h>
 #include <kdist/mesh.h>
 #include <ATen/core/Tensor.h>  // at::Tensor is torch::Tensor
 
@@ -39,7 +44,8 @@ namespace kdist::comm {
 
 enum class ReduceOp { kSum, kAvg, kMax };
 
-// A set of processes that run collectives together. Holds a c10d backend; cheap to share.
+// A set of processes that run collectives together, on the transport comm chose for it;
+// cheap to share.
 class Group {
  public:
   struct Impl;
@@ -55,11 +61,36 @@ class Group {
 };
 using GroupPtr = std::shared_ptr<const Group>;
 
+// How a group's processes move data (see Transport above).
+enum class Transport {
+  kAuto,          // by where the processes run (and KDIST_TRANSPORT)
+  kGloo,          // c10d's ProcessGroupGloo, TCP: anywhere
+  kSharedMemory,  // one shared-memory segment: a group on one host (over hosts: kHierarchical)
+  kHierarchical,  // shared memory on each host, Gloo between the hosts' leaders
+};
+std::string to_string(Transport transport);  // "auto", "gloo", "shared memory", "hierarchical"
+
+struct GroupOptions {
+  // Asked for, not guaranteed: kSharedMemory throws std::runtime_error where the processes
+  // cannot share a segment; kHierarchical throws std::invalid_argument on one host.
+  Transport transport = Transport::kAuto;
+};
+
 // Every process of the job. Throws std::runtime_error before initialize().
 GroupPtr world();
 // This process's group along one axis of `mesh`: the ranks that differ from it only there.
-GroupPtr axis_group(const DeviceMesh& mesh, const std::string& axis);
-GroupPtr axis_group(const DeviceMesh& mesh, int64_t axis);
+// Cached per rank set and transport asked.
+GroupPtr axis_group(const DeviceMesh& mesh, const std::string& axis, GroupOptions options = {});
+GroupPtr axis_group(const DeviceMesh& mesh, int64_t axis, GroupOptions options = {});
+// What the group runs on: kGloo, kSharedMemory or kHierarchical (kGloo for a group of one,
+// which communicates nothing, and for a shared-memory group that fell back).
+Transport transport(const Group& group);
+
+// `bytes` of zeroed memory (a kByte tensor; view it as the dtype you need) whose all_reduce
+// and all_reduce_async on `group` copy nothing in or out: on shared memory it lies in a
+// segment of its own, elsewhere it is ordinary memory. Collective: every process of the
+// group calls it with the same bytes. The tensor keeps the memory alive.
+at::Tensor allocate_buffer(const Group& group, int64_t bytes);
 
 // In place on every rank.
 void all_reduce(at::Tensor& tensor, ReduceOp op, const Group& group);
@@ -89,8 +120,9 @@ class PendingCollective {
  private:
   std::shared_ptr<Impl> impl_;
 };
-// all_reduce of a contiguous tensor, in place, returning at once (Gloo runs it on its
-// worker thread): the overlap of gradient synchronisation with backward.
+// all_reduce of a contiguous tensor, in place, returning at once: Gloo runs it on its worker
+// thread (the overlap of gradient synchronisation with backward); shared memory, which runs
+// on the caller's thread, runs it in wait(), so launching never waits for a peer.
 PendingCollective all_reduce_async(const at::Tensor& tensor, ReduceOp op, const Group& group);
 
 // An all_gather launched without waiting (all_gather_async). wait() returns what all_gather
@@ -123,16 +155,15 @@ void barrier(const Group& group);
 // somewhere. Before initialize() (or with one process) it answers for this process alone.
 int first_failed_rank(bool failed);
 
-// The size of piece `index` when n elements are split in k by torch.chunk's rule:
-// pieces of ceil(n/k), the last non-empty one the rest, trailing ones empty.
-int64_t chunk_size(int64_t n, int64_t k, int64_t index);
-std::vector<int64_t> chunk_sizes(int64_t n, int64_t k);
-// Where piece `index` starts, and the piece itself along `dim` (a view).
-int64_t chunk_offset(int64_t n, int64_t k, int64_t index);
+// torch.chunk's rule lives beside Shard in layout.h; comm splits by it.
+using kdist::chunk_offset;
+using kdist::chunk_size;
+using kdist::chunk_sizes;
+// Piece `index` of `tensor` along `dim` by that rule (a view).
 at::Tensor chunk_piece(const at::Tensor& tensor, int64_t dim, int64_t k, int64_t index);
 
-// How reduce_scatter and all_gather move data. kdist picks kAllToAll for both: measured
-// fastest on Gloo (bench/collectives_bench.cpp, docs/PERFORMANCE.md); the others exist to
+// How reduce_scatter and all_gather move data on Gloo. kdist picks kAllToAll for both: measured
+// fastest (bench/collectives_bench.cpp, docs/PERFORMANCE.md); the others exist to
 // be measured. Process-wide settings; every rank must use the same.
 enum class ReduceScatterAlgorithm { kAllToAll, kGloo, kAllReduce };
 void set_reduce_scatter_algorithm(ReduceScatterAlgorithm algorithm);

@@ -94,6 +94,15 @@ void distribute_parameter(at::Tensor& param, const TensorLayout& layout,
                           DistributeOptions options = {});
 // The DTensor view of a tensor made by distribute_variable (or registered by kdist's
 // layers); std::nullopt for any other tensor.
+//
+// How it finds the spec: record_spec keeps a process-wide table keyed by the tensor's
+// identity (its TensorImpl), each entry holding a weak reference to the tensor, so a lookup
+// is one hash probe and a dead tensor's entry is never returned (nor mistaken for a new
+// tensor at the same address). Dead entries are swept when the table has doubled since the
+// last sweep: recording is O(1) amortized. Identity means the very tensor: a view, a copy
+// or `p.detach()` is another TensorImpl sharing p's memory, so as_dtensor(p.detach()) is
+// std::nullopt; ask with the parameter itself (module.parameters() hands out the same
+// handles) or keep the DTensor from_local returned.
 std::optional<DTensor> as_dtensor(const at::Tensor& distributed_variable);
 // Records `spec` for `local` so that as_dtensor finds it (for layers that shard in place).
 void record_spec(const at::Tensor& local, DTensorSpec spec);

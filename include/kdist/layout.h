@@ -16,6 +16,7 @@
 // giving a mesh to a layout that has one ("Cannot override device mesh").
 #include <kdist/mesh.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <variant>
@@ -69,6 +70,9 @@ struct Replicate {
   bool operator==(const Replicate&) const { return true; }
   bool operator!=(const Replicate&) const { return false; }
 };
+// Shard(dim): the tensor is split along dim over the mesh axis by torch.chunk's rule, the
+// one DTensor uses: n indices in k pieces of ceil(n/k), the last non-empty one the rest,
+// trailing ones empty (chunk_size below). comm's reduce_scatter and all_to_all split by it.
 struct Shard {
   int64_t dim;
   bool operator==(const Shard& o) const { return dim == o.dim; }
@@ -79,6 +83,12 @@ struct Partial {  // pending sum; exists only inside computations
   bool operator!=(const Partial&) const { return false; }
 };
 using Placement = std::variant<Replicate, Shard, Partial>;
+
+// torch.chunk's rule for Shard: the size of piece `index` of n indices split in k, where
+// piece `index` starts, and all k sizes. chunk_size(10, 4, i) = 3, 3, 3, 1; (2, 4, i) = 1, 1, 0, 0.
+int64_t chunk_size(int64_t n, int64_t k, int64_t index);
+int64_t chunk_offset(int64_t n, int64_t k, int64_t index);
+std::vector<int64_t> chunk_sizes(int64_t n, int64_t k);
 
 std::string to_string(const Placement& placement);                 // "R", "S(1)", "P(sum)"
 std::string to_string(const std::vector<Placement>& placements);   // "[S(0), R]"

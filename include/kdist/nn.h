@@ -325,9 +325,9 @@ struct DistributeModuleOptions {
   // Once a kdist layer has gathered its batch-sharded weight, start the gather of the next
   // one's (module order in forward, the reverse in backward's gathers again) so that it
   // travels while this layer computes: FSDP's prefetch. It needs a transport that runs
-  // collectives beside the caller (Gloo: KDIST_TRANSPORT=gloo, or groups across hosts); on
-  // shared memory nothing is started. Measured on this project's 2-core machine (docs/
-  // PERFORMANCE.md, "Prefetch"): 0.98-1.02x through Gloo on one host, 0.95x across two
+  // collectives beside the caller (comm::all_gather_async); where the batch group's does
+  // not, nothing is started. Measured on this project's 2-core machine (docs/
+  // PERFORMANCE.md, "Prefetch"): 0.98-1.02x on one host forced to TCP, 0.95x across two
   // (network namespaces), hence off unless asked for. A prefetched weight is used only if
   // its shard is unchanged since (its version counter), so an order that differs from module
   // order costs a gather, never a stale weight. FullyShard units do not prefetch.

@@ -14,19 +14,17 @@
 // DataParallel; under a 2-D ModelParallel the model-axis shards too, each within its batch
 // group) has its gradient averaged over that axis. Gradients go into buckets (the first one
 // small so that communication starts early, then bucket_bytes) in the order backward produces
-// them; with Gloo a bucket's all_reduce starts as soon as its last gradient arrives, and
-// buckets start in order on every rank. When backward finishes, the remaining buckets are
+// them; a bucket's all_reduce is launched as soon as its last gradient arrives, and buckets
+// start in order on every rank. When backward finishes, the remaining buckets are
 // launched and every bucket is waited for, so the optimizer sees averaged gradients. The one
 // copy is each gradient into its bucket; from then on the gradient *is* a view into it.
 //
-// Transport (GradientSyncOptions::transport): when every process of the batch group can map
-// one shared-memory segment (they run on one host), the buckets live in it and are summed
-// there, in order, when backward ends; otherwise each bucket goes to the group's Gloo
-// all_reduce, asynchronously, while backward goes on. The choice is agreed at
-// construction (transport() says which; KERAS_DISTRIBUTION_DEBUG=1 logs why shared memory
-// was not possible) and gives the same averages either way. The segment holds every
-// process's buckets (the size of the synchronised gradients, per process) in /dev/shm, or in
-// KDIST_SHM_DIR where /dev/shm is too small (a container's default 64 MB, say).
+// Transport: the buckets live in memory from comm::allocate_buffer and go to the batch
+// group's all_reduce_async, whatever carries it (comm.h, Transport): a transport that runs
+// collectives beside the caller sums each bucket while backward goes on; one that runs them
+// on the caller's thread sums them where they lie, in order, when backward ends, so that
+// backward never waits for a peer. All give the same averages within rounding.
+// comm::transport(group()) says which; GradientSyncOptions::group can force one.
 //
 // A parameter that got no gradient on a rank counts as zero there; one that got none on any
 // rank keeps no gradient, as it would in one process. Parameters sharded over the batch axis
@@ -47,13 +45,6 @@
 
 namespace kdist {
 
-// How bucket sums travel between the processes of a batch group.
-enum class SyncTransport {
-  kAuto,          // kSharedMemory where the processes can share a segment, else kCollective
-  kCollective,    // the group's c10d all_reduce (Gloo), launched asynchronously
-  kSharedMemory,  // a shared-memory segment on the host; std::runtime_error if impossible
-};
-
 struct GradientSyncOptions {
   int64_t bucket_bytes = 25 << 20;
   int64_t first_bucket_bytes = 1 << 20;
@@ -62,7 +53,8 @@ struct GradientSyncOptions {
   // statistics, which each replica updates from its own rows) to the others, as DDP's
   // broadcast_buffers does before every forward.
   bool broadcast_buffers = true;
-  SyncTransport transport = SyncTransport::kAuto;
+  // How the batch group is made (comm.h); the default lets comm choose its transport.
+  comm::GroupOptions group;
 };
 
 class GradientSync {
@@ -92,9 +84,8 @@ class GradientSync {
   // Each bucket's gradient elements, in launch order (what one step all-reduces).
   std::vector<int64_t> bucket_numels() const;
   int64_t synchronized_parameters() const;
-  // What construction chose: kSharedMemory or kCollective (also for a batch group of one,
-  // which has nothing to send).
-  SyncTransport transport() const;
+  // The batch group the gradients are averaged over (comm::transport says over what).
+  const comm::Group& group() const;
   // Called by the autograd engine at the end of backward; callable by hand (idempotent).
   void finish();
 

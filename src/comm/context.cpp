@@ -13,13 +13,20 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
+#include <atomic>
+#include <exception>
 #include <mutex>
 #include <thread>
 
 #include "../debug_log.h"
 #include "../errors.h"
+#include "gloo_backend.h"
+#include "hierarchical_backend.h"
 #include "listen.h"
+#include "shared_memory_backend.h"
 
 namespace kdist::comm {
 namespace {
@@ -30,12 +37,18 @@ struct Context {
   std::chrono::milliseconds timeout{0};
   c10::intrusive_ptr<c10d::Store> store;
   std::shared_ptr<::gloo::transport::Device> device;
+  // Where each global rank runs, as far as transports go: processes with one label share
+  // memory (host_identity(), or KDIST_HOST's label).
+  std::vector<std::string> hosts;
   GroupPtr world;
-  std::map<std::vector<int>, GroupPtr> groups;  // by global rank list
+  std::map<std::pair<std::vector<int>, Transport>, GroupPtr> groups;  // by global ranks, transport asked
 };
 
 std::mutex g_mutex;
 std::unique_ptr<Context> g_context;
+// The identity, readable without the mutex (error messages, debug lines).
+std::atomic<int> g_process_id{0};
+std::atomic<int> g_num_processes{1};
 
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
@@ -130,17 +143,24 @@ std::string host_identity() {
   return std::string(name) + "/" + boot + "/" + std::to_string(shm_device);
 }
 
-// Every process announces itself (host and Gloo address) and waits for all the others, so a
-// missing process is named rather than left to a timeout deep inside Gloo. Returns each
-// rank's announcement. A job on several hosts where some process would advertise a loopback
-// address is refused: its peers could never connect to it.
-std::vector<std::pair<std::string, std::string>> rendezvous(c10d::Store& store,
+// What each process announces at the rendezvous.
+struct Announcement {
+  std::string host;     // host_identity()
+  std::string address;  // its Gloo address
+  std::string label;    // KDIST_HOST, empty when unset
+};
+
+// Every process announces itself and waits for all the others, so a missing process is named
+// rather than left to a timeout deep inside Gloo. Returns each rank's announcement. A job on
+// several hosts where some process would advertise a loopback address is refused: its peers
+// could never connect to it.
+std::vector<Announcement> rendezvous(c10d::Store& store,
                                                              const kdist::detail::JobConfig& config,
                                                              const std::string& address,
                                                              std::chrono::milliseconds timeout) {
   const int n = config.num_processes;
   const std::string prefix = "kdist/rendezvous/";
-  const std::string mine = host_identity() + "\n" + address;
+  const std::string mine = host_identity() + "\n" + address + "\n" + config.host_label;
   store.set(prefix + std::to_string(config.process_id), std::vector<uint8_t>(mine.begin(), mine.end()));
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::vector<bool> arrived(n, false);
@@ -159,46 +179,140 @@ std::vector<std::pair<std::string, std::string>> rendezvous(c10d::Store& store,
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  std::vector<std::pair<std::string, std::string>> all;
+  std::vector<Announcement> all;
   for (int r = 0; r < n; ++r) {
     auto bytes = store.get(prefix + std::to_string(r));
     std::string text(bytes.begin(), bytes.end());
-    const auto newline = text.find('\n');
-    all.emplace_back(text.substr(0, newline), text.substr(newline + 1));
+    const auto first = text.find('\n'), second = text.find('\n', first + 1);
+    all.push_back({text.substr(0, first), text.substr(first + 1, second - first - 1), text.substr(second + 1)});
   }
   for (int r = 0; r < n; ++r)
-    if (all[r].first != all[0].first && (is_loopback(all[r].second) || is_loopback(all[0].second))) {
-      const int bad = is_loopback(all[r].second) ? r : 0;
+    if (all[r].host != all[0].host && (is_loopback(all[r].address) || is_loopback(all[0].address))) {
+      const int bad = is_loopback(all[r].address) ? r : 0;
       kdist::detail::failure("runtime", "rank ", bad, " would be reached at the loopback address ",
-                             all[bad].second, " but the job spans several hosts; give --master-addr "
+                             all[bad].address, " but the job spans several hosts; give --master-addr "
                              "(MASTER_ADDR) an address the other hosts reach, or set GLOO_SOCKET_IFNAME");
     }
   return all;
 }
 
-GroupPtr make_group(Context& ctx, const std::vector<int>& ranks, const std::string& name) {
+// Gloo among `ranks` (global, in group order; this process among them), its store keys
+// under `prefix`.
+std::shared_ptr<GlooBackend> make_gloo(Context& ctx, const std::vector<int>& ranks, const std::string& prefix,
+                                       const std::string& name) {
+  const int self = ctx.config.process_id;
+  const int rank = static_cast<int>(std::find(ranks.begin(), ranks.end(), self) - ranks.begin());
+  auto options = c10d::ProcessGroupGloo::Options::create(ctx.timeout);
+  options->devices.push_back(ctx.device);
+  auto store = c10::make_intrusive<c10d::PrefixStore>(prefix, ctx.store);
+  c10::intrusive_ptr<c10d::Backend> gloo;
+  try {
+    gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, static_cast<int>(ranks.size()), options);
+  } catch (const std::exception& e) {
+    kdist::detail::failure("comm", "creating group ", name, " failed on rank ", self, ": ", e.what());
+  }
+  return std::make_shared<GlooBackend>(gloo, BackendIdentity{name, rank, static_cast<int>(ranks.size()), self},
+                                       ctx.timeout);
+}
+
+// The group's ranks by host (HostLayout), from the labels the rendezvous collected.
+HostLayout host_layout(const Context& ctx, const std::vector<int>& ranks, int rank) {
+  HostLayout layout;
+  std::vector<std::string> labels;
+  for (int g = 0; g < static_cast<int>(ranks.size()); ++g) {
+    const auto& label = ctx.hosts[ranks[g]];
+    auto it = std::find(labels.begin(), labels.end(), label);
+    if (it == labels.end()) {
+      labels.push_back(label);
+      layout.hosts.emplace_back();
+      it = labels.end() - 1;
+    }
+    const int h = static_cast<int>(it - labels.begin());
+    if (g == rank) {
+      layout.host = h;
+      layout.local_rank = static_cast<int>(layout.hosts[h].size());
+    }
+    layout.hosts[h].push_back(g);
+  }
+  return layout;
+}
+
+// DESIGN.md, Transports: all on one host, shared memory; over hosts with several processes
+// on some, hierarchical; one process per host, Gloo. KDIST_TRANSPORT (the job's default) and
+// GroupOptions override.
+Transport choose(const Context& ctx, const HostLayout& layout, Transport asked) {
+  if (asked == Transport::kAuto) {
+    const auto& forced = ctx.config.transport;
+    asked = forced == "gloo" ? Transport::kGloo : forced == "shm" ? Transport::kSharedMemory : Transport::kAuto;
+  }
+  const bool one_host = layout.hosts.size() == 1;
+  const bool some_host_shared = std::any_of(layout.hosts.begin(), layout.hosts.end(),
+                                            [](const auto& h) { return h.size() > 1; });
+  switch (asked) {
+    case Transport::kAuto:
+      return one_host ? Transport::kSharedMemory : some_host_shared ? Transport::kHierarchical : Transport::kGloo;
+    case Transport::kSharedMemory:  // over hosts: shared memory where it can be, on each host
+      return one_host ? Transport::kSharedMemory : Transport::kHierarchical;
+    default:
+      return asked;
+  }
+}
+
+std::string rank_list(const std::vector<int>& ranks) {
+  std::string out;
+  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? "," : "") + std::to_string(ranks[i]);
+  return out;
+}
+
+std::shared_ptr<Backend> make_backend(Context& ctx, Group::Impl& impl, Transport asked) {
+  const auto layout = host_layout(ctx, impl.ranks, impl.rank);
+  const Transport transport = choose(ctx, layout, asked);
+  const bool required = asked == Transport::kSharedMemory || ctx.config.transport == "shm";
+  // Groups of one rank set may exist once per transport asked (the cache's key): so do keys.
+  const std::string prefix = "kdist/group/" + to_string(asked) + "/" + rank_list(impl.ranks);
+  impl.gloo = make_gloo(ctx, impl.ranks, prefix, impl.name);
+  switch (transport) {
+    case Transport::kSharedMemory:
+      return std::make_shared<SharedMemoryBackend>(impl.gloo, required, ctx.timeout);
+    case Transport::kHierarchical: {
+      if (layout.hosts.size() < 2)
+        kdist::detail::invalid("comm", "a hierarchical transport for ", impl.name,
+                               " needs processes on two hosts or more; all of them run on one");
+      auto global = [&](const std::vector<int>& group_ranks) {
+        std::vector<int> out;
+        for (int g : group_ranks) out.push_back(impl.ranks[g]);
+        return out;
+      };
+      const auto& mine = layout.hosts[layout.host];
+      std::unique_ptr<Backend> local;
+      if (mine.size() > 1) {
+        const auto ranks = global(mine);
+        auto local_gloo = make_gloo(ctx, ranks, prefix + "/host/" + rank_list(ranks),
+                                    impl.name + " on host " + std::to_string(layout.host));
+        local = std::make_unique<SharedMemoryBackend>(local_gloo, required, ctx.timeout);
+      }
+      std::shared_ptr<GlooBackend> leaders;
+      if (layout.leader()) {
+        std::vector<int> ranks;
+        for (const auto& host : layout.hosts) ranks.push_back(impl.ranks[host.front()]);
+        leaders = make_gloo(ctx, ranks, prefix + "/leaders", impl.name + " between hosts");
+      }
+      return std::make_shared<HierarchicalBackend>(impl.gloo, std::move(local), leaders, layout);
+    }
+    default:
+      return impl.gloo;
+  }
+}
+
+GroupPtr make_group(Context& ctx, const std::vector<int>& ranks, const std::string& name, Transport asked) {
   auto impl = std::make_shared<Group::Impl>();
   impl->ranks = ranks;
   impl->name = name;
-  impl->transport = ctx.config.transport;
-  int self = ctx.config.process_id;
+  const int self = ctx.config.process_id;
   impl->rank = static_cast<int>(std::find(ranks.begin(), ranks.end(), self) - ranks.begin());
-  if (ranks.size() > 1) {
-    std::string prefix = "kdist/group/";
-    for (size_t i = 0; i < ranks.size(); ++i) prefix += (i ? "," : "") + std::to_string(ranks[i]);
-    auto options = c10d::ProcessGroupGloo::Options::create(ctx.timeout);
-    options->devices.push_back(ctx.device);
-    auto store = c10::make_intrusive<c10d::PrefixStore>(prefix, ctx.store);
-    try {
-      impl->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
-          store, impl->rank, static_cast<int>(ranks.size()), options);
-    } catch (const std::exception& e) {
-      kdist::detail::failure("comm", "creating group ", name, " failed on rank ", self, ": ",
-                             e.what());
-    }
-  }
-  kdist::detail::debug_log("process group " + name + " created (size " +
-                           std::to_string(ranks.size()) + ")");
+  if (ranks.size() > 1) impl->backend = make_backend(ctx, *impl, asked);
+  kdist::detail::debug_log("process group " + name + " created (size " + std::to_string(ranks.size()) +
+                           (impl->backend ? ", " + to_string(impl->backend->transport()) : std::string()) + ")");
   return std::make_shared<const Group>(impl);
 }
 
@@ -208,20 +322,7 @@ Context& context() {
   return *g_context;
 }
 
-std::string rank_list(const std::vector<int>& ranks) {
-  std::string out;
-  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? "," : "") + std::to_string(ranks[i]);
-  return out;
-}
-
 }  // namespace
-
-at::Tensor Group::Impl::staging(c10::ScalarType dtype, int64_t numel) {
-  auto& buffer = workspace[dtype];
-  if (!buffer.defined() || buffer.numel() < numel)
-    buffer = at::empty({numel}, at::TensorOptions().dtype(dtype));
-  return buffer.narrow(0, 0, numel);
-}
 
 Group::Group(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 int Group::rank() const { return impl_->rank; }
@@ -229,16 +330,30 @@ int Group::size() const { return static_cast<int>(impl_->ranks.size()); }
 const std::vector<int>& Group::ranks() const { return impl_->ranks; }
 const std::string& Group::name() const { return impl_->name; }
 
+std::string to_string(Transport transport) {
+  switch (transport) {
+    case Transport::kAuto: return "auto";
+    case Transport::kGloo: return "gloo";
+    case Transport::kSharedMemory: return "shared memory";
+    case Transport::kHierarchical: return "hierarchical";
+  }
+  return "?";
+}
+
+Transport transport(const Group& group) {
+  return group.impl().backend ? group.impl().backend->transport() : Transport::kGloo;
+}
+
 GroupPtr world() {
   std::lock_guard<std::mutex> lock(g_mutex);
   return context().world;
 }
 
-GroupPtr axis_group(const DeviceMesh& mesh, const std::string& axis) {
-  return axis_group(mesh, mesh.axis_index(axis));
+GroupPtr axis_group(const DeviceMesh& mesh, const std::string& axis, GroupOptions options) {
+  return axis_group(mesh, mesh.axis_index(axis), options);
 }
 
-GroupPtr axis_group(const DeviceMesh& mesh, int64_t axis) {
+GroupPtr axis_group(const DeviceMesh& mesh, int64_t axis, GroupOptions options) {
   std::lock_guard<std::mutex> lock(g_mutex);
   Context& ctx = context();
   for (int64_t p = 0; p < mesh.size(); ++p)
@@ -246,10 +361,10 @@ GroupPtr axis_group(const DeviceMesh& mesh, int64_t axis) {
       kdist::detail::invalid("comm", mesh.to_string(), " names rank ", mesh.rank_at(p),
                              " but the job has ", ctx.config.num_processes, " processes");
   auto ranks = mesh.ranks_along(axis, ctx.config.process_id);
-  if (auto it = ctx.groups.find(ranks); it != ctx.groups.end()) return it->second;
-  auto group = make_group(ctx, ranks,
-                          mesh.axis_names()[axis] + " (ranks " + rank_list(ranks) + ")");
-  ctx.groups.emplace(ranks, group);
+  if (auto it = ctx.groups.find({ranks, options.transport}); it != ctx.groups.end()) return it->second;
+  auto group = make_group(ctx, ranks, mesh.axis_names()[axis] + " (ranks " + rank_list(ranks) + ")",
+                          options.transport);
+  ctx.groups.emplace(std::make_pair(ranks, options.transport), group);
   return group;
 }
 
@@ -257,6 +372,17 @@ namespace detail {
 
 void start(const kdist::detail::JobConfig& config, std::chrono::milliseconds timeout) {
   std::lock_guard<std::mutex> lock(g_mutex);
+  if (g_context)
+    kdist::detail::invalid("runtime", "initialize() was already called (", g_num_processes.load(),
+                           " processes); call shutdown() first");
+  // Set first, so that debug lines during the rendezvous name this process.
+  g_process_id = config.process_id;
+  g_num_processes = config.num_processes;
+  struct ResetOnThrow {
+    ~ResetOnThrow() {
+      if (std::uncaught_exceptions() > 0) g_process_id = 0, g_num_processes = 1;
+    }
+  } reset_on_throw;
   auto ctx = std::make_unique<Context>();
   ctx->config = config;
   ctx->timeout = timeout;
@@ -281,17 +407,25 @@ void start(const kdist::detail::JobConfig& config, std::chrono::milliseconds tim
     std::string address;
     ctx->device = gloo_device(config, address);
     auto announced = rendezvous(*ctx->store, config, address, timeout);
-    kdist::detail::debug_log("Gloo address " + address + " on host " + announced[config.process_id].first);
+    kdist::detail::debug_log("Gloo address " + address + " on host " + announced[config.process_id].host);
+    for (const auto& a : announced) ctx->hosts.push_back(a.label.empty() ? a.host : a.host + "/" + a.label);
+  } else {
+    ctx->hosts.push_back(host_identity());
   }
-  ctx->world = make_group(*ctx, all, "world (ranks " + rank_list(all) + ")");
-  ctx->groups.emplace(all, ctx->world);
+  ctx->world = make_group(*ctx, all, "world (ranks " + rank_list(all) + ")", Transport::kAuto);
+  ctx->groups.emplace(std::make_pair(all, Transport::kAuto), ctx->world);
   g_context = std::move(ctx);
 }
 
 void stop() {
   std::lock_guard<std::mutex> lock(g_mutex);
   g_context.reset();
+  g_process_id = 0;
+  g_num_processes = 1;
 }
+
+int process_id() { return g_process_id; }
+int num_processes() { return g_num_processes; }
 
 bool started() {
   std::lock_guard<std::mutex> lock(g_mutex);

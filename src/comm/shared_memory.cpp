@@ -1,9 +1,8 @@
-// SharedMemoryAllReduce: POSIX shared memory, per-process barrier counters and a futex.
+// SharedMemorySegment: POSIX shared memory, per-process barrier counters and a futex.
 #include "shared_memory.h"
 
 #include <ATen/ATen.h>
 #include <fcntl.h>
-#include <kdist/runtime.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -24,6 +23,8 @@
 
 #include "../errors.h"
 #include "context.h"
+#include "gloo_backend.h"
+#include "pieces.h"
 
 namespace kdist::comm {
 namespace {
@@ -96,7 +97,7 @@ void futex_wake(std::atomic<uint32_t>& word) {
 
 }  // namespace
 
-struct SharedMemoryAllReduce::Segment {
+struct SharedMemorySegment::Segment {
   void* base = nullptr;
   size_t bytes = 0;
   int64_t header_bytes = 0;
@@ -159,10 +160,17 @@ struct SharedMemoryAllReduce::Segment {
   }
 };
 
-std::unique_ptr<SharedMemoryAllReduce> SharedMemoryAllReduce::create(const Group& group,
-                                                                     int64_t region_bytes,
-                                                                     std::string* why_not) {
-  const int n = group.size(), r = group.rank();
+std::shared_ptr<SharedMemorySegment> SharedMemorySegment::create(const Group& group, int64_t region_bytes,
+                                                                 std::string* why_not) {
+  if (!group.impl().gloo) kdist::detail::invalid("comm", "shared memory needs a group of two or more");
+  return create(*group.impl().gloo, region_bytes, detail::timeout(), why_not);
+}
+
+std::shared_ptr<SharedMemorySegment> SharedMemorySegment::create(GlooBackend& setup, int64_t region_bytes,
+                                                                 std::chrono::milliseconds timeout,
+                                                                 std::string* why_not) {
+  const auto& who = setup.identity();
+  const int n = who.group_size, r = who.group_rank;
   const int64_t header_bytes = round_up(sizeof(Header) + n * sizeof(Peer), kPage);
   const int64_t stride = round_up(std::max<int64_t>(region_bytes, 1), kPage);
   const size_t total = static_cast<size_t>(header_bytes + n * stride);
@@ -193,7 +201,7 @@ std::unique_ptr<SharedMemoryAllReduce> SharedMemoryAllReduce::create(const Group
       if (armed && std::uncaught_exceptions() > 0) unlink(name.c_str());
     }
   } unlink_on_throw{name, r == 0 && segment != nullptr};
-  broadcast(message, 0, group);
+  setup.broadcast(message, 0);
   if (r != 0) {
     if (text[0] == '\0') {
       error = "group rank 0 could not create a shared-memory segment";
@@ -215,7 +223,7 @@ std::unique_ptr<SharedMemoryAllReduce> SharedMemoryAllReduce::create(const Group
   }
   // Everyone agrees; once all have mapped it, the name can go (the memory stays).
   auto failed = at::full({1}, error.empty() ? 0 : r + 1, at::kInt);
-  comm::all_reduce(failed, ReduceOp::kMax, group);  // kMax: always Gloo, never this transport
+  setup.all_reduce(failed, ReduceOp::kMax);
   if (r == 0 && segment) unlink(name.c_str());
   if (int failing = failed.item<int>(); failing != 0) {  // 1 + the highest failing group rank
     *why_not = error.empty()
@@ -227,15 +235,18 @@ std::unique_ptr<SharedMemoryAllReduce> SharedMemoryAllReduce::create(const Group
   for (int i = 0; i < n; ++i)
     if (segment->peer(i).pid_namespace == 0 || segment->peer(i).pid_namespace != segment->peer(r).pid_namespace)
       segment->check_liveness = false;
-  return std::unique_ptr<SharedMemoryAllReduce>(new SharedMemoryAllReduce(group, std::move(segment)));
+  return std::shared_ptr<SharedMemorySegment>(
+      new SharedMemorySegment(who.group_name, r, n, who.global_rank, timeout, std::move(segment)));
 }
 
-SharedMemoryAllReduce::SharedMemoryAllReduce(const Group& group, std::shared_ptr<Segment> segment)
-    : group_name_(group.name()), rank_(group.rank()), size_(group.size()), segment_(std::move(segment)) {}
+SharedMemorySegment::SharedMemorySegment(std::string group_name, int rank, int size, int global_rank,
+                                         std::chrono::milliseconds timeout, std::shared_ptr<Segment> segment)
+    : group_name_(std::move(group_name)), rank_(rank), size_(size), global_rank_(global_rank),
+      timeout_(timeout), segment_(std::move(segment)) {}
 
-SharedMemoryAllReduce::~SharedMemoryAllReduce() = default;
+SharedMemorySegment::~SharedMemorySegment() = default;
 
-at::Tensor SharedMemoryAllReduce::region(int64_t offset, int64_t numel, c10::ScalarType dtype) const {
+at::Tensor SharedMemorySegment::region(int64_t offset, int64_t numel, c10::ScalarType dtype) {
   const int64_t item = static_cast<int64_t>(c10::elementSize(dtype));
   if (offset % item != 0)
     kdist::detail::invalid("comm", "shared-memory region offset ", offset, " is not a multiple of ",
@@ -244,23 +255,23 @@ at::Tensor SharedMemoryAllReduce::region(int64_t offset, int64_t numel, c10::Sca
     kdist::detail::invalid("comm", "shared-memory region [", offset, ", ", offset + numel * item,
                            ") of ", c10::toString(dtype), " does not fit the ",
                            segment_->region_bytes, "-byte region");
-  auto keep = segment_;  // the tensor's storage keeps the mapping alive
+  auto keep = shared_from_this();  // the tensor's storage keeps the segment alive
   return at::from_blob(segment_->region(rank_) + offset, {numel}, [keep](void*) {},
                        at::TensorOptions().dtype(dtype));
 }
 
-at::Tensor SharedMemoryAllReduce::view(int process, int64_t offset, int64_t numel,
+at::Tensor SharedMemorySegment::view(int process, int64_t offset, int64_t numel,
                                        c10::ScalarType dtype) const {
   return at::from_blob(segment_->region(process) + offset, {numel}, at::TensorOptions().dtype(dtype));
 }
 
-void SharedMemoryAllReduce::fail(const std::string& why) {
+void SharedMemorySegment::fail(const std::string& why) {
   broken_ = true;
-  kdist::detail::failure("comm", operation_, " on ", group_name_, " failed on rank ", process_id(),
+  kdist::detail::failure("comm", operation_, " on ", group_name_, " failed on rank ", global_rank_,
                          " (shared memory): ", why);
 }
 
-void SharedMemoryAllReduce::barrier(const char* phase) {
+void SharedMemorySegment::wait_for_all(const char* phase) {
   auto& header = segment_->header();
   const uint64_t target = ++barriers_;
   segment_->peer(rank_).barriers.store(target);
@@ -273,7 +284,7 @@ void SharedMemoryAllReduce::barrier(const char* phase) {
     futex_wake(header.wake);
     fail(why);
   };
-  const auto limit = detail::timeout();
+  const auto limit = timeout_;
   const auto start = std::chrono::steady_clock::now();
   auto next_liveness_check = start + std::chrono::milliseconds(100);
   for (int spin = 0;; ++spin) {
@@ -306,45 +317,49 @@ void SharedMemoryAllReduce::barrier(const char* phase) {
   }
 }
 
-void SharedMemoryAllReduce::check_usable() {
+void SharedMemorySegment::check_usable() {
   if (broken_) fail("an earlier call failed, so the group's shared memory is out of step");
 }
 
-void SharedMemoryAllReduce::sum(const at::Tensor& data) {
+bool SharedMemorySegment::holds(const at::Tensor& t) const {
+  const auto* mine = segment_->region(rank_);
+  const auto* at = static_cast<const char*>(t.data_ptr());
+  return t.defined() && at >= mine && at + detail::nbytes(t) <= mine + segment_->region_bytes;
+}
+
+void SharedMemorySegment::reduce(const at::Tensor& data, ReduceOp op) {
   operation_ = "all_reduce";
   check_usable();
-  const auto* mine = segment_->region(rank_);
-  const int64_t offset = static_cast<const char*>(data.data_ptr()) - mine;
-  const int64_t bytes = data.numel() * static_cast<int64_t>(data.element_size());
-  if (!data.is_contiguous() || offset < 0 || offset + bytes > segment_->region_bytes)
+  if (!data.is_contiguous() || !holds(data))
     kdist::detail::invalid("comm", "shared-memory all_reduce needs a contiguous tensor inside "
                            "this process's region (from region())");
-  detail::record_collective("all_reduce", bytes);
+  const int64_t offset = static_cast<const char*>(data.data_ptr()) - segment_->region(rank_);
   const int64_t n = data.numel();
   const auto dtype = data.scalar_type();
+  const bool max = op == ReduceOp::kMax;
   auto flat = data.view({n});
 
-  barrier("written");
-  // This process's piece: its own data plus every peer's, peers in rank order.
+  wait_for_all("written");
+  // This process's piece: its own data and every peer's, peers in rank order.
   auto piece = chunk_piece(flat, 0, size_, rank_);
   const int64_t at = chunk_offset(n, size_, rank_);
   for (int q = 0; q < size_ && piece.numel() > 0; ++q)
-    if (q != rank_) piece.add_(view(q, offset, n, dtype).narrow(0, at, piece.numel()));
-  barrier("reduced");
+    if (q != rank_) detail::accumulate(piece, view(q, offset, n, dtype).narrow(0, at, piece.numel()), max);
+  wait_for_all("reduced");
   for (int q = 0; q < size_; ++q) {
     if (q == rank_) continue;
     auto theirs = chunk_piece(view(q, offset, n, dtype), 0, size_, q);
     if (theirs.numel() > 0) chunk_piece(flat, 0, size_, q).copy_(theirs);
   }
-  barrier("gathered");
+  wait_for_all("gathered");
 }
 
-int64_t SharedMemoryAllReduce::capacity() const { return segment_->region_bytes; }
+int64_t SharedMemorySegment::capacity() const { return segment_->region_bytes; }
 
-void SharedMemoryAllReduce::all_reduce(at::Tensor& tensor, ReduceOp op) {
+void SharedMemorySegment::all_reduce(at::Tensor& tensor, ReduceOp op) {
   auto staged = region(0, tensor.numel(), tensor.scalar_type());
   staged.view(tensor.sizes()).copy_(tensor);
-  sum(staged);
+  reduce(staged, op == ReduceOp::kAvg ? ReduceOp::kSum : op);
   if (op == ReduceOp::kAvg) staged.div_(size_);
   tensor.copy_(staged.view(tensor.sizes()));
 }
@@ -352,49 +367,92 @@ void SharedMemoryAllReduce::all_reduce(at::Tensor& tensor, ReduceOp op) {
 // Every process writes its block into its region; each then reads every block (one copy
 // out of shared memory, the concatenation), and a last barrier keeps the regions unchanged
 // until all have read them.
-at::Tensor SharedMemoryAllReduce::all_gather(const at::Tensor& local, int64_t dim,
-                                             const std::vector<int64_t>& sizes) {
+at::Tensor SharedMemorySegment::all_gather(const at::Tensor& local, int64_t dim,
+                                           const std::vector<int64_t>& sizes) {
   operation_ = "all_gather";
   check_usable();
   const auto dtype = local.scalar_type();
   region(0, local.numel(), dtype).view(local.sizes()).copy_(local);
-  detail::record_collective("all_gather", local.numel() * static_cast<int64_t>(local.element_size()));
-  barrier("written");
+  wait_for_all("written");
+  const auto counts = detail::block_counts(local.sizes(), dim, sizes);
   std::vector<at::Tensor> blocks;
-  auto shape = local.sizes().vec();
-  int64_t inner = 1;
-  for (size_t d = 0; d < shape.size(); ++d)
-    if (static_cast<int64_t>(d) != dim) inner *= shape[d];
-  for (int q = 0; q < size_; ++q) {
-    shape[dim] = sizes[q];
-    blocks.push_back(view(q, 0, sizes[q] * inner, dtype).view(shape));
-  }
-  auto gathered = at::cat(blocks, dim);
-  barrier("read");
+  for (int q = 0; q < size_; ++q) blocks.push_back(view(q, 0, counts[q], dtype));
+  auto gathered = detail::concat_blocks(blocks, local.sizes(), dim, sizes);
+  wait_for_all("read");
   return gathered;
 }
 
 // Every process writes the whole tensor into its region; each then reduces its own
 // torch.chunk piece over all regions, peers in rank order (the same bits as Gloo's path).
-at::Tensor SharedMemoryAllReduce::reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) {
+at::Tensor SharedMemorySegment::reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) {
   operation_ = "reduce_scatter";
   check_usable();
   const auto dtype = full.scalar_type();
   const int64_t n = full.numel();
   region(0, n, dtype).view(full.sizes()).copy_(full);
-  detail::record_collective("reduce_scatter", n * static_cast<int64_t>(full.element_size()));
-  barrier("written");
+  wait_for_all("written");
   auto piece_of = [&](int q) { return chunk_piece(view(q, 0, n, dtype).view(full.sizes()), dim, size_, rank_); };
   auto result = piece_of(0).clone();
-  for (int q = 1; q < size_; ++q) {
-    if (op == ReduceOp::kMax)
-      at::maximum_out(result, result, piece_of(q));
-    else
-      result.add_(piece_of(q));
-  }
+  for (int q = 1; q < size_; ++q) detail::accumulate(result, piece_of(q), op == ReduceOp::kMax);
   if (op == ReduceOp::kAvg) result.div_(size_);
-  barrier("read");
+  wait_for_all("read");
   return result;
+}
+
+// A table of where each piece starts (k int64 element offsets, a cache line or more) and then
+// the pieces for group ranks 0..k-1 in order; rank q's piece for this rank is read straight
+// from q's region.
+int64_t SharedMemorySegment::all_to_all_bytes(const at::Tensor& local, int64_t concat_dim,
+                                              int64_t concat_full_size, int k) {
+  int64_t inner = 1;  // elements per index along concat_dim
+  for (int64_t d = 0; d < local.dim(); ++d)
+    if (d != concat_dim) inner *= local.size(d);
+  const int64_t widest = inner * chunk_size(concat_full_size, k, 0);  // piece 0 is never smaller
+  return round_up(k * static_cast<int64_t>(sizeof(int64_t)), 64) + widest * static_cast<int64_t>(local.element_size());
+}
+
+at::Tensor SharedMemorySegment::all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
+                                           int64_t concat_full_size) {
+  operation_ = "all_to_all";
+  check_usable();
+  const auto dtype = local.scalar_type();
+  const int64_t item = static_cast<int64_t>(local.element_size());
+  const int64_t table_bytes = round_up(size_ * static_cast<int64_t>(sizeof(int64_t)), 64);
+  auto table = region(0, size_, at::kLong);
+  auto* starts = table.data_ptr<int64_t>();
+  auto pieces = detail::split_by_chunk_rule(local, split_dim, size_);
+  int64_t offset = 0;  // elements after the table
+  for (int j = 0; j < size_; ++j) {
+    starts[j] = offset;
+    region(table_bytes + offset * item, pieces[j].numel(), dtype).view(pieces[j].sizes()).copy_(pieces[j]);
+    offset += pieces[j].numel();
+  }
+  wait_for_all("written");
+  std::vector<at::Tensor> parts;
+  for (int q = 0; q < size_; ++q) {
+    const auto shape = detail::all_to_all_piece_shape(local, split_dim, concat_dim, concat_full_size, size_, q, rank_);
+    const int64_t start = reinterpret_cast<const int64_t*>(segment_->region(q))[rank_];
+    parts.push_back(view(q, table_bytes + start * item, detail::numel_of(shape), dtype).view(shape));
+  }
+  auto result = at::cat(parts, concat_dim);
+  wait_for_all("read");
+  return result;
+}
+
+void SharedMemorySegment::broadcast(at::Tensor& tensor, int root) {
+  operation_ = "broadcast";
+  check_usable();
+  const auto dtype = tensor.scalar_type();
+  if (rank_ == root) region(0, tensor.numel(), dtype).view(tensor.sizes()).copy_(tensor);
+  wait_for_all("written");
+  if (rank_ != root) tensor.copy_(view(root, 0, tensor.numel(), dtype).view(tensor.sizes()));
+  wait_for_all("read");
+}
+
+void SharedMemorySegment::barrier() {
+  operation_ = "barrier";
+  check_usable();
+  wait_for_all("barrier");
 }
 
 }  // namespace kdist::comm

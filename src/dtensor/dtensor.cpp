@@ -6,6 +6,7 @@
 
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <mutex>
 #include <unordered_map>
 
@@ -117,13 +118,19 @@ struct Recorded {
 };
 std::mutex g_registry_mutex;
 std::unordered_map<const c10::TensorImpl*, Recorded> g_registry;
+size_t g_sweep_at = 64;  // entries at which dead tensors are next forgotten
 }  // namespace
 
 void record_spec(const at::Tensor& local, DTensorSpec spec) {
   spec.validate();
   std::lock_guard<std::mutex> lock(g_registry_mutex);
-  for (auto it = g_registry.begin(); it != g_registry.end();)  // forget dead tensors
-    it = it->second.tensor.expired() ? g_registry.erase(it) : std::next(it);
+  // Forget dead tensors once the table has doubled since the last sweep: O(1) amortized per
+  // record, where sweeping on every insert made sharding a model of P parameters O(P^2).
+  if (g_registry.size() >= g_sweep_at) {
+    for (auto it = g_registry.begin(); it != g_registry.end();)
+      it = it->second.tensor.expired() ? g_registry.erase(it) : std::next(it);
+    g_sweep_at = std::max<size_t>(64, 2 * g_registry.size());
+  }
   g_registry.insert_or_assign(
       local.unsafeGetTensorImpl(),
       Recorded{c10::weak_intrusive_ptr<c10::TensorImpl>(local.getIntrusivePtr()),

@@ -1,6 +1,6 @@
 // GradientSync: bucketed, overlapped gradient averaging over the batch axis.
 #include <ATen/ATen.h>
-#include <kdist/runtime.h>
+#include <kdist/comm.h>
 #include <kdist/sync.h>
 #include <kdist/dtensor.h>
 #include <kdist/nn.h>
@@ -11,7 +11,6 @@
 
 #include <mutex>
 
-#include "../comm/shared_memory.h"
 #include "../debug_log.h"
 #include "../errors.h"
 
@@ -51,7 +50,6 @@ struct Bucket {
 
 struct GradientSync::State {
   comm::GroupPtr group;
-  std::unique_ptr<comm::SharedMemoryAllReduce> shared_memory;  // null: the group's all_reduce
   std::vector<Bucket> buckets;
   std::vector<std::pair<size_t, size_t>> where;  // per hooked parameter: bucket, slot
   std::vector<at::Tensor> buffers;               // broadcast from the first replica each step
@@ -94,10 +92,7 @@ void GradientSync::State::launch(Bucket& bucket) {
     if (!slot.ready) bucket.buffer.narrow(0, slot.offset, slot.numel).zero_();
     flags[i].fill_(slot.ready ? 1.0 : 0.0);
   }
-  if (shared_memory)
-    shared_memory->sum(bucket.buffer);  // done when it returns
-  else
-    bucket.pending = comm::all_reduce_async(bucket.buffer, comm::ReduceOp::kSum, *group);
+  bucket.pending = comm::all_reduce_async(bucket.buffer, comm::ReduceOp::kSum, *group);
 }
 
 void GradientSync::State::launch_ready_in_order() {
@@ -142,10 +137,10 @@ void GradientSync::State::on_gradient(size_t index) {
   }
   slot.ready = true;
   ++bucket.ready;
-  // A shared-memory sum runs on this thread and waits for every peer's bucket, so it waits
-  // for the end of backward (finish): backward itself never blocks on a peer. It has no core
-  // to overlap on in any case, and measured as fast as summing in the hooks.
-  if (!shared_memory) launch_ready_in_order();
+  // On Gloo the sum runs beside backward; on shared memory it runs when finish() waits for it
+  // (comm.h, all_reduce_async), so backward never blocks on a peer. It has no core to
+  // overlap on there in any case, and measured as fast as summing in the hooks.
+  launch_ready_in_order();
 }
 
 void GradientSync::State::finish() {
@@ -188,7 +183,7 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
   state_->self = state_;
   const auto& mesh = *distribution.device_mesh();
   const int64_t batch_axis = mesh.axis_index(distribution.batch_dim_name());
-  state_->group = comm::axis_group(mesh, batch_axis);
+  state_->group = comm::axis_group(mesh, batch_axis, options.group);
 
   // Parameters replicated along the batch axis, in reverse registration order: roughly the
   // order backward produces their gradients.
@@ -218,28 +213,19 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
     bucket->slots.push_back(Slot{p, used, p.numel()});
     state_->where.emplace_back(state_->buckets.size() - 1, bucket->slots.size() - 1);
   }
-  // Each bucket's place in this process's shared-memory region, should there be one.
+  // Every bucket in one piece of comm's memory, which its transport sums where it lies.
   std::vector<int64_t> bucket_offsets;
-  int64_t region_bytes = 0;
+  int64_t memory_bytes = 0;
   for (const auto& bucket : state_->buckets) {
-    bucket_offsets.push_back(region_bytes);
-    region_bytes += (bucket.buffer_numel() * bucket.slots.back().param.element_size() + 63) / 64 * 64;
+    bucket_offsets.push_back(memory_bytes);
+    memory_bytes += (bucket.buffer_numel() * bucket.slots.back().param.element_size() + 63) / 64 * 64;
   }
-  if (options.transport != SyncTransport::kCollective && state_->group->size() > 1 && !params.empty()) {
-    std::string why_not;
-    state_->shared_memory = comm::SharedMemoryAllReduce::create(*state_->group, region_bytes, &why_not);
-    if (!state_->shared_memory && options.transport == SyncTransport::kSharedMemory)
-      detail::failure("sync", "transport kSharedMemory was asked for, but the processes of ",
-                      state_->group->name(), " cannot share memory: ", why_not);
-    if (!state_->shared_memory)
-      detail::debug_log("GradientSync: no shared memory (" + why_not + "); using the collective");
-  }
+  const auto memory = params.empty() ? at::Tensor() : comm::allocate_buffer(*state_->group, memory_bytes);
   for (size_t b = 0; b < state_->buckets.size(); ++b) {
     auto& bucket = state_->buckets[b];
     const auto& param = bucket.slots.back().param;
-    bucket.buffer = state_->shared_memory
-                        ? state_->shared_memory->region(bucket_offsets[b], bucket.buffer_numel(), param.scalar_type()).zero_()
-                        : at::zeros({bucket.buffer_numel()}, param.options().requires_grad(false));
+    const int64_t bytes = bucket.buffer_numel() * static_cast<int64_t>(param.element_size());
+    bucket.buffer = memory.narrow(0, bucket_offsets[b], bytes).view(param.scalar_type());
   }
 
   if (options.broadcast_buffers && state_->group->size() > 1)
@@ -267,7 +253,7 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
   }
   detail::debug_log("GradientSync: " + std::to_string(params.size()) + " parameters in " +
                     std::to_string(state_->buckets.size()) + " buckets over " +
-                    state_->group->name() + (state_->shared_memory ? " (shared memory)" : ""));
+                    state_->group->name() + " (" + comm::to_string(comm::transport(*state_->group)) + ")");
 }
 
 GradientSync::~GradientSync() {
@@ -281,9 +267,7 @@ std::vector<int64_t> GradientSync::bucket_numels() const {
   for (const auto& bucket : state_->buckets) numels.push_back(bucket.gradient_numel());
   return numels;
 }
-SyncTransport GradientSync::transport() const {
-  return state_->shared_memory ? SyncTransport::kSharedMemory : SyncTransport::kCollective;
-}
+const comm::Group& GradientSync::group() const { return *state_->group; }
 int64_t GradientSync::synchronized_parameters() const {
   return static_cast<int64_t>(state_->where.size());
 }

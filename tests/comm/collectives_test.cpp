@@ -6,6 +6,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <set>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "../mp_util.h"
@@ -186,6 +189,104 @@ TEST(Comm1D, BadArguments) {
   wrong[g->rank()] = 5;
   EXPECT_THROW_WITH(all_gather(t, 0, *g, wrong), std::invalid_argument,
                     "sizes says 5 for group rank " + std::to_string(g->rank()) + ", whose tensor has 2");
+}
+
+// ---- transports ----------------------------------------------------------------------------
+
+// What comm should choose for the world group: KDIST_TRANSPORT=gloo forces Gloo; otherwise
+// the placement decides, and KDIST_TEST_HOSTS (tests/comm/mp_main.cpp) splits this machine
+// into hosts.
+Transport expected_world_transport() {
+  const char* forced = std::getenv("KDIST_TRANSPORT");
+  if (forced && std::string(forced) == "gloo") return Transport::kGloo;
+  const char* hosts = std::getenv("KDIST_TEST_HOSTS");
+  if (!hosts) return Transport::kSharedMemory;
+  std::vector<std::string> labels;
+  std::stringstream in(hosts);
+  for (std::string label; std::getline(in, label, ',');) labels.push_back(label);
+  labels.resize(num_processes());
+  std::set<std::string> distinct(labels.begin(), labels.end());
+  if (distinct.size() == 1) return Transport::kSharedMemory;
+  return distinct.size() == labels.size() ? Transport::kGloo : Transport::kHierarchical;
+}
+
+TEST(CommTransport, WorldFollowsWhereTheRanksRun) {
+  EXPECT_EQ(to_string(transport(*world())), to_string(expected_world_transport()));
+  EXPECT_EQ(transport(*axis_group(*line_mesh(), "x", {Transport::kGloo})), Transport::kGloo);
+  if (!std::getenv("KDIST_TEST_HOSTS"))
+    EXPECT_THROW_WITH(axis_group(*line_mesh(), "x", {Transport::kHierarchical}), std::invalid_argument,
+                      "[kdist.comm] a hierarchical transport for x (ranks 0,");
+}
+
+// Whatever the world group runs on returns what Gloo returns: the same bits where nothing
+// is summed (gathers, all_to_all, broadcast, max), within rounding where something is.
+TEST(CommTransport, EveryCollectiveAgreesWithGloo) {
+  auto chosen = world();
+  auto gloo = axis_group(*line_mesh(), "x", {Transport::kGloo});
+  const int k = chosen->size(), me = chosen->rank();
+  at::manual_seed(5 + process_id());
+  for (auto dtype : {at::kFloat, at::kDouble, at::kBFloat16}) {
+    for (int64_t n : {1000, 1001, 3}) {
+      for (int64_t dim : {0, 1}) {
+        SCOPED_TRACE(::testing::Message() << c10::toString(dtype) << " n=" << n << " dim=" << dim);
+        std::vector<int64_t> shape = dim == 0 ? std::vector<int64_t>{n, 3} : std::vector<int64_t>{3, n};
+        auto x = at::randn(shape).to(dtype);
+        const double tolerance = dtype == at::kBFloat16 ? 5e-2 : 1e-5;
+        for (auto op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
+          auto a = x.clone(), b = x.clone();
+          all_reduce(a, op, *chosen);
+          all_reduce(b, op, *gloo);
+          if (op == ReduceOp::kMax)
+            EXPECT_TRUE(at::equal(a, b));
+          else
+            EXPECT_TRUE(at::allclose(a, b, tolerance, tolerance)) << "op " << int(op);
+          auto rs_a = reduce_scatter(x, dim, op, *chosen), rs_b = reduce_scatter(x, dim, op, *gloo);
+          EXPECT_TRUE(at::allclose(rs_a, rs_b, tolerance, tolerance)) << "reduce_scatter op " << int(op);
+        }
+        auto piece = chunk_piece(x, dim, k, me).contiguous();
+        EXPECT_TRUE(at::equal(all_gather(piece, dim, *chosen, chunk_sizes(n, k)),
+                              all_gather(piece, dim, *gloo, chunk_sizes(n, k))));
+        EXPECT_TRUE(at::equal(all_gather(piece, dim, *chosen), all_gather(piece, dim, *gloo)));
+        auto rows = chunk_piece(x, 0, k, me).contiguous();
+        EXPECT_TRUE(at::equal(all_to_all(rows, 1, 0, x.size(0), *chosen), all_to_all(rows, 1, 0, x.size(0), *gloo)));
+        auto a = x.clone(), b = x.clone();
+        broadcast(a, k - 1, *chosen);
+        broadcast(b, k - 1, *gloo);
+        EXPECT_TRUE(at::equal(a, b));
+      }
+    }
+  }
+  // Larger than a first shared-memory segment (1 MiB per process): it grows, alike everywhere.
+  auto big = at::randn({600 * 1024});
+  auto a = big.clone(), b = big.clone();
+  all_reduce(a, ReduceOp::kSum, *chosen);
+  all_reduce(b, ReduceOp::kSum, *gloo);
+  EXPECT_TRUE(at::allclose(a, b, 1e-5, 1e-5));
+  auto longs = at::arange(7, at::kLong) * (process_id() + 1);
+  all_reduce(longs, ReduceOp::kSum, *chosen);
+  EXPECT_TRUE(at::equal(longs, at::arange(7, at::kLong) * (k * (k + 1) / 2)));
+  barrier(*chosen);
+}
+
+// allocate_buffer's memory is reduced where it lies, and all_reduce_async on it waits for
+// nothing until wait() (on shared memory) or runs beside the caller (on Gloo).
+TEST(CommTransport, BufferMemoryIsReducedWhereItLies) {
+  auto g = world();
+  const int k = g->size();
+  auto memory = allocate_buffer(*g, 4096);
+  ASSERT_EQ(memory.numel(), 4096);
+  EXPECT_EQ(memory.scalar_type(), at::kByte);
+  EXPECT_TRUE(at::equal(memory, at::zeros({4096}, at::kByte)));
+  auto floats = memory.narrow(0, 64, 400).view(at::kFloat);
+  for (int round = 0; round < 3; ++round) {
+    floats.fill_(process_id() + 1.0f + round);
+    const void* where = floats.data_ptr();
+    auto pending = all_reduce_async(floats, ReduceOp::kSum, *g);
+    pending.wait();
+    EXPECT_EQ(floats.data_ptr(), where);
+    EXPECT_TRUE(at::equal(floats, at::full({100}, k * (k + 1) / 2.0f + k * round))) << "round " << round;
+  }
+  EXPECT_TRUE(at::equal(memory.narrow(0, 0, 64), at::zeros({64}, at::kByte))) << "the rest untouched";
 }
 
 // ---- 2x2 mesh (batch, model) on 4 ranks ------------------------------------------------------

@@ -3,10 +3,30 @@
 #include <gtest/gtest.h>
 #include <kdist/runtime.h>
 
+#include <cstdlib>
 #include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+// KDIST_TEST_HOSTS="0,0,1,1": rank r runs on host label r of that list (KDIST_HOST), so that
+// one machine holds several hosts for comm's transports (the hierarchical one's tests).
+void label_hosts_for_tests() {
+  const char* list = std::getenv("KDIST_TEST_HOSTS");
+  const char* rank = std::getenv("RANK");
+  if (list == nullptr || rank == nullptr) return;
+  std::vector<std::string> labels;
+  std::stringstream in(list);
+  for (std::string label; std::getline(in, label, ',');) labels.push_back(label);
+  const int r = std::stoi(rank);
+  if (r < static_cast<int>(labels.size())) setenv("KDIST_HOST", ("test-host-" + labels[r]).c_str(), 1);
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  label_hosts_for_tests();
   try {
     kdist::initialize();
   } catch (const std::exception& e) {

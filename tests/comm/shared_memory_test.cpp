@@ -15,9 +15,9 @@
 namespace kdist::comm {
 namespace {
 
-std::unique_ptr<SharedMemoryAllReduce> make(const Group& group, int64_t bytes) {
+std::shared_ptr<SharedMemorySegment> make(const Group& group, int64_t bytes) {
   std::string why_not;
-  auto shm = SharedMemoryAllReduce::create(group, bytes, &why_not);
+  auto shm = SharedMemorySegment::create(group, bytes, &why_not);
   EXPECT_TRUE(shm != nullptr) << why_not;
   return shm;
 }

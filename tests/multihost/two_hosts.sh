@@ -2,7 +2,8 @@
 # A job across two hosts made on this machine (tests/multihost/hosts.sh), 2 ranks per host, 4
 # in all. Needs root.
 # usage: two_hosts.sh KDIST CASE [MP_TESTS]
-#   CASE: train | missing_host | killed_host | rank_fails (needs MP_TESTS, tests/kdist_mp_tests)
+#   CASE: train | hierarchical | missing_host | killed_host | rank_fails
+#   (hierarchical and rank_fails need MP_TESTS, tests/kdist_mp_tests)
 set -uo pipefail
 kdist=$1 case=$2 mp_tests=${3:-}
 source "$(dirname "${BASH_SOURCE[0]}")/hosts.sh"
@@ -52,6 +53,35 @@ train)
     [ -z "$(on_host 0 ls /dev/shm)" ] || fail "$mesh: left files in host 0's /dev/shm"
     echo "two hosts, $mesh: trained and verified"
   done
+  ;;
+hierarchical)
+  # The world group spans both hosts with two ranks on each: hierarchical. comm's suites
+  # (every collective against flat Gloo's) pass across the hosts, and the gpt trained
+  # data-parallel over all 4 ranks, its gradients summed hierarchically, matches one process.
+  export KDIST_TEST_HOSTS=0,0,1,1  # what the ranks' hosts are, for the suites' expectations
+  filter='Comm1D.*:CommTransport.*'
+  launch_on 1 "$mp_tests" --gtest_filter="$filter" >"$work/out1" 2>&1 &
+  node1=$!
+  launch_on 0 "$mp_tests" --gtest_filter="$filter" >"$work/out0" 2>&1
+  rc0=$?
+  wait $node1
+  rc1=$?
+  [ $rc0 = 0 ] && [ $rc1 = 0 ] || fail "comm suites across hosts: exit codes $rc0 (host 0) and $rc1 (host 1)"
+  grep -q "process group world (ranks 0,1,2,3) created (size 4, hierarchical)" "$work/out0" ||
+    fail "the world group is not hierarchical"
+  grep "^\[rank 0\] \[  PASSED  \]" "$work/out0"
+  unset KDIST_TEST_HOSTS
+  args=(train --model gpt --mesh batch=4 --steps 12 --verify --log-every 4)
+  launch_on 1 "$kdist" "${args[@]}" >"$work/out1" 2>&1 &
+  node1=$!
+  launch_on 0 "$kdist" "${args[@]}" >"$work/out0" 2>&1
+  rc0=$?
+  wait $node1
+  rc1=$?
+  [ $rc0 = 0 ] && [ $rc1 = 0 ] || fail "gpt batch=4: exit codes $rc0 (host 0) and $rc1 (host 1), expected 0"
+  grep -q "^\[rank 0\] gradient sync: .* hierarchically" "$work/out0" || fail "the gradient sync is not hierarchical"
+  grep -q "^\[rank 0\] verify: 12 steps, .*: OK" "$work/out0" || fail "gpt batch=4 across hosts: verify did not pass"
+  grep "^\[rank 0\] verify" "$work/out0"
   ;;
 missing_host)
   # Host 1 never starts: host 0's ranks give up after KDIST_TIMEOUT_S and name who is missing.

@@ -35,13 +35,13 @@ at::Tensor whole(const at::Tensor& param) {
 // whole batch, and compares the weights after every step.
 template <typename Optimizer, typename Options>
 void train_and_compare(Mlp& reference, Mlp& model, const Distribution& dist, Options options, int steps,
-                       SyncTransport transport = SyncTransport::kAuto) {
+                       comm::Transport transport = comm::Transport::kAuto) {
   GradientSyncOptions sync_options;
-  sync_options.transport = transport;
+  sync_options.group.transport = transport;
   GradientSync sync(*model, dist, sync_options);
   // All ranks of these tests run on one host: kAuto picks shared memory.
-  EXPECT_EQ(sync.transport(), transport == SyncTransport::kCollective ? SyncTransport::kCollective
-                                                                     : SyncTransport::kSharedMemory);
+  EXPECT_EQ(comm::transport(sync.group()),
+            transport == comm::Transport::kGloo ? comm::Transport::kGloo : comm::Transport::kSharedMemory);
   Optimizer ref_opt(reference->parameters(), options), opt(model->parameters(), options);
   const int64_t shards = dist.num_data_shards(), shard = dist.data_shard_id();
   at::manual_seed(99);
@@ -61,9 +61,9 @@ void train_and_compare(Mlp& reference, Mlp& model, const Distribution& dist, Opt
 }
 
 TEST(DataParallel, MatchesOneProcessOnTheGlobalBatch) {
-  for (auto transport : {SyncTransport::kAuto, SyncTransport::kCollective})
+  for (auto transport : {comm::Transport::kAuto, comm::Transport::kGloo})
     for (int optimizer = 0; optimizer < 2; ++optimizer) {
-      SCOPED_TRACE(transport == SyncTransport::kAuto ? "shared memory" : "Gloo");
+      SCOPED_TRACE(comm::to_string(transport));
       at::manual_seed(100);
       Mlp reference(12, 20, 4);
       at::manual_seed(100 + process_id());  // replicas start different: the sync broadcasts rank 0's
@@ -86,12 +86,12 @@ TEST(DataParallel, TransportsAgree) {
   at::manual_seed(8);
   Mlp gloo_model(12, 20, 4);
   GradientSyncOptions shm_options, gloo_options;
-  shm_options.transport = SyncTransport::kSharedMemory;
-  gloo_options.transport = SyncTransport::kCollective;
+  shm_options.group.transport = comm::Transport::kSharedMemory;
+  gloo_options.group.transport = comm::Transport::kGloo;
   GradientSync shm_sync(*shm_model, DataParallel(), shm_options);
   GradientSync gloo_sync(*gloo_model, DataParallel(), gloo_options);
-  EXPECT_EQ(shm_sync.transport(), SyncTransport::kSharedMemory);
-  EXPECT_EQ(gloo_sync.transport(), SyncTransport::kCollective);
+  EXPECT_EQ(comm::transport(shm_sync.group()), comm::Transport::kSharedMemory);
+  EXPECT_EQ(comm::transport(gloo_sync.group()), comm::Transport::kGloo);
   at::manual_seed(9 + process_id());
   auto x = at::randn({5, 12});
   for (auto* m : {&shm_model, &gloo_model}) (*m)->forward(x).pow(2).mean().backward();
@@ -107,18 +107,22 @@ TEST(DataParallel, TransportsAgree) {
 }
 
 // Processes that cannot map one segment (here: each looks in its own directory, as on two
-// hosts) fall back to Gloo under kAuto; kSharedMemory says why it cannot be had.
+// hosts) make a batch group that falls back to Gloo under kAuto; kSharedMemory says why it
+// cannot be had. The mesh lists the devices backwards: a rank set no group has yet.
 TEST(DataParallel, FallsBackToGlooWhereProcessesCannotShareMemory) {
   char dir[] = "/tmp/kdist-shm-test-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   setenv("KDIST_SHM_DIR", dir, 1);
+  auto devices = list_devices("cpu");
+  std::reverse(devices.begin(), devices.end());
+  DataParallel backwards(devices);
   Mlp model(12, 20, 4);
-  GradientSync sync(*model, DataParallel());
-  EXPECT_EQ(sync.transport(), SyncTransport::kCollective);
+  GradientSync sync(*model, backwards);
+  EXPECT_EQ(comm::transport(sync.group()), comm::Transport::kGloo);
   GradientSyncOptions forced;
-  forced.transport = SyncTransport::kSharedMemory;
-  EXPECT_THROW_WITH(GradientSync(*model, DataParallel(), forced), std::runtime_error,
-                    "[kdist.sync] transport kSharedMemory was asked for, but the processes of world (ranks ");
+  forced.group.transport = comm::Transport::kSharedMemory;
+  EXPECT_THROW_WITH(GradientSync(*model, backwards, forced), std::runtime_error,
+                    "[kdist.comm] shared memory was asked for, but the processes of batch (ranks ");
   unsetenv("KDIST_SHM_DIR");
   rmdir(dir);
   at::manual_seed(30 + process_id());  // each rank its own rows: equal gradients prove the sync

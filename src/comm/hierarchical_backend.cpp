@@ -1,0 +1,97 @@
+// HierarchicalBackend: shared memory on each host, Gloo between the hosts' leaders.
+#include "hierarchical_backend.h"
+
+#include <ATen/ATen.h>
+
+#include <numeric>
+
+#include "gloo_backend.h"
+#include "pieces.h"
+
+namespace kdist::comm {
+
+HierarchicalBackend::HierarchicalBackend(std::shared_ptr<GlooBackend> flat, std::unique_ptr<Backend> local,
+                                         std::shared_ptr<GlooBackend> leaders, HostLayout layout)
+    : flat_(std::move(flat)), local_(std::move(local)), leaders_(std::move(leaders)), layout_(std::move(layout)) {
+  for (const auto& host : layout_.hosts) size_ += static_cast<int>(host.size());
+}
+
+void HierarchicalBackend::all_reduce(at::Tensor& tensor, ReduceOp op) {
+  const ReduceOp combine = op == ReduceOp::kMax ? ReduceOp::kMax : ReduceOp::kSum;
+  if (local_) local_->all_reduce(tensor, combine);
+  if (leaders_) leaders_->all_reduce(tensor, combine);
+  if (local_) local_->broadcast(tensor, 0);
+  if (op == ReduceOp::kAvg) tensor.div_(size_);
+}
+
+at::Tensor HierarchicalBackend::all_gather(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes) {
+  const auto& hosts = layout_.hosts;
+  auto sizes_of = [&](const std::vector<int>& ranks) {
+    std::vector<int64_t> out;
+    for (int g : ranks) out.push_back(sizes[g]);
+    return out;
+  };
+  auto full_shape = local.sizes().vec();
+  full_shape[dim] = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
+  // 1. This host's blocks, in the host's order.
+  auto block = local_ ? local_->all_gather(local, dim, sizes_of(hosts[layout_.host])) : local;
+  at::Tensor result;
+  if (leaders_) {
+    // 2. Every host's blocks, hosts in order; 3. the pieces put in group order.
+    std::vector<int64_t> host_totals;
+    std::vector<int> order;
+    for (const auto& host : hosts) {
+      auto s = sizes_of(host);
+      host_totals.push_back(std::accumulate(s.begin(), s.end(), int64_t{0}));
+      order.insert(order.end(), host.begin(), host.end());
+    }
+    auto by_host = leaders_->all_gather(block.contiguous(), dim, host_totals);
+    bool in_group_order = true;
+    for (size_t i = 0; i < order.size(); ++i) in_group_order = in_group_order && order[i] == static_cast<int>(i);
+    if (in_group_order) {
+      result = by_host;
+    } else {
+      std::vector<at::Tensor> pieces(order.size());
+      int64_t offset = 0;
+      for (int g : order) {
+        pieces[g] = by_host.narrow(dim, offset, sizes[g]);
+        offset += sizes[g];
+      }
+      result = at::cat(pieces, dim);
+    }
+  } else {
+    result = at::empty(full_shape, local.options());
+  }
+  if (local_) local_->broadcast(result, 0);
+  return result;
+}
+
+// The sum over every process, then this rank's piece: the hierarchical all_reduce moves less
+// across hosts than a flat reduce_scatter would, and the piece is a slice.
+at::Tensor HierarchicalBackend::reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) {
+  auto reduced = full.clone();
+  all_reduce(reduced, op);
+  const int me = layout_.hosts[layout_.host][layout_.local_rank];
+  return chunk_piece(reduced, dim, size_, me).contiguous();
+}
+
+at::Tensor HierarchicalBackend::all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
+                                           int64_t concat_full_size) {
+  return flat_->all_to_all(local, split_dim, concat_dim, concat_full_size);
+}
+
+void HierarchicalBackend::broadcast(at::Tensor& tensor, int root) { flat_->broadcast(tensor, root); }
+void HierarchicalBackend::barrier() { flat_->barrier(); }
+
+PendingCollective HierarchicalBackend::all_reduce_async(const at::Tensor& tensor, ReduceOp op) {
+  return deferred([this, tensor, op] {
+    at::Tensor t = tensor;
+    all_reduce(t, op);
+  });
+}
+
+at::Tensor HierarchicalBackend::allocate_buffer(int64_t bytes) {
+  return local_ ? local_->allocate_buffer(bytes) : Backend::allocate_buffer(bytes);
+}
+
+}  // namespace kdist::comm
