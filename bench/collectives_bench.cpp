@@ -14,6 +14,7 @@
 #include <kdist/comm.h>
 #include <kdist/runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
   auto gloo = kdist::comm::axis_group(*mesh, "x", {kdist::comm::Transport::kGloo});
   auto& raw = gloo->impl().gloo->raw();
   const int k = chosen->size(), me = chosen->rank();
-  const std::string transport = kdist::comm::to_string(kdist::comm::transport(*chosen));
+  std::string transport = kdist::comm::to_string(kdist::comm::transport(*chosen));
+  std::replace(transport.begin(), transport.end(), ' ', '_');  // one word: "shared_memory"
   for (int64_t mb : {1, 8, 32}) {
     const int64_t n = mb * 1024 * 1024 / 4;
     auto full = at::randn({n});

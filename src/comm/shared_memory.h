@@ -31,6 +31,8 @@
 // when the job ends, even if it crashes. Tensors from region() keep the mapping alive.
 #include <kdist/comm.h>
 
+#include "result_pool.h"
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -92,6 +94,7 @@ class SharedMemorySegment : public std::enable_shared_from_this<SharedMemorySegm
   int rank_, size_, global_rank_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<Segment> segment_;
+  ResultPool results_;
   uint64_t barriers_ = 0;  // how many this process has passed
   bool broken_ = false;
   const char* operation_ = "all_reduce";  // for messages: the collective in progress
