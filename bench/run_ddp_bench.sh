@@ -32,7 +32,7 @@ print(f"MLP 1024 -> 4096 -> 1024, batch 64 per rank, SGD, 2 ranks x 1 thread; "
 print(f"kdist step                 {step:8.2f} ms   (default: shared-memory sync)")
 print(f"kdist step, Gloo sync      {gloo_step:8.2f} ms   (batch group on Gloo)")
 print(f"PyTorch DDP step (Gloo)    {ddp:8.2f} ms")
-print(f"kdist / DDP                {step / ddp:8.2f}   (target <= 0.8)")
+print(f"kdist / DDP                {step / ddp:8.2f}   (target <= 0.75)")
 print(f"kdist Gloo sync / DDP      {gloo_step / ddp:8.2f}")
 print(f"compute alone              {compute:8.2f} ms   (no_sync step)")
 print(f"all_reduce of grads        {comm:8.2f} ms   ({mb:.1f} MB, one blocking Gloo call through kdist)")

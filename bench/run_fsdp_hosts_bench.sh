@@ -12,10 +12,7 @@ export OMP_NUM_THREADS=1
 kdist="$root/build/tools/kdist"
 runs=()
 for i in $(seq "$repeats"); do
-  launch() {
-    on_host "$1" "$kdist" launch --nnodes 2 --node-rank "$1" --master-addr "$addr0" --master-port "$((port + i))" \
-      -n 1 --grace 2 -- "$root/build/bench/fsdp_bench" --rounds "$rounds"
-  }
+  launch() { launch_node "$1" "$((port + i))" 1 "$root/build/bench/fsdp_bench" --rounds "$rounds"; }
   launch 1 >"$work/out1" 2>&1 &
   launch 0 >"$work/out0" 2>&1 || fail "run $i failed"
   wait

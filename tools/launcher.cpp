@@ -12,7 +12,10 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <limits>
 #include <algorithm>
 #include <iostream>
 #include <stdexcept>
@@ -50,6 +53,25 @@ struct Rank {
   int status = 0;
   double ended_at = 0;    // wall-clock seconds
 };
+
+// When an ended (zombie) process last ran, which is when it exited: the scheduler's
+// se.exec_start in /proc/<pid>/sched, in ms since boot. Infinity where the kernel does not
+// say (no CONFIG_SCHED_DEBUG): those keep rank order.
+double last_ran_ms(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/sched");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("se.exec_start", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return std::strtod(line.c_str() + colon + 1, nullptr);
+    }
+  return std::numeric_limits<double>::infinity();
+}
+
+// Whether the process has ended, leaving it to be reaped (waitid with WNOWAIT).
+bool has_ended(pid_t pid) {
+  siginfo_t info{};
+  return waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+}
 
 double wall_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -309,6 +331,17 @@ struct Supervisor {
       stop(rank_name(o, r.global_rank) + " " + describe_status(r.status));
     }
   }
+  // Ended processes first, before their output: the order of their ends is the verdict's.
+  // Several can end between two polls on a busy machine (a peer that sees a rank die fails
+  // within milliseconds): they are reaped in the order they exited, not in rank order.
+  void reap_in_order_of_exit() {
+    std::vector<std::pair<double, Rank*>> ended;
+    for (auto& r : ranks)
+      if (!r.exited && has_ended(r.pid)) ended.emplace_back(last_ran_ms(r.pid), &r);
+    std::stable_sort(ended.begin(), ended.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [when, r] : ended) reap(*r);
+  }
   void poll_once() {
     std::vector<pollfd> fds{{g_signal_pipe[0], POLLIN, 0}};
     std::vector<std::pair<int, int>> owners{{-1, -1}};  // rank index, stream (2: its pidfd)
@@ -318,9 +351,7 @@ struct Supervisor {
       if (ranks[i].pidfd >= 0) fds.push_back({ranks[i].pidfd, POLLIN, 0}), owners.emplace_back(i, 2);
     }
     poll(fds.data(), fds.size(), 100);
-    // Ended processes first, as soon as poll says so: the order of their ends is the verdict's.
-    for (size_t f = 0; f < fds.size(); ++f)
-      if ((fds[f].revents & (POLLIN | POLLHUP | POLLERR)) && owners[f].second == 2) reap(ranks[owners[f].first]);
+    reap_in_order_of_exit();
     for (size_t f = 0; f < fds.size(); ++f) {
       if (!(fds[f].revents & (POLLIN | POLLHUP | POLLERR)) || owners[f].second == 2) continue;
       if (owners[f].first < 0) {
@@ -330,7 +361,6 @@ struct Supervisor {
         pump(ranks[owners[f].first], owners[f].second);
       }
     }
-    for (auto& r : ranks) reap(r);  // a kernel without pidfds: by polling
     if (watch && watch->job_failed() && !stopping) {
       auto remote = watch->first_remote_failure();
       stop(remote ? remote->who + " " + remote->what : std::string("another node failed"));

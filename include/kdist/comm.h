@@ -94,6 +94,10 @@ at::Tensor allocate_buffer(const Group& group, int64_t bytes);
 
 // In place on every rank.
 void all_reduce(at::Tensor& tensor, ReduceOp op, const Group& group);
+// The same reduction into a new tensor, `tensor` left as it is (DTensor's Partial ->
+// Replicate): on shared memory one pass less than clone() and all_reduce, into memory
+// reused between calls.
+at::Tensor all_reduce_copy(const at::Tensor& tensor, ReduceOp op, const Group& group);
 // Rank i contributes `local`, whose size along `dim` is sizes[i] (other dims equal);
 // returns the concatenation along `dim`. Without sizes, the sizes are exchanged first (one
 // more, tiny all_gather).

@@ -46,6 +46,37 @@ struct DTensorSpec {
   std::string to_string() const;  // "DTensorSpec(global=(8, 4), placements=[S(0), R])"
 };
 
+// A redistribution as a value (DESIGN.md, "Plans are values"): the single-mesh-dimension
+// transitions redistribute runs on this process, in order, each with the collective it
+// issues, the ranks that run it and the bytes this process puts in (as
+// comm::CollectiveCounter counts them). redistribute() computes exactly this plan and runs
+// it; plan_redistribute gives it without communicating.
+//
+//   auto plan = x.plan_redistribute({kdist::Replicate{}, kdist::Shard{1}});
+//   plan.count("all_gather");  // 1
+//   std::cout << plan.to_string();
+//   // mesh dim 0: S(0) -> R  all_gather over ranks 0,2, 8192 bytes
+//   // mesh dim 1: R -> S(1)  local
+struct RedistributeStep {
+  int64_t mesh_dim = 0;
+  Placement before, after;  // mesh_dim's placement around the step
+  // "all_gather", "all_to_all", "all_reduce" or "reduce_scatter"; empty where nothing is sent
+  // (a local slice, or a group of one).
+  std::string collective;
+  std::vector<int> ranks;  // the group along mesh_dim, global ranks in group order
+  int64_t bytes = 0;
+};
+struct RedistributePlan {
+  std::vector<RedistributeStep> steps;
+  int64_t count(const std::string& collective) const;
+  int64_t bytes(const std::string& collective) const;
+  std::string to_string() const;  // one line per step
+};
+// Throws std::invalid_argument where redistribute would (another mesh or shape, a Partial
+// target), before anything runs.
+RedistributePlan plan_redistribute(const DTensorSpec& from, const DTensorSpec& to,
+                                   c10::ScalarType dtype = c10::ScalarType::Float);
+
 class DTensor {
  public:
   // Wraps this rank's `local` piece. global_shape empty: inferred as if every shard were the
@@ -58,6 +89,8 @@ class DTensor {
   // The whole tensor on every rank (all_gathers / all_reduces as needed).
   at::Tensor full_tensor() const;
   DTensor redistribute(const std::vector<Placement>& placements) const;
+  // What redistribute(placements) will run (RedistributePlan above); communicates nothing.
+  RedistributePlan plan_redistribute(const std::vector<Placement>& placements) const;
 
   const std::vector<Placement>& placements() const { return spec_->placements; }
   const DeviceMeshPtr& device_mesh() const { return spec_->mesh; }

@@ -38,6 +38,8 @@ class Backend {
   virtual Transport transport() const = 0;
 
   virtual void all_reduce(at::Tensor& tensor, ReduceOp op) = 0;
+  // The reduction in a new tensor, `tensor` unchanged. By default a copy reduced in place.
+  virtual at::Tensor all_reduce_copy(const at::Tensor& tensor, ReduceOp op);
   virtual at::Tensor all_gather(const at::Tensor& local, int64_t dim,
                                 const std::vector<int64_t>& sizes) = 0;
   virtual at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) = 0;

@@ -61,6 +61,12 @@ struct Deferred final : PendingCollective::Impl {
 
 at::Tensor Backend::allocate_buffer(int64_t bytes) { return at::zeros({bytes}, at::kByte); }
 
+at::Tensor Backend::all_reduce_copy(const at::Tensor& tensor, ReduceOp op) {
+  auto out = tensor.clone();
+  all_reduce(out, op);
+  return out;
+}
+
 PendingCollective deferred(std::function<void()> work) {
   auto impl = std::make_shared<Deferred>();
   impl->work = std::move(work);
@@ -77,6 +83,13 @@ void all_reduce(at::Tensor& tensor, ReduceOp op, const Group& group) {
   if (group.size() == 1) return;
   record("all_reduce", nbytes(tensor));
   in_place(tensor, [&](at::Tensor& t) { backend_of(group).all_reduce(t, op); });
+}
+
+at::Tensor all_reduce_copy(const at::Tensor& tensor, ReduceOp op, const Group& group) {
+  check_cpu(tensor, "all_reduce");
+  if (group.size() == 1) return tensor.clone();
+  record("all_reduce", nbytes(tensor));
+  return backend_of(group).all_reduce_copy(tensor.contiguous(), op);
 }
 
 at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,

@@ -76,15 +76,20 @@ uint64_t pid_namespace() {
   return stat("/proc/self/ns/pid", &info) == 0 ? static_cast<uint64_t>(info.st_ino) : 0;
 }
 
-// A zombie still answers kill(pid, 0): read its state too.
+// Gone: no such process, or a zombie whose every thread has exited (what its parent can
+// reap). A process whose main thread has exited while others still wind down is not gone
+// yet: it may still write, and its launcher has not seen it end (a peer that failed first
+// would be blamed for its death).
 bool process_gone(int pid) {
   if (kill(pid, 0) == -1 && errno == ESRCH) return true;
-  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  auto paren = text.rfind(')');
-  if (paren == std::string::npos || paren + 2 >= text.size()) return false;  // no /proc: alive
-  char state = text[paren + 2];
-  return state == 'Z' || state == 'X';
+  std::ifstream file("/proc/" + std::to_string(pid) + "/status");
+  bool zombie = false;
+  int threads = 0;
+  for (std::string line; std::getline(file, line);) {
+    if (line.rfind("State:", 0) == 0) zombie = line.find('Z') != std::string::npos || line.find('X') != std::string::npos;
+    if (line.rfind("Threads:", 0) == 0) threads = std::atoi(line.c_str() + 8);
+  }
+  return zombie && threads <= 1;  // no /proc: alive
 }
 
 void futex_wait(std::atomic<uint32_t>& word, uint32_t seen, std::chrono::microseconds limit) {
@@ -358,33 +363,56 @@ void SharedMemorySegment::reduce(const at::Tensor& data, ReduceOp op) {
 int64_t SharedMemorySegment::capacity() const { return segment_->region_bytes; }
 
 // A tensor outside the segment: only the pieces the others reduce are copied in; this
-// process reduces its own piece straight from the tensor into it, publishes the result in
+// process reduces its own piece straight from `source` into `out`, publishes the result in
 // its region's slot for that piece (which it never copied in), and copies the others'
 // results out of their regions. 30% less memory traffic than staging the whole tensor.
-void SharedMemorySegment::all_reduce(at::Tensor& tensor, ReduceOp op) {
+// `out` may be `source` (in place).
+void SharedMemorySegment::reduce_into(const at::Tensor& source, at::Tensor& out, ReduceOp op) {
   operation_ = "all_reduce";
   check_usable();
-  const int64_t n = tensor.numel();
-  const auto dtype = tensor.scalar_type();
+  const int64_t n = source.numel();
+  const auto dtype = source.scalar_type();
   const bool max = op == ReduceOp::kMax;
-  auto flat = tensor.view({n});
+  auto from = source.view({n});
+  auto into = out.view({n});
   auto staged = region(0, n, dtype);
   for (int q = 0; q < size_; ++q)
-    if (q != rank_) chunk_piece(staged, 0, size_, q).copy_(chunk_piece(flat, 0, size_, q));
+    if (q != rank_) chunk_piece(staged, 0, size_, q).copy_(chunk_piece(from, 0, size_, q));
   wait_for_all("written");
-  auto piece = chunk_piece(flat, 0, size_, rank_);
+  auto mine = chunk_piece(from, 0, size_, rank_);
+  auto piece = chunk_piece(into, 0, size_, rank_);
   const int64_t at = chunk_offset(n, size_, rank_);
-  for (int q = 0; q < size_ && piece.numel() > 0; ++q)  // own value first, peers in rank order
-    if (q != rank_) detail::accumulate(piece, view(q, 0, n, dtype).narrow(0, at, piece.numel()), max);
+  auto peer_piece = [&](int q) { return view(q, 0, n, dtype).narrow(0, at, piece.numel()); };
+  bool started = out.is_same(source);
+  for (int q = 0; q < size_ && piece.numel() > 0; ++q) {  // own value first, peers in rank order
+    if (q == rank_) continue;
+    if (started) {
+      detail::accumulate(piece, peer_piece(q), max);
+    } else {
+      if (max)
+        at::maximum_out(piece, mine, peer_piece(q));
+      else
+        at::add_out(piece, mine, peer_piece(q));
+      started = true;
+    }
+  }
   if (op == ReduceOp::kAvg) piece.div_(size_);
   chunk_piece(staged, 0, size_, rank_).copy_(piece);
   wait_for_all("reduced");
   for (int q = 0; q < size_; ++q) {
     if (q == rank_) continue;
     auto theirs = chunk_piece(view(q, 0, n, dtype), 0, size_, q);
-    if (theirs.numel() > 0) chunk_piece(flat, 0, size_, q).copy_(theirs);
+    if (theirs.numel() > 0) chunk_piece(into, 0, size_, q).copy_(theirs);
   }
   wait_for_all("gathered");
+}
+
+void SharedMemorySegment::all_reduce(at::Tensor& tensor, ReduceOp op) { reduce_into(tensor, tensor, op); }
+
+at::Tensor SharedMemorySegment::all_reduce_copy(const at::Tensor& tensor, ReduceOp op) {
+  auto out = results_.take(tensor.sizes(), tensor.options());
+  reduce_into(tensor, out, op);
+  return out;
 }
 
 // Every process writes its block into its region; each then reads every block (one copy

@@ -73,6 +73,7 @@ class SharedMemorySegment : public std::enable_shared_from_this<SharedMemorySegm
   // 0; what a call writes must fit capacity(), see bytes_needed). Same bits as GlooBackend's.
   int64_t capacity() const;
   void all_reduce(at::Tensor& tensor, ReduceOp op);
+  at::Tensor all_reduce_copy(const at::Tensor& tensor, ReduceOp op);  // `tensor` left as it is
   at::Tensor all_gather(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes);
   at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op);
   at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
@@ -86,6 +87,7 @@ class SharedMemorySegment : public std::enable_shared_from_this<SharedMemorySegm
  private:
   SharedMemorySegment(std::string group_name, int rank, int size, int global_rank,
                       std::chrono::milliseconds timeout, std::shared_ptr<Segment> segment);
+  void reduce_into(const at::Tensor& source, at::Tensor& out, ReduceOp op);
   void wait_for_all(const char* phase);
   [[noreturn]] void fail(const std::string& why);
   at::Tensor view(int process, int64_t offset, int64_t numel, c10::ScalarType dtype) const;

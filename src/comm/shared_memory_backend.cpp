@@ -77,6 +77,11 @@ void SharedMemoryBackend::all_reduce(at::Tensor& tensor, ReduceOp op) {
   gloo_->all_reduce(tensor, op);
 }
 
+at::Tensor SharedMemoryBackend::all_reduce_copy(const at::Tensor& tensor, ReduceOp op) {
+  if (auto* shm = segment_for("all_reduce", detail::nbytes(tensor))) return shm->all_reduce_copy(tensor, op);
+  return Backend::all_reduce_copy(tensor, op);
+}
+
 at::Tensor SharedMemoryBackend::all_gather(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes) {
   const int64_t widest = *std::max_element(sizes.begin(), sizes.end());
   const int64_t widest_block = detail::block_counts(local.sizes(), dim, {widest})[0];

@@ -25,6 +25,7 @@ class SharedMemoryBackend final : public Backend {
   Transport transport() const override;
 
   void all_reduce(at::Tensor& tensor, ReduceOp op) override;
+  at::Tensor all_reduce_copy(const at::Tensor& tensor, ReduceOp op) override;
   at::Tensor all_gather(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes) override;
   at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) override;
   at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,

@@ -53,9 +53,7 @@ at::Tensor shard_to_shard(const at::Tensor& local, const Step& s) {
 }
 
 at::Tensor partial_to_replicate(const at::Tensor& local, const Step& s) {
-  auto out = local.contiguous().clone();
-  comm::all_reduce(out, comm::ReduceOp::kSum, s.group);
-  return out;
+  return comm::all_reduce_copy(local, comm::ReduceOp::kSum, s.group);
 }
 
 at::Tensor partial_to_shard(const at::Tensor& local, const Step& s) {
@@ -63,44 +61,107 @@ at::Tensor partial_to_shard(const at::Tensor& local, const Step& s) {
                               comm::ReduceOp::kSum, s.group);
 }
 
-at::Tensor to_partial(const at::Tensor&, const Step& s) {
-  invalid("dtensor", "cannot redistribute ", s.before.to_string(), " to ", s.after.to_string(),
-          ": Partial placements exist only inside computations");
-}
-
-using Transition = at::Tensor (*)(const at::Tensor&, const Step&);
+// One transition: the function that runs it and the collective it issues (empty: none).
+// Nothing turns into Partial: the planner refuses it before any step runs.
+struct Transition {
+  at::Tensor (*run)(const at::Tensor&, const Step&);
+  const char* collective;
+};
 // kTransitions[from][to], indexed by Placement's variant index: Replicate, Shard, Partial.
 constexpr std::array<std::array<Transition, 3>, 3> kTransitions{{
-    {nullptr, replicate_to_shard, to_partial},
-    {shard_to_replicate, shard_to_shard, to_partial},
-    {partial_to_replicate, partial_to_shard, nullptr},
+    {{{nullptr, ""}, {replicate_to_shard, ""}, {nullptr, ""}}},
+    {{{shard_to_replicate, "all_gather"}, {shard_to_shard, "all_to_all"}, {nullptr, ""}}},
+    {{{partial_to_replicate, "all_reduce"}, {partial_to_shard, "reduce_scatter"}, {nullptr, ""}}},
 }};
+
+const Transition& transition(const Placement& from, const Placement& to) {
+  return kTransitions[from.index()][to.index()];
+}
 
 bool shards(const Placement& p, int64_t d) {
   auto* s = std::get_if<Shard>(&p);
   return s && s->dim == d;
 }
 
-// Applies one step to `local` and `current`.
-void apply(at::Tensor& local, DTensorSpec& current, int64_t mesh_dim, const Placement& target,
-           const std::vector<int64_t>& coordinate) {
-  if (current.placements[mesh_dim] == target) return;
-  DTensorSpec next = current;
-  next.placements[mesh_dim] = target;
-  auto group = comm::axis_group(*current.mesh, mesh_dim);
-  Transition fn = kTransitions[current.placements[mesh_dim].index()][target.index()];
-  local = fn(local, Step{current, next, mesh_dim, coordinate, *group});
-  current = std::move(next);
-}
+// The transitions of a redistribution, in order: mesh dimension `mesh_dim` goes from
+// before's placement to after's; the planner works on specs alone, no data.
+struct PlannedStep {
+  DTensorSpec before, after;
+  int64_t mesh_dim;
+};
 
-// Before mesh dimension i works on tensor dimensions `dims`, the inner mesh dimensions that
-// shard one of them are gathered back (innermost first): nesting means their pieces are
-// pieces of i's piece, and they are re-sharded later, outer to inner.
-void unshard_inner(at::Tensor& local, DTensorSpec& current, int64_t i,
-                   const std::vector<int64_t>& dims, const std::vector<int64_t>& coordinate) {
-  for (int64_t j = current.mesh->ndim() - 1; j > i; --j)
-    for (int64_t d : dims)
-      if (shards(current.placements[j], d)) apply(local, current, j, Replicate{}, coordinate);
+struct Planner {
+  DTensorSpec current;
+  std::vector<PlannedStep> steps;
+
+  // One step of mesh dimension `mesh_dim` to `target`, if it is not there yet.
+  void apply(int64_t mesh_dim, const Placement& target) {
+    if (current.placements[mesh_dim] == target) return;
+    DTensorSpec next = current;
+    next.placements[mesh_dim] = target;
+    if (std::holds_alternative<Partial>(target))
+      invalid("dtensor", "cannot redistribute ", current.to_string(), " to ", next.to_string(),
+              ": Partial placements exist only inside computations");
+    steps.push_back({current, next, mesh_dim});
+    current = std::move(next);
+  }
+
+  // Before mesh dimension i works on tensor dimensions `dims`, the inner mesh dimensions that
+  // shard one of them are gathered back (innermost first): nesting means their pieces are
+  // pieces of i's piece, and they are re-sharded later, outer to inner.
+  void unshard_inner(int64_t i, const std::vector<int64_t>& dims) {
+    for (int64_t j = current.mesh->ndim() - 1; j > i; --j)
+      for (int64_t d : dims)
+        if (shards(current.placements[j], d)) apply(j, Replicate{});
+  }
+};
+
+std::vector<PlannedStep> plan_steps(const DTensorSpec& from, const DTensorSpec& to) {
+  to.validate();
+  if (from.global_shape != to.global_shape || !(*from.mesh == *to.mesh))
+    invalid("dtensor", "redistribute keeps the mesh and global shape: ", from.to_string(),
+            " -> ", to.to_string());
+  const int64_t n = from.mesh->ndim();
+  Planner plan{from, {}};
+  const auto& target = to.placements;
+
+  // 1. Inner to outer: shards that change. A shard moves to another dimension by all_to_all,
+  //    unless an outer mesh dimension will change that dimension too (then it would be
+  //    gathered again): then it is gathered now and re-sliced in phase 3.
+  for (int64_t i = n - 1; i >= 0; --i) {
+    const auto& cur = plan.current.placements[i];
+    if (!std::holds_alternative<Shard>(cur) || cur == target[i]) continue;
+    const int64_t d = shard_dim(cur);
+    if (auto* e = std::get_if<Shard>(&target[i])) {
+      bool outer_changes = false;
+      for (int64_t j = 0; j < i; ++j)
+        if (plan.current.placements[j] != target[j] &&
+            (shards(plan.current.placements[j], d) || shards(plan.current.placements[j], e->dim) ||
+             shards(target[j], d) || shards(target[j], e->dim)))
+          outer_changes = true;
+      if (!outer_changes) {
+        plan.unshard_inner(i, {d, e->dim});
+        plan.apply(i, target[i]);
+        continue;
+      }
+    }
+    plan.unshard_inner(i, {d});
+    plan.apply(i, Replicate{});
+  }
+  // 2. Pending sums: all_reduce, or reduce_scatter straight into a shard.
+  for (int64_t i = n - 1; i >= 0; --i) {
+    if (!std::holds_alternative<Partial>(plan.current.placements[i]) || target[i] == plan.current.placements[i])
+      continue;
+    if (auto* e = std::get_if<Shard>(&target[i])) plan.unshard_inner(i, {e->dim});
+    plan.apply(i, target[i]);
+  }
+  // 3. Outer to inner: slice what is replicated and should be sharded (no communication).
+  for (int64_t i = 0; i < n; ++i) {
+    if (plan.current.placements[i] == target[i]) continue;
+    if (auto* e = std::get_if<Shard>(&target[i])) plan.unshard_inner(i, {e->dim});
+    plan.apply(i, target[i]);
+  }
+  return std::move(plan.steps);
 }
 
 }  // namespace
@@ -113,51 +174,13 @@ std::vector<int64_t> my_coordinate(const DeviceMesh& mesh) {
 
 at::Tensor redistribute_local(const at::Tensor& local, const DTensorSpec& from,
                               const DTensorSpec& to) {
-  to.validate();
-  if (from.global_shape != to.global_shape || !(*from.mesh == *to.mesh))
-    invalid("dtensor", "redistribute keeps the mesh and global shape: ", from.to_string(),
-            " -> ", to.to_string());
+  const auto steps = plan_steps(from, to);
   const auto coordinate = my_coordinate(*from.mesh);
-  const int64_t n = from.mesh->ndim();
-  DTensorSpec current = from;
   at::Tensor out = local;
-  const auto& target = to.placements;
-
-  // 1. Inner to outer: shards that change. A shard moves to another dimension by all_to_all,
-  //    unless an outer mesh dimension will change that dimension too (then it would be
-  //    gathered again): then it is gathered now and re-sliced in phase 3.
-  for (int64_t i = n - 1; i >= 0; --i) {
-    const auto& cur = current.placements[i];
-    if (!std::holds_alternative<Shard>(cur) || cur == target[i]) continue;
-    const int64_t d = shard_dim(cur);
-    if (auto* e = std::get_if<Shard>(&target[i])) {
-      bool outer_changes = false;
-      for (int64_t j = 0; j < i; ++j)
-        if (current.placements[j] != target[j] &&
-            (shards(current.placements[j], d) || shards(current.placements[j], e->dim) ||
-             shards(target[j], d) || shards(target[j], e->dim)))
-          outer_changes = true;
-      if (!outer_changes) {
-        unshard_inner(out, current, i, {d, e->dim}, coordinate);
-        apply(out, current, i, target[i], coordinate);
-        continue;
-      }
-    }
-    unshard_inner(out, current, i, {d}, coordinate);
-    apply(out, current, i, Replicate{}, coordinate);
-  }
-  // 2. Pending sums: all_reduce, or reduce_scatter straight into a shard.
-  for (int64_t i = n - 1; i >= 0; --i) {
-    if (!std::holds_alternative<Partial>(current.placements[i]) || target[i] == current.placements[i])
-      continue;
-    if (auto* e = std::get_if<Shard>(&target[i])) unshard_inner(out, current, i, {e->dim}, coordinate);
-    apply(out, current, i, target[i], coordinate);
-  }
-  // 3. Outer to inner: slice what is replicated and should be sharded (no communication).
-  for (int64_t i = 0; i < n; ++i) {
-    if (current.placements[i] == target[i]) continue;
-    if (auto* e = std::get_if<Shard>(&target[i])) unshard_inner(out, current, i, {e->dim}, coordinate);
-    apply(out, current, i, target[i], coordinate);
+  for (const auto& step : steps) {
+    auto group = comm::axis_group(*step.before.mesh, step.mesh_dim);
+    const auto& t = transition(step.before.placements[step.mesh_dim], step.after.placements[step.mesh_dim]);
+    out = t.run(out, Step{step.before, step.after, step.mesh_dim, coordinate, *group});
   }
   return out;
 }
@@ -202,3 +225,62 @@ at::Tensor redistribute_autograd(const at::Tensor& local, const DTensorSpec& fro
 }
 
 }  // namespace kdist::detail
+
+namespace kdist {
+
+RedistributePlan plan_redistribute(const DTensorSpec& from, const DTensorSpec& to, c10::ScalarType dtype) {
+  const auto coordinate = detail::my_coordinate(*from.mesh);
+  const int rank = process_id();
+  RedistributePlan plan;
+  for (const auto& step : detail::plan_steps(from, to)) {
+    RedistributeStep out;
+    out.mesh_dim = step.mesh_dim;
+    out.before = step.before.placements[step.mesh_dim];
+    out.after = step.after.placements[step.mesh_dim];
+    out.ranks = step.before.mesh->ranks_along(step.mesh_dim, rank);
+    // What comm counts: the bytes this process puts in, which is its block before the step
+    // for every transition here; nothing on a group of one.
+    if (out.ranks.size() > 1) out.collective = detail::transition(out.before, out.after).collective;
+    if (!out.collective.empty()) {
+      int64_t numel = 1;
+      for (int64_t s : step.before.local_shape(coordinate)) numel *= s;
+      out.bytes = numel * static_cast<int64_t>(c10::elementSize(dtype));
+    }
+    plan.steps.push_back(std::move(out));
+  }
+  return plan;
+}
+
+RedistributePlan DTensor::plan_redistribute(const std::vector<Placement>& placements) const {
+  DTensorSpec to = spec();
+  to.placements = placements;
+  return kdist::plan_redistribute(spec(), to, local_.scalar_type());
+}
+
+int64_t RedistributePlan::count(const std::string& collective) const {
+  int64_t n = 0;
+  for (const auto& s : steps) n += s.collective == collective ? 1 : 0;
+  return n;
+}
+
+int64_t RedistributePlan::bytes(const std::string& collective) const {
+  int64_t n = 0;
+  for (const auto& s : steps) n += s.collective == collective ? s.bytes : 0;
+  return n;
+}
+
+std::string RedistributePlan::to_string() const {
+  std::string out;
+  for (const auto& s : steps) {
+    std::string ranks;
+    for (int r : s.ranks) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
+    out += "mesh dim " + std::to_string(s.mesh_dim) + ": " + kdist::to_string(s.before) + " -> " +
+           kdist::to_string(s.after) + "  " +
+           (s.collective.empty() ? std::string("local") : s.collective + " over ranks " + ranks + ", " +
+                                                              std::to_string(s.bytes) + " bytes") +
+           "\n";
+  }
+  return out;
+}
+
+}  // namespace kdist

@@ -240,6 +240,9 @@ TEST(CommTransport, EveryCollectiveAgreesWithGloo) {
             EXPECT_TRUE(at::equal(a, b));
           else
             EXPECT_TRUE(at::allclose(a, b, tolerance, tolerance)) << "op " << int(op);
+          const auto before = x.clone();
+          EXPECT_TRUE(at::equal(all_reduce_copy(x, op, *chosen), a)) << "all_reduce_copy, op " << int(op);
+          EXPECT_TRUE(at::equal(x, before)) << "all_reduce_copy leaves its input";
           auto rs_a = reduce_scatter(x, dim, op, *chosen), rs_b = reduce_scatter(x, dim, op, *gloo);
           EXPECT_TRUE(at::allclose(rs_a, rs_b, tolerance, tolerance)) << "reduce_scatter op " << int(op);
         }

@@ -26,6 +26,60 @@ at::Tensor expected_block(const at::Tensor& full, const std::vector<Placement>& 
 const std::vector<std::vector<int64_t>> kUnevenShapes{{12, 3}, {13, 3}, {14, 3},
                                                       {3, 12}, {3, 13}, {3, 14}};
 
+// redistribute runs the plan plan_redistribute gives: comm counts the same collectives with
+// the same bytes, step for step in kind.
+void expect_plan_is_what_runs(const DTensor& x, const std::vector<Placement>& to) {
+  const auto plan = x.plan_redistribute(to);
+  CollectiveCounter counter;
+  x.redistribute(to);
+  const std::string what = to_string(x.placements()) + " -> " + to_string(to) + " on " +
+                           std::to_string(x.sizes()[0]) + "x" + std::to_string(x.sizes()[1]);
+  int64_t planned = 0;
+  for (const char* kind : {"all_gather", "all_to_all", "all_reduce", "reduce_scatter"}) {
+    EXPECT_EQ(plan.count(kind), counter.count(kind)) << kind << ": " << what << "\n" << plan.to_string();
+    EXPECT_EQ(plan.bytes(kind), counter.bytes(kind)) << kind << ": " << what << "\n" << plan.to_string();
+    planned += plan.count(kind);
+  }
+  EXPECT_EQ(planned, counter.total_count()) << what;
+}
+
+TEST(Redistribute1D, PlanIsWhatRuns) {
+  auto mesh = line_mesh();
+  const std::vector<Placement> all{Replicate{}, Shard{0}, Shard{1}};
+  for (auto shape : std::vector<std::vector<int64_t>>{{8, 6}, {5, 3}, {1, 2}}) {
+    auto full = global_arange(shape);
+    for (const auto& from : all)
+      for (const auto& to : all) expect_plan_is_what_runs(distribute_tensor(full, mesh, {from}), {to});
+    auto partial = DTensor::from_local(at::ones(shape), mesh, {Partial{}}, shape);
+    for (const auto& to : all) expect_plan_is_what_runs(partial, {to});
+  }
+  auto x = distribute_tensor(global_arange({4, 4}), mesh, {Shard{0}});
+  EXPECT_THROW_WITH(x.plan_redistribute({Partial{}}), std::invalid_argument,
+                    "Partial placements exist only inside computations");
+  auto plan = x.plan_redistribute({Replicate{}});
+  ASSERT_EQ(plan.steps.size(), 1u);
+  EXPECT_EQ(plan.steps[0].ranks, mesh->ranks_along(0, process_id()));
+  EXPECT_EQ(plan.to_string().rfind("mesh dim 0: S(0) -> R  all_gather over ranks 0,", 0), 0u) << plan.to_string();
+}
+
+TEST(Redistribute2x2, PlanIsWhatRuns) {
+  auto mesh = mesh_2x2();
+  const std::vector<Placement> one{Replicate{}, Shard{0}, Shard{1}};
+  std::vector<std::vector<Placement>> all;
+  for (const auto& a : one)
+    for (const auto& b : one) all.push_back({a, b});
+  for (auto shape : std::vector<std::vector<int64_t>>{{8, 6}, {5, 3}}) {
+    auto full = global_arange(shape);
+    for (const auto& from : all)
+      for (const auto& to : all) expect_plan_is_what_runs(distribute_tensor(full, mesh, from), to);
+    for (const auto& from : std::vector<std::vector<Placement>>{{Partial{}, Replicate{}}, {Shard{1}, Partial{}},
+                                                                {Partial{}, Partial{}}}) {
+      auto p = DTensor::from_local(expected_block(full, from).clone(), mesh, from, shape);
+      for (const auto& to : all) expect_plan_is_what_runs(p, to);
+    }
+  }
+}
+
 TEST(Redistribute1D, ShardToReplicateAndItsGradient) {
   auto mesh = line_mesh();
   const int k = num_processes(), r = process_id();

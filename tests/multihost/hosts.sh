@@ -2,8 +2,8 @@
 # benchmarks: two network namespaces joined by a veth pair, each with its own hostname (which
 # resolves to 127.0.0.1 there, as in most containers) and its own /dev/shm (unshare --mount and
 # a tmpfs). Needs root. Only the addresses of these two namespaces are ever contacted.
-# Source it; it defines work, tag, addr0, addr1, port, fail, make_hosts and on_host, and
-# removes the namespaces on exit.
+# Source it; it defines work, tag, addr0, addr1, port, fail, make_hosts, on_host and
+# launch_node, and removes the namespaces on exit.
 work=$(mktemp -d)
 tag="kd$$"
 net="10.233.$(( $$ % 250 ))"
@@ -46,3 +46,10 @@ on_host() {
     exec "$@"' on_host "$h" "$work/hosts$h" "$@"
 }
 
+# kdist launch of node HOST of a 2-node job, RANKS per node, coordinator on host 0's PORT;
+# $kdist is the kdist command.
+launch_node() {  # HOST PORT RANKS COMMAND...
+  local h=$1 p=$2 n=$3; shift 3
+  on_host "$h" "$kdist" launch --nnodes 2 --node-rank "$h" --master-addr "$addr0" --master-port "$p" \
+    -n "$n" --grace 2 -- "$@"
+}

@@ -8,10 +8,19 @@ set -uo pipefail
 kdist=$1 case=$2 mp_tests=${3:-}
 source "$(dirname "${BASH_SOURCE[0]}")/hosts.sh"
 
-launch_on() {  # HOST ARGS... : kdist launch of node HOST of a 2-node job of 2 ranks each
+launch_on() {  # HOST ARGS... : node HOST of a 2-node job of 2 ranks each
   local h=$1; shift
-  on_host "$h" "$kdist" launch --nnodes 2 --node-rank "$h" --master-addr "$addr0" --master-port "$port" \
-    -n 2 --grace 2 -- "$@"
+  launch_node "$h" "$port" 2 "$@"
+}
+
+# The same command on both hosts, host 1's in the background; sets rc0 and rc1.
+run_on_both() {
+  launch_on 1 "$@" >"$work/out1" 2>&1 &
+  local node1=$!
+  launch_on 0 "$@" >"$work/out0" 2>&1
+  rc0=$?
+  wait $node1
+  rc1=$?
 }
 
 make_hosts
@@ -24,12 +33,7 @@ train)
   # so through shared memory. Both train the gpt and match one process.
   for mesh in batch=2,model=2 model=2,batch=2; do
     args=(train --model gpt --mesh "$mesh" --steps 12 --verify --log-every 4)
-    launch_on 1 "$kdist" "${args[@]}" >"$work/out1" 2>&1 &
-    node1=$!
-    launch_on 0 "$kdist" "${args[@]}" >"$work/out0" 2>&1
-    rc0=$?
-    wait $node1
-    rc1=$?
+    run_on_both "$kdist" "${args[@]}"
     [ $rc0 = 0 ] && [ $rc1 = 0 ] || fail "$mesh: exit codes $rc0 (host 0) and $rc1 (host 1), expected 0"
     grep -q "^\[rank 0\] verify: 12 steps, .*: OK" "$work/out0" || fail "$mesh: verify did not pass"
     grep -q "^\[rank 0\] trained 12 steps on 4 processes" "$work/out0" || fail "$mesh: not 4 processes"
@@ -60,24 +64,14 @@ hierarchical)
   # data-parallel over all 4 ranks, its gradients summed hierarchically, matches one process.
   export KDIST_TEST_HOSTS=0,0,1,1  # what the ranks' hosts are, for the suites' expectations
   filter='Comm1D.*:CommTransport.*'
-  launch_on 1 "$mp_tests" --gtest_filter="$filter" >"$work/out1" 2>&1 &
-  node1=$!
-  launch_on 0 "$mp_tests" --gtest_filter="$filter" >"$work/out0" 2>&1
-  rc0=$?
-  wait $node1
-  rc1=$?
+  run_on_both "$mp_tests" --gtest_filter="$filter"
   [ $rc0 = 0 ] && [ $rc1 = 0 ] || fail "comm suites across hosts: exit codes $rc0 (host 0) and $rc1 (host 1)"
   grep -q "process group world (ranks 0,1,2,3) created (size 4, hierarchical)" "$work/out0" ||
     fail "the world group is not hierarchical"
   grep "^\[rank 0\] \[  PASSED  \]" "$work/out0"
   unset KDIST_TEST_HOSTS
   args=(train --model gpt --mesh batch=4 --steps 12 --verify --log-every 4)
-  launch_on 1 "$kdist" "${args[@]}" >"$work/out1" 2>&1 &
-  node1=$!
-  launch_on 0 "$kdist" "${args[@]}" >"$work/out0" 2>&1
-  rc0=$?
-  wait $node1
-  rc1=$?
+  run_on_both "$kdist" "${args[@]}"
   [ $rc0 = 0 ] && [ $rc1 = 0 ] || fail "gpt batch=4: exit codes $rc0 (host 0) and $rc1 (host 1), expected 0"
   grep -q "^\[rank 0\] gradient sync: .* hierarchically" "$work/out0" || fail "the gradient sync is not hierarchical"
   grep -q "^\[rank 0\] verify: 12 steps, .*: OK" "$work/out0" || fail "gpt batch=4 across hosts: verify did not pass"
@@ -101,12 +95,7 @@ missing_host)
 rank_fails)
   # Rank 2, on host 1, exits with code 3 while the others wait in a collective: both launchers
   # stop their ranks, name rank 2 first and exit with its code.
-  launch_on 1 "$mp_tests" --gtest_filter='LaunchRootCause.*' >"$work/out1" 2>&1 &
-  node1=$!
-  launch_on 0 "$mp_tests" --gtest_filter='LaunchRootCause.*' >"$work/out0" 2>&1
-  rc0=$?
-  wait $node1
-  rc1=$?
+  run_on_both "$mp_tests" --gtest_filter='LaunchRootCause.*'
   [ $rc0 = 3 ] && [ $rc1 = 3 ] || fail "exit codes $rc0 (host 0) and $rc1 (host 1), expected rank 2's 3 on both"
   for h in 0 1; do
     grep -qx "\[kdist.launch\] failed: rank 2 (node 1) exited with code 3" "$work/out$h" ||
