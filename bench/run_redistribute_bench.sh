@@ -16,7 +16,7 @@ torch_out=$("$root/.venv/bin/torchrun" --standalone --nproc-per-node "$ranks" \
 import sys
 kdist = {tuple(l.split()[:2]): l.split()[2:] for l in """$kdist_out""".splitlines() if l.strip()}
 torch = {tuple(l.split()[:2]): float(l.split()[2]) for l in """$torch_out""".splitlines() if l.strip()}
-print(f"redistribute on a 1-D mesh of {sys.argv[1]} ranks (Gloo), float32, median of {sys.argv[2]} "
+print(f"redistribute on a 1-D mesh of {sys.argv[1]} ranks (kdist: the transport comm picks, shared memory here; PyTorch: Gloo), float32, median of {sys.argv[2]} "
       "interleaved rounds, slowest rank")
 print(f"{'transition':12} {'shape':>10} {'kdist ms':>9} {'torch ms':>9} {'raw ms':>8} "
       f"{'kdist/torch':>11} {'kdist/raw':>9}")
