@@ -166,8 +166,21 @@ at::Tensor GlooBackend::reduce_scatter(const at::Tensor& full, int64_t dim, Redu
     case ReduceScatterAlgorithm::kAllToAll:
       break;
   }
-  // Each rank receives every rank's copy of its own piece (the bytes a ring reduce_scatter
-  // moves) and reduces locally, ranks in order.
+  return reduce_scatter_pieces(full, dim, op, chunk_sizes(full.size(dim), k));
+}
+
+// Each rank receives every rank's copy of its own piece (the bytes a ring reduce_scatter
+// moves) and reduces locally, ranks in order.
+at::Tensor GlooBackend::reduce_scatter_pieces(const at::Tensor& full, int64_t dim, ReduceOp op,
+                                              const std::vector<int64_t>& sizes) {
+  const int k = identity_.group_size, me = identity_.group_rank;
+  std::vector<at::Tensor> pieces;
+  int64_t offset = 0;
+  for (int64_t size : sizes) {
+    pieces.push_back(full.narrow(dim, offset, size));
+    offset += size;
+  }
+  auto mine_shape = pieces[me].sizes().vec();
   auto arrived = exchange("reduce_scatter", pieces, std::vector<int64_t>(k, pieces[me].numel()));
   auto result = arrived[0].clone();  // out of the staging buffer: it is the caller's
   for (int i = 1; i < k; ++i) detail::accumulate(result, arrived[i], op == ReduceOp::kMax);

@@ -32,6 +32,11 @@ class GlooBackend final : public Backend {
   PendingGather all_gather_async(const at::Tensor& local, int64_t dim,
                                  const std::vector<int64_t>& sizes) override;
 
+  // reduce_scatter into pieces of the given sizes along dim (one per rank; they sum to
+  // full's size there) instead of the chunk rule's: the hierarchical one's exchange of hosts.
+  at::Tensor reduce_scatter_pieces(const at::Tensor& full, int64_t dim, ReduceOp op,
+                                   const std::vector<int64_t>& sizes);
+
   const BackendIdentity& identity() const { return identity_; }
   c10d::Backend& raw() { return *gloo_; }  // for benchmarks that time Gloo's own calls
 

@@ -13,7 +13,11 @@ namespace kdist::comm {
 HierarchicalBackend::HierarchicalBackend(std::shared_ptr<GlooBackend> flat, std::unique_ptr<Backend> local,
                                          std::shared_ptr<GlooBackend> leaders, HostLayout layout)
     : flat_(std::move(flat)), local_(std::move(local)), leaders_(std::move(leaders)), layout_(std::move(layout)) {
-  for (const auto& host : layout_.hosts) size_ += static_cast<int>(host.size());
+  int next = 0;
+  for (const auto& host : layout_.hosts) {
+    size_ += static_cast<int>(host.size());
+    for (int g : host) hosts_in_order_ = hosts_in_order_ && g == next++;
+  }
 }
 
 void HierarchicalBackend::all_reduce(at::Tensor& tensor, ReduceOp op) {
@@ -66,13 +70,43 @@ at::Tensor HierarchicalBackend::all_gather(const at::Tensor& local, int64_t dim,
   return result;
 }
 
-// The sum over every process, then this rank's piece: the hierarchical all_reduce moves less
-// across hosts than a flat reduce_scatter would, and the piece is a slice.
+// Where each host holds consecutive group ranks (the usual placement), in two levels: the
+// host's processes sum the tensor through shared memory, the leaders reduce-scatter it by
+// host (each leader gets its host's range of pieces, summed over the hosts, on Gloo), and
+// the leader hands the range to its host's processes, each of which keeps its piece. Across
+// hosts that moves (H-1)/H of the tensor once. Interleaved hosts take the hierarchical
+// all_reduce and a slice.
 at::Tensor HierarchicalBackend::reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) {
-  auto reduced = full.clone();
-  all_reduce(reduced, op);
   const int me = layout_.hosts[layout_.host][layout_.local_rank];
-  return chunk_piece(reduced, dim, size_, me).contiguous();
+  if (!hosts_in_order_) {
+    auto reduced = full.clone();
+    all_reduce(reduced, op);
+    return chunk_piece(reduced, dim, size_, me).contiguous();
+  }
+  const ReduceOp combine = op == ReduceOp::kMax ? ReduceOp::kMax : ReduceOp::kSum;
+  const int64_t n = full.size(dim);
+  const auto& mine = layout_.hosts[layout_.host];
+  auto range_of = [&](const std::vector<int>& host) {  // where a host's pieces start, and their size
+    const int64_t start = chunk_offset(n, size_, host.front());
+    return std::make_pair(start, chunk_offset(n, size_, host.back()) + chunk_size(n, size_, host.back()) - start);
+  };
+  at::Tensor range;
+  if (leaders_) {
+    auto host_sum = local_ ? local_->all_reduce_copy(full, combine) : full;
+    std::vector<int64_t> host_sizes;
+    for (const auto& host : layout_.hosts) host_sizes.push_back(range_of(host).second);
+    range = leaders_->reduce_scatter_pieces(host_sum, dim, combine, host_sizes);
+  } else {
+    local_->all_reduce_copy(full, combine);  // this process's part of the host's sum
+    auto shape = full.sizes().vec();
+    shape[dim] = range_of(mine).second;
+    range = at::empty(shape, full.options());
+  }
+  if (local_) local_->broadcast(range, 0);
+  const int64_t offset = chunk_offset(n, size_, me) - range_of(mine).first;
+  auto piece = range.narrow(dim, offset, chunk_size(n, size_, me)).contiguous();
+  if (op == ReduceOp::kAvg) piece.div_(size_);
+  return piece;
 }
 
 at::Tensor HierarchicalBackend::all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,

@@ -4,7 +4,8 @@
 // steps: the processes of each host combine through their host's shared memory, one leader
 // per host (its first process in group order) runs the collective with the other hosts'
 // leaders on Gloo, and the leader hands the result back through shared memory. Across
-// hosts that moves each host's data once instead of once per process. all_to_all,
+// hosts that moves each host's data once instead of once per process (reduce_scatter, on
+// hosts of consecutive ranks, a reduce_scatter by host between the leaders). all_to_all,
 // broadcast and barrier run on the group's flat Gloo backend.
 //
 // Sums are taken in another order than flat Gloo's (per host first), so all_reduce agrees
@@ -50,6 +51,7 @@ class HierarchicalBackend final : public Backend {
   std::shared_ptr<GlooBackend> leaders_;
   HostLayout layout_;
   int size_ = 0;
+  bool hosts_in_order_ = true;  // each host's group ranks consecutive, hosts ascending
 };
 
 }  // namespace kdist::comm
