@@ -9,6 +9,11 @@
 #include "pieces.h"
 
 namespace kdist::comm {
+namespace {
+// What the hosts' partial results are combined with: sums for kSum and kAvg (divided once,
+// at the end), maxima for kMax.
+ReduceOp combining(ReduceOp op) { return op == ReduceOp::kMax ? ReduceOp::kMax : ReduceOp::kSum; }
+}  // namespace
 
 HierarchicalBackend::HierarchicalBackend(std::shared_ptr<GlooBackend> flat, std::unique_ptr<Backend> local,
                                          std::shared_ptr<GlooBackend> leaders, HostLayout layout)
@@ -21,7 +26,7 @@ HierarchicalBackend::HierarchicalBackend(std::shared_ptr<GlooBackend> flat, std:
 }
 
 void HierarchicalBackend::all_reduce(at::Tensor& tensor, ReduceOp op) {
-  const ReduceOp combine = op == ReduceOp::kMax ? ReduceOp::kMax : ReduceOp::kSum;
+  const ReduceOp combine = combining(op);
   if (local_) local_->all_reduce(tensor, combine);
   if (leaders_) leaders_->all_reduce(tensor, combine);
   if (local_) local_->broadcast(tensor, 0);
@@ -50,9 +55,7 @@ at::Tensor HierarchicalBackend::all_gather(const at::Tensor& local, int64_t dim,
       order.insert(order.end(), host.begin(), host.end());
     }
     auto by_host = leaders_->all_gather(block.contiguous(), dim, host_totals);
-    bool in_group_order = true;
-    for (size_t i = 0; i < order.size(); ++i) in_group_order = in_group_order && order[i] == static_cast<int>(i);
-    if (in_group_order) {
+    if (hosts_in_order_) {
       result = by_host;
     } else {
       std::vector<at::Tensor> pieces(order.size());
@@ -83,7 +86,7 @@ at::Tensor HierarchicalBackend::reduce_scatter(const at::Tensor& full, int64_t d
     all_reduce(reduced, op);
     return chunk_piece(reduced, dim, size_, me).contiguous();
   }
-  const ReduceOp combine = op == ReduceOp::kMax ? ReduceOp::kMax : ReduceOp::kSum;
+  const ReduceOp combine = combining(op);
   const int64_t n = full.size(dim);
   const auto& mine = layout_.hosts[layout_.host];
   auto range_of = [&](const std::vector<int>& host) {  // where a host's pieces start, and their size

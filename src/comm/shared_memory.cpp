@@ -334,39 +334,23 @@ bool SharedMemorySegment::holds(const at::Tensor& t) const {
 }
 
 void SharedMemorySegment::reduce(const at::Tensor& data, ReduceOp op) {
-  operation_ = "all_reduce";
-  check_usable();
   if (!data.is_contiguous() || !holds(data))
     kdist::detail::invalid("comm", "shared-memory all_reduce needs a contiguous tensor inside "
                            "this process's region (from region())");
-  const int64_t offset = static_cast<const char*>(data.data_ptr()) - segment_->region(rank_);
-  const int64_t n = data.numel();
-  const auto dtype = data.scalar_type();
-  const bool max = op == ReduceOp::kMax;
-  auto flat = data.view({n});
-
-  wait_for_all("written");
-  // This process's piece: its own data and every peer's, peers in rank order.
-  auto piece = chunk_piece(flat, 0, size_, rank_);
-  const int64_t at = chunk_offset(n, size_, rank_);
-  for (int q = 0; q < size_ && piece.numel() > 0; ++q)
-    if (q != rank_) detail::accumulate(piece, view(q, offset, n, dtype).narrow(0, at, piece.numel()), max);
-  wait_for_all("reduced");
-  for (int q = 0; q < size_; ++q) {
-    if (q == rank_) continue;
-    auto theirs = chunk_piece(view(q, offset, n, dtype), 0, size_, q);
-    if (theirs.numel() > 0) chunk_piece(flat, 0, size_, q).copy_(theirs);
-  }
-  wait_for_all("gathered");
+  at::Tensor in_place = data;
+  reduce_into(data, in_place, op);
 }
 
 int64_t SharedMemorySegment::capacity() const { return segment_->region_bytes; }
 
-// A tensor outside the segment: only the pieces the others reduce are copied in; this
-// process reduces its own piece straight from `source` into `out`, publishes the result in
-// its region's slot for that piece (which it never copied in), and copies the others'
-// results out of their regions. 30% less memory traffic than staging the whole tensor.
-// `out` may be `source` (in place).
+// Written (every region holds its data), reduced (each process has reduced its torch.chunk
+// piece over all regions, own value first, peers in rank order, and published it in its
+// region), gathered (each has copied the others' pieces from their owners). A tensor inside
+// this process's region (reduce) is its own staging, at the same offset on every process. A
+// tensor outside it is staged at offset 0, and only the pieces the others reduce are copied
+// in: this process reduces its own piece straight from `source` into `out` and publishes
+// the result in the slot it never copied in (30% less memory traffic than staging the whole
+// tensor). `out` may be `source`.
 void SharedMemorySegment::reduce_into(const at::Tensor& source, at::Tensor& out, ReduceOp op) {
   operation_ = "all_reduce";
   check_usable();
@@ -375,16 +359,19 @@ void SharedMemorySegment::reduce_into(const at::Tensor& source, at::Tensor& out,
   const bool max = op == ReduceOp::kMax;
   auto from = source.view({n});
   auto into = out.view({n});
-  auto staged = region(0, n, dtype);
-  for (int q = 0; q < size_; ++q)
-    if (q != rank_) chunk_piece(staged, 0, size_, q).copy_(chunk_piece(from, 0, size_, q));
+  const bool staged_in_place = out.is_same(source) && holds(source);
+  auto staged = staged_in_place ? from : region(0, n, dtype);
+  const int64_t offset = static_cast<const char*>(staged.data_ptr()) - segment_->region(rank_);
+  if (!staged_in_place)
+    for (int q = 0; q < size_; ++q)
+      if (q != rank_) chunk_piece(staged, 0, size_, q).copy_(chunk_piece(from, 0, size_, q));
   wait_for_all("written");
   auto mine = chunk_piece(from, 0, size_, rank_);
   auto piece = chunk_piece(into, 0, size_, rank_);
   const int64_t at = chunk_offset(n, size_, rank_);
-  auto peer_piece = [&](int q) { return view(q, 0, n, dtype).narrow(0, at, piece.numel()); };
+  auto peer_piece = [&](int q) { return view(q, offset, n, dtype).narrow(0, at, piece.numel()); };
   bool started = out.is_same(source);
-  for (int q = 0; q < size_ && piece.numel() > 0; ++q) {  // own value first, peers in rank order
+  for (int q = 0; q < size_ && piece.numel() > 0; ++q) {
     if (q == rank_) continue;
     if (started) {
       detail::accumulate(piece, peer_piece(q), max);
@@ -397,11 +384,11 @@ void SharedMemorySegment::reduce_into(const at::Tensor& source, at::Tensor& out,
     }
   }
   if (op == ReduceOp::kAvg) piece.div_(size_);
-  chunk_piece(staged, 0, size_, rank_).copy_(piece);
+  if (!staged_in_place) chunk_piece(staged, 0, size_, rank_).copy_(piece);
   wait_for_all("reduced");
   for (int q = 0; q < size_; ++q) {
     if (q == rank_) continue;
-    auto theirs = chunk_piece(view(q, 0, n, dtype), 0, size_, q);
+    auto theirs = chunk_piece(view(q, offset, n, dtype), 0, size_, q);
     if (theirs.numel() > 0) chunk_piece(into, 0, size_, q).copy_(theirs);
   }
   wait_for_all("gathered");

@@ -65,7 +65,7 @@ class SharedMemorySegment : public std::enable_shared_from_this<SharedMemorySegm
   // Whether `t` lies inside this process's region (a tensor from region(), or a view of one).
   bool holds(const at::Tensor& t) const;
   // Reduces `data`, a contiguous tensor inside this process's region, over the group, in
-  // place: kSum, kMax (kAvg is the caller's division).
+  // place (every process passes the same range).
   void reduce(const at::Tensor& data, ReduceOp op);
   void sum(const at::Tensor& data) { reduce(data, ReduceOp::kSum); }
 

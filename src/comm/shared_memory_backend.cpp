@@ -66,11 +66,7 @@ void SharedMemoryBackend::all_reduce(at::Tensor& tensor, ReduceOp op) {
       it = buffers_.erase(it);
       continue;
     }
-    if (buffer->holds(tensor)) {  // allocate_buffer's memory: reduced where it lies
-      buffer->reduce(tensor, op == ReduceOp::kAvg ? ReduceOp::kSum : op);
-      if (op == ReduceOp::kAvg) tensor.div_(gloo_->identity().group_size);
-      return;
-    }
+    if (buffer->holds(tensor)) return buffer->reduce(tensor, op);  // allocate_buffer's: where it lies
     ++it;
   }
   if (auto* shm = segment_for("all_reduce", detail::nbytes(tensor))) return shm->all_reduce(tensor, op);
