@@ -125,7 +125,7 @@ void check_rank(const TensorLayout& layout, const std::string& path,
 
 namespace {
 DeviceMeshPtr batch_mesh(std::vector<std::string> devices) {
-  if (devices.empty()) devices = list_devices();
+  if (devices.empty()) devices = detail::job_devices();
   auto n = static_cast<int64_t>(devices.size());
   return std::make_shared<DeviceMesh>(std::vector<int64_t>{n}, std::vector<std::string>{"batch"},
                                       std::move(devices));

@@ -1,7 +1,7 @@
 #include <kdist/mesh.h>
-#include <kdist/runtime.h>
 
 #include <algorithm>
+#include <mutex>
 #include <numeric>
 #include <set>
 
@@ -21,9 +21,52 @@ std::pair<std::string, int> parse_device(const std::string& device) {
   return {device.substr(0, colon), std::stoi(device.substr(colon + 1))};
 }
 
+struct DeviceMesh::Devices {
+  std::once_flag once;              // the job's devices: taken on first use
+  std::vector<std::string> names;
+  std::vector<int> ranks;           // ranks[p] = index of names[p]
+};
+
+namespace {
+
+std::mutex g_job_mutex;
+std::vector<std::string> g_job_devices;  // empty: no job initialized
+
+// Keras's count check, then every device well formed and used once; returns their ranks.
+std::vector<int> ranks_of(const std::vector<int64_t>& shape, const std::vector<std::string>& devices,
+                          const char* whose) {
+  int64_t positions = 1;
+  for (int64_t d : shape) positions *= d;
+  if (positions != static_cast<int64_t>(devices.size()))
+    invalid("mesh", "Shape does not match the number of devices: shape ", tuple_string(shape),
+            " has ", positions, " positions, got ", devices.size(), " devices", whose);
+  std::set<int> seen;
+  std::vector<int> ranks;
+  for (const auto& device : devices) {
+    int rank = parse_device(device).second;
+    if (!seen.insert(rank).second)
+      invalid("mesh", "device index ", rank, " appears twice in devices ", tuple_string(devices));
+    ranks.push_back(rank);
+  }
+  return ranks;
+}
+
+}  // namespace
+
+namespace detail {
+void set_job_devices(std::vector<std::string> devices) {
+  std::lock_guard<std::mutex> lock(g_job_mutex);
+  g_job_devices = std::move(devices);
+}
+std::vector<std::string> job_devices() {
+  std::lock_guard<std::mutex> lock(g_job_mutex);
+  return g_job_devices.empty() ? std::vector<std::string>{"cpu:0"} : g_job_devices;
+}
+}  // namespace detail
+
 DeviceMesh::DeviceMesh(std::vector<int64_t> shape, std::vector<std::string> axis_names,
                        std::vector<std::string> devices)
-    : shape_(std::move(shape)), axis_names_(std::move(axis_names)), devices_(std::move(devices)) {
+    : shape_(std::move(shape)), axis_names_(std::move(axis_names)), devices_(std::make_shared<Devices>()) {
   if (shape_.empty() || axis_names_.empty())
     invalid("mesh", "Shape and axis_names cannot be empty: shape ", tuple_string(shape_),
             ", axis_names ", tuple_string(axis_names_));
@@ -31,26 +74,30 @@ DeviceMesh::DeviceMesh(std::vector<int64_t> shape, std::vector<std::string> axis
     invalid("mesh", "Shape and axis_names should have same size: shape ", tuple_string(shape_),
             " has ", shape_.size(), ", axis_names ", tuple_string(axis_names_), " has ",
             axis_names_.size());
-  if (devices_.empty()) devices_ = list_devices();
-  int64_t positions = 1;
-  for (int64_t d : shape_) positions *= d;
-  if (positions != static_cast<int64_t>(devices_.size()))
-    invalid("mesh", "Shape does not match the number of devices: shape ", tuple_string(shape_),
-            " has ", positions, " positions, got ", devices_.size(), " devices");
+  if (!devices.empty()) {  // given: checked now, as Keras does
+    devices_->ranks = ranks_of(shape_, devices, "");
+    devices_->names = std::move(devices);
+    std::call_once(devices_->once, [] {});
+  }
   for (size_t i = 0; i < shape_.size(); ++i)
     if (shape_[i] <= 0)
       invalid("mesh", "axis '", axis_names_[i], "' has size ", shape_[i], "; sizes must be >= 1");
   std::set<std::string> names(axis_names_.begin(), axis_names_.end());
   if (names.size() != axis_names_.size())
     invalid("mesh", "axis_names ", tuple_string(axis_names_), " repeat a name");
-  std::set<int> seen;
-  for (const auto& device : devices_) {
-    int rank = parse_device(device).second;
-    if (!seen.insert(rank).second)
-      invalid("mesh", "device index ", rank, " appears twice in devices ", tuple_string(devices_));
-    ranks_.push_back(rank);
-  }
 }
+
+// A throw leaves the flag unset: the next use checks again (after initialize, say).
+const DeviceMesh::Devices& DeviceMesh::resolved() const {
+  std::call_once(devices_->once, [this] {
+    auto names = detail::job_devices();
+    devices_->ranks = ranks_of(shape_, names, " (the job's, as the mesh was built without devices)");
+    devices_->names = std::move(names);
+  });
+  return *devices_;
+}
+
+const std::vector<std::string>& DeviceMesh::devices() const { return resolved().names; }
 
 bool DeviceMesh::has_axis(const std::string& name) const {
   return std::find(axis_names_.begin(), axis_names_.end(), name) != axis_names_.end();
@@ -68,7 +115,7 @@ int64_t DeviceMesh::axis_size(const std::string& name) const { return shape_[axi
 int DeviceMesh::rank_at(int64_t position) const {
   if (position < 0 || position >= size())
     invalid("mesh", "position ", position, " is outside a mesh of ", size(), " devices");
-  return ranks_[position];
+  return resolved().ranks[position];
 }
 
 int DeviceMesh::rank_at(const std::vector<int64_t>& coordinate) const {
@@ -82,18 +129,20 @@ int DeviceMesh::rank_at(const std::vector<int64_t>& coordinate) const {
               tuple_string(shape_));
     position = position * shape_[i] + coordinate[i];
   }
-  return ranks_[position];
+  return resolved().ranks[position];
 }
 
 bool DeviceMesh::contains_rank(int rank) const {
-  return std::find(ranks_.begin(), ranks_.end(), rank) != ranks_.end();
+  const auto& ranks = resolved().ranks;
+  return std::find(ranks.begin(), ranks.end(), rank) != ranks.end();
 }
 
 std::vector<int64_t> DeviceMesh::coordinate_of(int rank) const {
-  auto it = std::find(ranks_.begin(), ranks_.end(), rank);
-  if (it == ranks_.end())
-    invalid("mesh", "rank ", rank, " has no device in mesh devices ", tuple_string(devices_));
-  int64_t position = it - ranks_.begin();
+  const auto& ranks = resolved().ranks;
+  auto it = std::find(ranks.begin(), ranks.end(), rank);
+  if (it == ranks.end())
+    invalid("mesh", "rank ", rank, " has no device in mesh devices ", tuple_string(devices()));
+  int64_t position = it - ranks.begin();
   std::vector<int64_t> coordinate(shape_.size());
   for (size_t i = shape_.size(); i-- > 0;) {
     coordinate[i] = position % shape_[i];
@@ -119,14 +168,14 @@ std::vector<int> DeviceMesh::ranks_along(int64_t axis, int rank) const {
 }
 
 std::string DeviceMesh::to_string() const {
-  std::string devices = devices_.size() <= 4 ? tuple_string(devices_)
-                                             : devices_.front() + ".." + devices_.back();
+  const auto& names = devices();
+  std::string devices = names.size() <= 4 ? tuple_string(names) : names.front() + ".." + names.back();
   return detail::cat("DeviceMesh(shape=", tuple_string(shape_),
                      ", axis_names=", tuple_string(axis_names_), ", devices=", devices, ")");
 }
 
 bool DeviceMesh::operator==(const DeviceMesh& other) const {
-  return shape_ == other.shape_ && axis_names_ == other.axis_names_ && devices_ == other.devices_;
+  return shape_ == other.shape_ && axis_names_ == other.axis_names_ && devices() == other.devices();
 }
 
 }  // namespace kdist

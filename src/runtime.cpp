@@ -25,6 +25,7 @@ void initialize(std::optional<std::string> job_addresses, std::optional<int> num
   auto timeout = std::chrono::milliseconds(
       static_cast<int64_t>(detail::timeout_seconds(env) * 1000));
   comm::detail::start(config, timeout);
+  detail::set_job_devices(list_devices());  // what meshes built without devices take
   detail::debug_log("initialize: " + std::to_string(config.num_processes) + " processes from " +
                     config.source + (config.coordinator_host.empty()
                                          ? std::string()
@@ -54,6 +55,7 @@ int64_t get_device_count(const std::string& device_type) {
 void shutdown() {
   std::lock_guard<std::mutex> lock(g_mutex);
   comm::detail::stop();
+  detail::set_job_devices({});
 }
 
 }  // namespace kdist

@@ -37,7 +37,7 @@ TEST(DeviceMesh, OtherBadInput) {
   EXPECT_THROW_WITH(DeviceMesh({2, 1}, {"a", "a"}, fake_devices(2)), std::invalid_argument,
                     "[kdist.mesh] axis_names (a, a) repeat a name");
   EXPECT_THROW_WITH(DeviceMesh({0}, {"a"}, {}), std::invalid_argument,
-                    "Shape does not match the number of devices");
+                    "[kdist.mesh] axis 'a' has size 0; sizes must be >= 1");
   EXPECT_THROW_WITH(DeviceMesh({2}, {"a"}, {"cpu:0", "gpu"}), std::invalid_argument,
                     "device 'gpu' is not of the form <type>:<index>");
   EXPECT_THROW_WITH(DeviceMesh({2}, {"a"}, {"cpu:1", "cpu:1"}), std::invalid_argument,
@@ -81,6 +81,22 @@ TEST(DeviceMesh, DefaultDevicesAreTheJobsDevices) {
   DeviceMesh mesh({1}, {"batch"});
   EXPECT_EQ(mesh.devices(), (std::vector<std::string>{"cpu:0"}));
   EXPECT_EQ(mesh.to_string(), "DeviceMesh(shape=(1), axis_names=(batch), devices=(cpu:0))");
+}
+
+// Built without devices, a mesh takes the job's when it is first used: declared before the
+// job is known, it is checked against the job it runs in.
+TEST(DeviceMesh, WithoutDevicesTakesTheJobsOnFirstUse) {
+  DeviceMesh mesh({2, 2}, {"batch", "model"});  // this process is alone: no error yet
+  EXPECT_EQ(mesh.axis_size("model"), 2);        // names and shape need no devices
+  EXPECT_THROW_WITH(mesh.size(), std::invalid_argument,
+                    "[kdist.mesh] Shape does not match the number of devices: shape (2, 2) has 4 "
+                    "positions, got 1 devices (the job's, as the mesh was built without devices)");
+  kdist::detail::set_job_devices(fake_devices(4));  // what kdist::initialize does
+  EXPECT_EQ(mesh.ranks_along("batch", 3), (std::vector<int>{1, 3}));
+  const DeviceMesh copy = mesh;                     // copies share what was resolved
+  kdist::detail::set_job_devices({});
+  EXPECT_EQ(copy.size(), 4);
+  EXPECT_EQ(DeviceMesh({1}, {"batch"}).devices(), (std::vector<std::string>{"cpu:0"}));
 }
 
 TEST(DeviceMesh, ParseDevice) {

@@ -17,7 +17,10 @@ void add_plan_command(CLI::App& app, int& exit_code) {
       "plan", "Print the sharding plan and per-step collectives of a `kdist train` configuration "
               "(no processes are started)");
   add_train_options(*plan_cmd, *options);
-  plan_cmd->callback([options, plan_cmd, &exit_code] {
+  auto rank = std::make_shared<int>(0);
+  plan_cmd->add_option("--rank", *rank, "Plan as the process of this global rank sees it (its shards, its pieces)")
+      ->capture_default_str();
+  plan_cmd->callback([options, rank, plan_cmd, &exit_code] {
     try {
       apply_config_file(*plan_cmd, *options);  // sets the options bound to *options
       const TrainOptions o = *options;
@@ -26,9 +29,13 @@ void add_plan_command(CLI::App& app, int& exit_code) {
         throw std::invalid_argument("[kdist.plan] give the mesh to plan for: --mesh batch=2,model=4 or --devices N");
       auto job = prepare_job(o, cpu_devices(devices));
       auto model = job.workload->build();
-      auto summary = plan_module(*model, *job.distribution, 0);
+      if (*rank < 0 || *rank >= devices)
+        throw std::invalid_argument("[kdist.plan] --rank " + std::to_string(*rank) + " is outside the mesh's " +
+                                    std::to_string(devices) + " devices");
+      auto summary = plan_module(*model, *job.distribution, *rank, distribute_options(o));
       check_plan(job, summary);
-      std::cout << sharding_report(job, summary) << "\n" << collectives_report(job, summary, *model);
+      std::cout << sharding_report(job, summary) << "\n"
+                << collectives_report(job, plan_step(job, summary, *model), *rank);
     } catch (const std::invalid_argument& e) {
       std::cerr << "kdist plan: " << e.what() << "\n";
       exit_code = 2;

@@ -142,10 +142,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
   }
 
   auto scope = job->distribution->scope();
-  DistributeModuleOptions module_options;
-  if (options.sequence_parallel) module_options.sequence_parallel_dim = 1;  // (batch, time, width)
-  if (options.precision == "bf16") module_options.mixed_precision = nn::MixedPrecision{};
-  summary = distribute_module(*model, *job->distribution, module_options);
+  summary = distribute_module(*model, *job->distribution, distribute_options(options));
   job->workload->after_distribute(*model);
   std::unique_ptr<GradientSync> sync;
   comm::GroupPtr loss_group;
@@ -191,6 +188,9 @@ int run_train(CLI::App& command, const TrainOptions& given) {
       save(checkpoint_path(options.checkpoint_dir, r.step), *model, optimizer.get());
       if (rank0) prune_checkpoints(options.checkpoint_dir, 2);
     }
+    if (options.count_collectives)
+      std::printf("collectives of step %lld on rank %d: %s\n", static_cast<long long>(r.step), process_id(),
+                  counts_text(r.collectives).c_str()), std::fflush(stdout);
     if (!rank0) return;
     progress.update(r);
     if (metrics) metrics->write(r);
@@ -251,6 +251,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
   train_cmd->add_option("--init-from", options->init_from,
                         "Start from the whole weights of a safetensors file (kdist export writes one), "
                         "each process reading its own shards");
+  train_cmd->add_flag("--count-collectives", options->count_collectives,
+                      "Print, on every rank after every step, the collectives it issued by kind (counts "
+                      "and bytes, in `kdist plan`'s \"by kind\" format)");
   train_cmd->add_flag("--verify", options->verify,
                       "Also train in one process and fail unless the losses match");
   train_cmd->add_option("--verify-tolerance", options->verify_tolerance,

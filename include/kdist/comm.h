@@ -205,10 +205,26 @@ class JobStore {
   std::shared_ptr<Impl> impl_;
 };
 
+// One collective as a plan says it will run (DESIGN.md, "Plans are values"): nn's layer plans
+// (LayerPlan), sync's gradient-sync plan (plan_gradient_sync) and `kdist plan` are lists of
+// these, in CollectiveCounter's units, so that a plan can be checked against what ran.
+struct PlannedCollective {
+  std::string phase;       // "forward", "backward" or "step end"
+  std::string kind;        // CollectiveCounter's kind: "all_reduce", "all_gather", "reduce_scatter", ...
+  std::string axis;        // the mesh axis whose group runs it
+  int64_t group_size = 1;  // never 1: a group of one runs nothing, and plans leave it out
+  int64_t bytes = 0;       // as CollectiveCounter records it (the tensor this rank hands in)
+  std::string what;        // what moves: "blocks.0.attn.o (input gradient)"
+  // A gradient reduction: under gradient accumulation (GradientSync::no_sync) it runs once
+  // per step, where forward and backward collectives run once per micro-batch.
+  bool once_per_step = false;
+};
+
 // Counts the collectives this process runs while it is alive (like DTensor's CommDebugMode):
 // by kind ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
-// "barrier") and by bytes this rank sent in. Collectives on groups of size 1 are not
-// counted: they do not communicate. Counters nest; each sees everything in its lifetime.
+// "barrier") and by bytes this rank hands in: the whole tensor of an all_reduce, broadcast or
+// reduce_scatter, this rank's piece of an all_gather or all_to_all. Collectives on groups of
+// size 1 are not counted: they do not communicate. Counters nest; each sees everything in its lifetime.
 class CollectiveCounter {
  public:
   CollectiveCounter();

@@ -91,7 +91,7 @@ class DataParallel : public Distribution {
   explicit DataParallel(DeviceMeshPtr mesh, bool auto_shard_dataset = true);
   // A 1-D mesh named "batch" over these devices.
   explicit DataParallel(std::vector<std::string> devices, bool auto_shard_dataset = true);
-  // A 1-D mesh named "batch" over list_devices().
+  // A 1-D mesh named "batch" over the job's devices (detail::job_devices(), mesh.h).
   DataParallel();
 
   int64_t num_model_replicas() const override;

@@ -8,12 +8,18 @@
 //
 // Devices are strings "<type>:<index>" ("cpu:3", "cuda:0"), kept row-major: mesh
 // position p holds devices()[p], and device "cpu:r" belongs to the process of global
-// rank r. A mesh is immutable; share it as DeviceMeshPtr.
+// rank r. A mesh is immutable; share it as DeviceMeshPtr (copies share the devices).
+//
+// A mesh built without devices is the job's: it takes detail::job_devices() when it is
+// first used (devices(), size(), ranks, coordinates, to_string, ==), not while it is
+// constructed, so it may be declared before kdist::initialize() and used after it. Its
+// device count is checked then, with the Keras message.
 //
 // Throws std::invalid_argument, checked in this order (the Keras messages):
 //   empty shape or names   -> "Shape and axis_names cannot be empty"
 //   different lengths      -> "Shape and axis_names should have same size"
-//   product != devices     -> "Shape does not match the number of devices"
+//   product != devices     -> "Shape does not match the number of devices" (at construction
+//                             for given devices, at first use for the job's)
 // and for a non-positive dimension, a repeated axis name or a malformed device string.
 #include <cstdint>
 #include <memory>
@@ -24,15 +30,15 @@ namespace kdist {
 
 class DeviceMesh {
  public:
-  // devices empty = list_devices(): every device of the job.
+  // devices empty: the job's devices, taken at first use (above).
   DeviceMesh(std::vector<int64_t> shape, std::vector<std::string> axis_names,
              std::vector<std::string> devices = {});
 
   const std::vector<int64_t>& shape() const { return shape_; }
   const std::vector<std::string>& axis_names() const { return axis_names_; }
-  const std::vector<std::string>& devices() const { return devices_; }
+  const std::vector<std::string>& devices() const;
   int64_t ndim() const { return static_cast<int64_t>(shape_.size()); }
-  int64_t size() const { return static_cast<int64_t>(devices_.size()); }
+  int64_t size() const { return static_cast<int64_t>(devices().size()); }
 
   bool has_axis(const std::string& name) const;
   // Throws std::invalid_argument naming the axis and the mesh axes when absent.
@@ -56,13 +62,24 @@ class DeviceMesh {
   bool operator!=(const DeviceMesh& other) const { return !(*this == other); }
 
  private:
+  struct Devices;  // the names and their ranks, resolved once (src/mesh.cpp)
+  const Devices& resolved() const;
+
   std::vector<int64_t> shape_;
   std::vector<std::string> axis_names_;
-  std::vector<std::string> devices_;
-  std::vector<int> ranks_;  // ranks_[p] = index of devices_[p]
+  std::shared_ptr<Devices> devices_;
 };
 
 using DeviceMeshPtr = std::shared_ptr<const DeviceMesh>;
+
+namespace detail {
+// The devices of the job this process belongs to, what a mesh built without devices takes.
+// kdist::initialize() (runtime) sets them to list_devices() and shutdown() clears them; a
+// process that never initialized is alone: {"cpu:0"}. Runtime pushes them down here so that
+// the mesh layer never calls up into runtime.
+void set_job_devices(std::vector<std::string> devices);
+std::vector<std::string> job_devices();
+}  // namespace detail
 
 // Parses "cpu:3" into ("cpu", 3); throws std::invalid_argument for anything else.
 std::pair<std::string, int> parse_device(const std::string& device);

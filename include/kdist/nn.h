@@ -306,10 +306,62 @@ struct ParameterPlan {
   std::vector<int64_t> local_shape;  // this rank's
   std::string style;                 // "column", "row", "vocab", "embedding-dim", "replicated"
   std::optional<std::string> key;    // the LayoutMap key that asked for it
+  c10::ScalarType dtype = c10::ScalarType::Float;
+  bool requires_grad = true;
+};
+
+// What a layer's input is, for its plan: activation bytes depend on it.
+struct LayerInput {
+  int64_t rows = 0;              // the input's elements over its last dimension; an Embedding's id count
+  // Under sequence parallelism: the sequence's length (rows = batch x length), whose piece
+  // of this rank the layer's neighbours hold.
+  int64_t sequence_length = 0;
+  bool requires_grad = true;     // false (the model's data): backward sends nothing for it
+  bool gathered_by_sibling = false;  // sequence parallelism: q, k and v share one gather
+};
+
+// The collectives one kdist layer or FullyShard unit issues in one forward and the backward
+// through it (DESIGN.md, "Plans are values"), computed from the configuration distribute_module
+// gives the layer, by the code beside the layer's own (src/nn/layer_plan.cpp).
+//
+//   auto summary = kdist::plan_module(*model, distribution, /*rank=*/0);
+//   for (const auto& layer : summary.layers)
+//     for (const auto& c : layer.collectives({/*rows=*/batch * time}))
+//       std::cout << c.phase << " " << c.kind << " over " << c.axis << ": " << c.bytes << " B\n";
+//
+// A row-parallel Linear is planned for inputs sharded by the column-parallel layer before it
+// (one that gets whole inputs slices them, and backward gathers their gradient once more).
+struct LayerPlan {
+  std::string layer;  // the module's path, "blocks.0.attn.q"
+  std::string kind;   // "Linear", "Embedding" or "FullyShard"
+  nn::ParallelStyle style = nn::ParallelStyle::kReplicated;
+  std::string axis;             // the tensor-parallel axis ("" when replicated)
+  int64_t axis_size = 1;
+  int64_t axis_rank = 0;        // this rank's index along it
+  int64_t in_features = 0;      // Linear: in, out; Embedding: num_embeddings, embedding_dim
+  int64_t out_features = 0;
+  bool bias = false;            // a Linear's
+  bool gather_output = false;
+  bool sequence_parallel = false;
+  int64_t activation_bytes = 4;  // per element: the parameters' dtype, or param_dtype's under mixed precision
+  // A parameter sharded over the batch axis (FSDP): gathered before use, its gradient
+  // reduce-scattered back.
+  struct Gathered {
+    std::string parameter;
+    std::string axis;
+    int64_t axis_size = 1;
+    int64_t shard_bytes = 0;     // what the gather hands in (param_dtype under mixed precision)
+    int64_t gradient_bytes = 0;  // the gathered gradient the reduce_scatter hands in (reduce_dtype)
+    bool again_in_backward = false;  // released after forward and gathered again
+  };
+  std::vector<Gathered> gathered;
+  // In the order the layer issues them: forward, then backward.
+  std::vector<comm::PlannedCollective> collectives(const LayerInput& input) const;
 };
 
 struct DistributionSummary {
   std::vector<ParameterPlan> parameters;
+  std::vector<LayerPlan> layers;  // each kdist layer and FullyShard unit, in module order
   int64_t local_bytes = 0;       // parameter bytes this rank holds
   int64_t sharded_bytes = 0;     // of which in sharded parameters
   int64_t replicated_bytes = 0;  // of which in replicated parameters
@@ -360,11 +412,11 @@ DistributionSummary distribute_module(torch::nn::Module& module,
 
 // What distribute_module would do, seen from the process of global rank `rank`: the same
 // checks (same exceptions) and the same summary, with local shapes and bytes of that rank's
-// shards. Changes nothing and talks to no process, so it works for meshes larger than the
-// job (build the mesh with explicit devices). Stock torch::nn::Linear and Embedding layers
+// shards and the layers' plans under `options`. Changes nothing and talks to no process, so it
+// works for meshes larger than the job (build the mesh with explicit devices). Stock torch::nn::Linear and Embedding layers
 // directly inside a Sequential are planned as the kdist layers distribute_module replaces them
 // by, so the two accept and refuse the same models, with the same messages.
 DistributionSummary plan_module(torch::nn::Module& module, const Distribution& distribution,
-                                int rank = 0);
+                                int rank = 0, const DistributeModuleOptions& options = {});
 
 }  // namespace kdist

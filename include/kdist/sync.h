@@ -45,6 +45,8 @@
 
 namespace kdist {
 
+struct DistributionSummary;  // kdist/nn.h
+
 struct GradientSyncOptions {
   int64_t bucket_bytes = 25 << 20;
   int64_t first_bucket_bytes = 1 << 20;
@@ -94,12 +96,24 @@ class GradientSync {
   std::shared_ptr<State> state_;
 };
 
+// The all_reduces one synchronised backward of GradientSync(module, distribution, options)
+// issues on the process whose summary this is (plan_module or distribute_module), one per
+// bucket in launch order, with the bytes CollectiveCounter records (each bucket's gradients
+// and its one flag per parameter), then one broadcast per buffer (broadcast_buffers). The
+// buckets are the ones GradientSync builds: both come from one function. Empty when the batch
+// axis has one process. `module` gives the buffers.
+std::vector<comm::PlannedCollective> plan_gradient_sync(const DistributionSummary& summary,
+                                                        const Distribution& distribution,
+                                                        torch::nn::Module& module,
+                                                        const GradientSyncOptions& options = {});
+
 // Gradient clipping over a distributed module, as torch::nn::utils::clip_grad_norm_ on the
 // whole model in one process: returns the global norm of every parameter's gradient, each
 // element counted once whatever the parameter's layout (a shard's elements once; a parameter
 // replicated over a mesh axis once, not once per replica), and scales every gradient by
 // max_norm / (norm + 1e-6) when that is below 1. norm_type 2 (default), any p > 0, or
 // infinity. Call it after backward (and GradientSync's averaging) and before the optimizer.
+// It issues one all_reduce of 8 bytes (a double) over the whole job.
 //
 //   loss.backward();
 //   double norm = kdist::clip_grad_norm_(*model, 1.0);

@@ -132,6 +132,8 @@ LayerKind layer_kind(torch::nn::Module& module, const std::set<const torch::nn::
 
 struct ModulePlan {
   torch::nn::Module* module;
+  std::string path;
+  LayerKind kind;
   nn::TensorParallel* parallel = nullptr;  // kdist layers only
   nn::FullyShardImpl* unit = nullptr;      // stock modules in a unit: the unit gathers them
   nn::TensorParallel config;
@@ -224,8 +226,9 @@ void plan_parameters(const std::string& prefix, torch::nn::Module& module,
       if (auto match = match_parameter(model_parallel->layout_map(), path)) key = match->key;
     if (key) used_keys.insert(*key);
     TensorLayout layout = distribution.get_parameter_layout(path, shape);
-    summary.parameters.push_back(
-        ParameterPlan{path, shape, layout, to_placements(layout, shape.size()), {}, "replicated", key});
+    summary.parameters.push_back(ParameterPlan{path, shape, layout, to_placements(layout, shape.size()), {},
+                                               "replicated", key, p.value().scalar_type(),
+                                               p.value().requires_grad()});
     check_batch_dim_apart(summary.parameters.back(), distribution);
     plan.parameters.emplace_back(p.value(), summary.parameters.size() - 1);
   }
@@ -317,10 +320,83 @@ std::string leaf_name(const std::string& torch_name) {
   return torch_name.substr(torch_name.rfind('.') + 1);  // npos + 1 == 0: the whole name
 }
 
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+
+// A parameter sharded over the batch axis, as its layer or unit gathers it: in param_dtype and
+// reduced in reduce_dtype under mixed precision (kdist layers only; units compute as their
+// block does).
+LayerPlan::Gathered gathered_parameter(const ParameterPlan& entry, const Distribution& distribution,
+                                       const std::optional<nn::MixedPrecision>& precision, bool again) {
+  const int64_t dim = batch_dim_of(entry, distribution);
+  auto whole = entry.local_shape;
+  whole[dim] = entry.global_shape[dim];
+  const int64_t own = c10::elementSize(entry.dtype);
+  const int64_t gathered_in = precision ? c10::elementSize(precision->param_dtype) : own;
+  const int64_t reduced_in = precision ? c10::elementSize(precision->reduce_dtype) : own;
+  const auto& batch = distribution.batch_dim_name();
+  return {entry.path.torch_name, batch, distribution.device_mesh()->axis_size(batch),
+          numel(entry.local_shape) * gathered_in, numel(whole) * reduced_in, again};
+}
+
+// Each kdist layer's plan (and one per FullyShard unit, for the parameters it gathers) from
+// what make_plan decided: style, axis and this rank's shards.
+void plan_layers(Plan& plan, torch::nn::Module& root, const Distribution& distribution,
+                 const std::vector<int64_t>& coordinate, const DistributeModuleOptions& options) {
+  const auto& mesh = distribution.device_mesh();
+  std::map<const nn::FullyShardImpl*, size_t> unit_layer;
+  std::map<const torch::nn::Module*, std::string> paths;
+  for (auto& item : root.named_modules("", /*include_self=*/true)) paths[item.value().get()] = item.key();
+  auto& entries = plan.summary.parameters;
+  for (const auto& module : plan.modules) {
+    if (module.unit) {
+      auto [it, added] = unit_layer.emplace(module.unit, plan.summary.layers.size());
+      if (added) plan.summary.layers.push_back(LayerPlan{paths[module.unit], "FullyShard"});
+      for (const auto& [tensor, index] : module.parameters)
+        if (batch_dim_of(entries[index], distribution) >= 0)
+          plan.summary.layers[it->second].gathered.push_back(
+              gathered_parameter(entries[index], distribution, std::nullopt, options.reshard_after_forward));
+      continue;
+    }
+    if (!module.kind.can_run_parallel()) continue;
+    LayerPlan layer{module.path, module.kind.linear ? "Linear" : "Embedding"};
+    const ParameterPlan* weight = nullptr;
+    for (const auto& [tensor, index] : module.parameters)
+      if (leaf_name(entries[index].path.torch_name) == "weight") weight = &entries[index];
+      else if (leaf_name(entries[index].path.torch_name) == "bias") layer.bias = true;
+    layer.style = module.config.style;
+    layer.gather_output = module.config.gather_output;
+    if (layer.style != nn::ParallelStyle::kReplicated) {
+      const int64_t mesh_dim = sharding_mesh_dim(model_placements(*weight, distribution), weight->path.torch_name);
+      layer.axis = mesh->axis_names()[mesh_dim];
+      layer.axis_size = mesh->shape()[mesh_dim];
+      layer.axis_rank = coordinate[mesh_dim];
+    }
+    const bool linear = module.kind.linear;
+    layer.in_features = weight->global_shape[linear ? 1 : 0];
+    layer.out_features = weight->global_shape[linear ? 0 : 1];
+    layer.sequence_parallel = options.sequence_parallel_dim.has_value() && linear &&
+                              layer.style != nn::ParallelStyle::kReplicated;
+    layer.activation_bytes = options.mixed_precision ? c10::elementSize(options.mixed_precision->param_dtype)
+                                                     : c10::elementSize(weight->dtype);
+    for (const auto& [tensor, index] : module.parameters) {
+      const auto& entry = entries[index];
+      if (batch_dim_of(entry, distribution) < 0) continue;
+      const bool again = linear && leaf_name(entry.path.torch_name) == "weight" && options.reshard_after_forward;
+      layer.gathered.push_back(gathered_parameter(entry, distribution, options.mixed_precision, again));
+    }
+    plan.summary.layers.push_back(std::move(layer));
+  }
+}
+
 // Every check distribute_module makes, and each parameter's shard on the process of `rank`;
 // nothing is changed and no process is contacted. Stock layers that distribute_module would
 // replace are planned as the kdist layers they become.
-Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int rank) {
+Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int rank,
+               const DistributeModuleOptions& options) {
   const auto& mesh = distribution.device_mesh();
   const auto coordinate = mesh->coordinate_of(rank);
   const Units units = units_of(root);
@@ -333,7 +409,7 @@ Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int ra
     torch::nn::Module& module = *item.value();
     if (module.named_parameters(/*recurse=*/false).is_empty()) continue;
     const LayerKind kind = layer_kind(module, replaceable);
-    ModulePlan plan{&module, kind.parallel, nullptr, {}, {}};
+    ModulePlan plan{&module, item.key(), kind, kind.parallel, nullptr, {}, {}};
     if (auto unit = units.find(&module); unit != units.end() && !kind.can_run_parallel()) plan.unit = unit->second;
     if (kind.parallel) plan.config.gather_output = kind.parallel->gather_output;  // the user's choice
     plan_parameters(item.key(), module, distribution, plan, result.summary, used_keys);
@@ -365,14 +441,15 @@ Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int ra
   }
   check_every_key_used(distribution, used_keys);
   count_bytes(result, mesh, coordinate, result.summary);
+  plan_layers(result, root, distribution, coordinate, options);
   return result;
 }
 
 }  // namespace
 
 DistributionSummary plan_module(torch::nn::Module& module, const Distribution& distribution,
-                                int rank) {
-  return make_plan(module, distribution, rank).summary;
+                                int rank, const DistributeModuleOptions& options) {
+  return make_plan(module, distribution, rank, options).summary;
 }
 
 namespace {
@@ -409,9 +486,9 @@ void link_sequence_parallel(const std::vector<ModulePlan>& plans, int64_t dim) {
 
 DistributionSummary distribute_module(torch::nn::Module& root, const Distribution& distribution,
                                       DistributeModuleOptions options) {
-  Plan planned = make_plan(root, distribution, process_id());  // every check, before any change
+  Plan planned = make_plan(root, distribution, process_id(), options);  // every check, before any change
   // The plan points at the layers it configures: after a replacement, at the new ones.
-  if (replace_stock_layers(root)) planned = make_plan(root, distribution, process_id());
+  if (replace_stock_layers(root)) planned = make_plan(root, distribution, process_id(), options);
   auto& [summary, plans] = planned;
   const auto& mesh = distribution.device_mesh();
   for (auto& [module, unit] : units_of(root)) unit->clear_shards();

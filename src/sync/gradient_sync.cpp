@@ -46,6 +46,30 @@ struct Bucket {
   at::Tensor flags() const { return buffer.narrow(0, gradient_numel(), slots.size()); }
 };
 
+// Where each synchronised parameter goes: buckets of consecutive parameters (in the order
+// given, roughly the order backward produces them), the first small so that communication
+// starts early, each of one dtype. GradientSync and plan_gradient_sync both cut them here.
+struct Piece {
+  int64_t numel;
+  c10::ScalarType dtype;
+};
+std::vector<std::vector<size_t>> cut_buckets(const std::vector<Piece>& pieces, const GradientSyncOptions& options) {
+  std::vector<std::vector<size_t>> buckets;
+  int64_t used = 0;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const int64_t limit = buckets.size() <= 1 ? options.first_bucket_bytes : options.bucket_bytes;
+    const int64_t element = c10::elementSize(pieces[i].dtype);
+    const bool same_dtype = buckets.empty() || pieces[buckets.back().front()].dtype == pieces[i].dtype;
+    if (buckets.empty() || !same_dtype || (used + pieces[i].numel) * element > limit) {
+      buckets.emplace_back();
+      used = 0;
+    }
+    buckets.back().push_back(i);
+    used += pieces[i].numel;
+  }
+  return buckets;
+}
+
 }  // namespace
 
 struct GradientSync::State {
@@ -196,22 +220,21 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
   }
   std::reverse(params.begin(), params.end());
 
-  for (size_t i = 0; i < params.size(); ++i) {
-    const auto& p = params[i];
+  std::vector<Piece> pieces;
+  for (const auto& p : params) {
     if (!p.is_contiguous() || !p.device().is_cpu())
       detail::invalid("sync", "GradientSync needs contiguous CPU parameters");
-    int64_t limit = state_->buckets.size() <= 1 ? options.first_bucket_bytes : options.bucket_bytes;
-    if (state_->buckets.empty()) state_->buckets.emplace_back();
-    auto* bucket = &state_->buckets.back();
-    int64_t used = bucket->slots.empty() ? 0 : bucket->slots.back().offset + bucket->slots.back().numel;
-    bool same_dtype = bucket->slots.empty() || bucket->slots.front().param.scalar_type() == p.scalar_type();
-    if (!bucket->slots.empty() && (!same_dtype || (used + p.numel()) * p.element_size() > limit)) {
-      state_->buckets.emplace_back();
-      bucket = &state_->buckets.back();
-      used = 0;
+    pieces.push_back({p.numel(), p.scalar_type()});
+  }
+  state_->where.resize(params.size());
+  for (const auto& members : cut_buckets(pieces, options)) {
+    auto& bucket = state_->buckets.emplace_back();
+    int64_t used = 0;
+    for (size_t i : members) {
+      bucket.slots.push_back(Slot{params[i], used, params[i].numel()});
+      state_->where[i] = {state_->buckets.size() - 1, bucket.slots.size() - 1};
+      used += params[i].numel();
     }
-    bucket->slots.push_back(Slot{p, used, p.numel()});
-    state_->where.emplace_back(state_->buckets.size() - 1, bucket->slots.size() - 1);
   }
   // Every bucket in one piece of comm's memory, which its transport sums where it lies.
   std::vector<int64_t> bucket_offsets;
@@ -254,6 +277,38 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
   detail::debug_log("GradientSync: " + std::to_string(params.size()) + " parameters in " +
                     std::to_string(state_->buckets.size()) + " buckets over " +
                     state_->group->name() + " (" + comm::to_string(comm::transport(*state_->group)) + ")");
+}
+
+std::vector<comm::PlannedCollective> plan_gradient_sync(const DistributionSummary& summary,
+                                                        const Distribution& distribution,
+                                                        torch::nn::Module& module,
+                                                        const GradientSyncOptions& options) {
+  const auto& mesh = *distribution.device_mesh();
+  const std::string& axis = distribution.batch_dim_name();
+  const int64_t batch_axis = mesh.axis_index(axis), size = mesh.shape()[batch_axis];
+  if (size == 1) return {};
+  std::vector<Piece> pieces;  // as GradientSync's constructor picks them: reverse order
+  for (auto it = summary.parameters.rbegin(); it != summary.parameters.rend(); ++it) {
+    if (!it->requires_grad || !std::holds_alternative<Replicate>(it->placements[batch_axis])) continue;
+    int64_t numel = 1;
+    for (auto s : it->local_shape) numel *= s;
+    pieces.push_back({numel, it->dtype});
+  }
+  std::vector<comm::PlannedCollective> plan;
+  const auto buckets = cut_buckets(pieces, options);
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    int64_t elements = static_cast<int64_t>(buckets[b].size());  // one flag each
+    for (size_t i : buckets[b]) elements += pieces[i].numel;
+    plan.push_back({"backward", "all_reduce", axis, size, elements * static_cast<int64_t>(c10::elementSize(pieces[buckets[b].front()].dtype)),
+                    "gradients, bucket " + std::to_string(b + 1) + " of " + std::to_string(buckets.size()) + " (averaged)",
+                    true});
+  }
+  if (options.broadcast_buffers && !buckets.empty())
+    for (const auto& b : module.named_buffers())
+      if (b.value().defined() && b.value().numel() > 0)
+        plan.push_back({"backward", "broadcast", axis, size, static_cast<int64_t>(b.value().nbytes()),
+                        b.key() + " (buffer, from the first replica)", true});
+  return plan;
 }
 
 GradientSync::~GradientSync() {

@@ -183,6 +183,44 @@ TEST(DataParallel, BucketsAndCommunication) {
   EXPECT_FALSE(at::equal(first, model->fc1->weight.grad()));
 }
 
+// plan_gradient_sync cuts the buckets GradientSync cuts, and one synchronised backward sends
+// what it says: one all_reduce per bucket (gradients and a flag each), a broadcast per buffer.
+TEST(DataParallel, PlanIsWhatRuns) {
+  at::manual_seed(11);
+  auto model = torch::nn::Sequential(torch::nn::Linear(6, 8), torch::nn::BatchNorm1d(8), torch::nn::Linear(8, 2));
+  DataParallel dp;
+  const auto summary = distribute_module(*model, dp);  // the stock Linears become kdist's
+  GradientSyncOptions small;
+  small.first_bucket_bytes = 4 * 20;  // the last Linear's bias and weight, then the rest
+  small.bucket_bytes = 4 * 60;
+  const auto plan = plan_gradient_sync(summary, dp, *model, small);
+  GradientSync sync(*model, dp, small);
+  std::vector<int64_t> planned_buckets;
+  std::map<std::string, std::pair<int64_t, int64_t>> want;
+  for (const auto& c : plan) {
+    EXPECT_EQ(c.group_size, num_processes());
+    EXPECT_TRUE(c.once_per_step) << c.what;
+    if (c.kind == "all_reduce") planned_buckets.push_back(c.bytes / 4);
+    want[c.kind].first += 1;
+    want[c.kind].second += c.bytes;
+  }
+  // Each bucket: its gradient elements, then one flag per parameter.
+  auto numels = sync.bucket_numels();
+  ASSERT_EQ(planned_buckets.size(), numels.size());
+  EXPECT_GT(numels.size(), 2u);
+  int64_t flags = 0;
+  for (size_t b = 0; b < numels.size(); ++b) flags += planned_buckets[b] - numels[b];
+  EXPECT_EQ(flags, 6);  // two Linears' weight and bias, BatchNorm's weight and bias
+  EXPECT_EQ(want["broadcast"].first, 3);  // running mean, running var, batches tracked
+  comm::CollectiveCounter counter;
+  model->forward(at::randn({4, 6})).pow(2).mean().backward();
+  for (const auto& [kind, counted] : want) {
+    EXPECT_EQ(counter.count(kind), counted.first) << kind;
+    EXPECT_EQ(counter.bytes(kind), counted.second) << kind;
+  }
+  EXPECT_EQ(counter.total_count(), static_cast<int64_t>(plan.size()));
+}
+
 // BatchNorm's running statistics see only each replica's rows. As with DDP, every replica's
 // buffers become the first replica's after a step, unless broadcast_buffers is off.
 TEST(DataParallel, BuffersFollowTheFirstReplica) {

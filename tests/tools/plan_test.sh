@@ -17,8 +17,8 @@ gpt_8x8)
   grep -Eq "^tok.weight +\(62, 64\) +\(None, None\) +\[R, R\] +\(62, 64\) +replicated$" "$work/out" || fail "tok replicated"
   grep -q "per device: parameters .*adam state" "$work/out" || fail "no bytes per device"
   # 8 rows per device x 64 characters = 512 rows; o's all_reduce: 512 x 64 x 4 bytes = 128 KiB.
-  grep -q "collectives per training step on one device (512 rows of activations)" "$work/out" || fail "rows"
-  grep -Eq "^forward +all_reduce +model \(8\) +blocks.0.attn.o +128.00 KiB$" "$work/out" || fail "o's all_reduce"
+  grep -q "collectives per training step on rank 0 (512 rows of activations;" "$work/out" || fail "rows"
+  grep -Eq "^forward +all_reduce +model \(8\) +blocks.0.attn.o \(partial sums\) +128.00 KiB$" "$work/out" || fail "o's all_reduce"
   grep -Eq "^backward +all_reduce +batch \(8\) +gradients" "$work/out" || fail "gradient sync"
   grep -Eq "^total per step: .* in 14 collectives$" "$work/out" || fail "total"
   ;;
@@ -42,10 +42,10 @@ accumulate_8x8)  # --accumulate 2: gathers per micro-batch, gradient reductions 
     --accumulate 2 >"$work/out" 2>"$work/err" || fail "exit code $?"
   grep -q "batch:        64 global, 8 per data shard (8 shards over 'batch'), 2 micro-batches of 4 (--accumulate)" \
     "$work/out" || fail "micro-batches"
-  grep -q "collectives per training step on one device (256 rows of activations per micro-batch, 2 micro-batches)" \
+  grep -q "collectives per training step on rank 0 (256 rows of activations per micro-batch, 2 micro-batches;" \
     "$work/out" || fail "rows"
   grep -Eq "^forward x2 +all_gather +batch \(8\) +blocks.0.attn.q.weight +256 B$" "$work/out" || fail "q's all_gather"
-  grep -Eq "^forward x2 +all_reduce +model \(8\) +blocks.0.attn.o +64.00 KiB$" "$work/out" || fail "o's all_reduce"
+  grep -Eq "^forward x2 +all_reduce +model \(8\) +blocks.0.attn.o \(partial sums\) +64.00 KiB$" "$work/out" || fail "o's all_reduce"
   grep -Eq "^backward +reduce_scatter +batch \(8\) +blocks.0.attn.q.weight \(gradient, averaged\) +2.00 KiB$" "$work/out" \
     || fail "q's reduce_scatter not once"
   ;;
@@ -61,8 +61,9 @@ loss_parallel_8x8)  # --loss-parallel: the head column parallel, the loss's two 
 sequence_parallel_8x8)  # --sequence-parallel: reduce_scatter and all_gather along the sequence
   "$kdist" plan --model gpt --width 64 --layers 2 --mesh batch=8,model=8 --heads 8 --batch-size 64 --sequence-parallel \
     >"$work/out" 2>"$work/err" || fail "exit code $?"
-  # q, k and v share one gather of the (512, 64) sequence: 128 KiB, once per attention.
-  grep -Eq "^forward +all_gather +model \(8\) +blocks.0.attn.q \(the sequence, shared with its siblings\) +128.00 KiB$" "$work/out" \
+  # q, k and v share one gather of the (512, 64) sequence, once per attention; each rank hands
+  # in its piece, 64 rows: 16 KiB.
+  grep -Eq "^forward +all_gather +model \(8\) +blocks.0.attn.q \(the sequence\) +16.00 KiB$" "$work/out" \
     || fail "q's gather"
   ! grep -q "blocks.0.attn.k (the sequence" "$work/out" || fail "k gathers again"
   grep -Eq "^forward +reduce_scatter +model \(8\) +blocks.0.attn.o \(to pieces of the sequence\) +128.00 KiB$" "$work/out" \
@@ -76,7 +77,8 @@ mlp_data_64)
   grep -q "distribution: DataParallel" "$work/out" || fail "not DataParallel"
   grep -q "batch:        128 global, 2 per data shard (64 shards over 'batch')" "$work/out" || fail "batch split"
   grep -q "sgd state 41.03 KiB" "$work/out" || fail "sgd momentum bytes"
-  grep -Eq "^backward +all_reduce +batch \(64\) +gradients \(bucketed, averaged\) +41.03 KiB$" "$work/out" || fail "sync"
+  # 10504 gradient elements and 4 flags, one bucket.
+  grep -Eq "^backward +all_reduce +batch \(64\) +gradients, bucket 1 of 1 \(averaged\) +41.05 KiB$" "$work/out" || fail "sync"
   ;;
 no_mesh)
   "$kdist" plan --model mlp >"$work/out" 2>"$work/err"; rc=$?

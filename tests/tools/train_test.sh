@@ -167,6 +167,28 @@ fsdp_n4)  # --layout fsdp: every weight over the batch axis, 4 processes
   grep -Eq "blocks.0.mlp.up.weight +\(256, 64\) +\(batch, None\) +\[S\(0\)\] +\(64, 64\) +fsdp" "$work/out" \
     || fail "up.weight not FSDP over batch on its larger dimension"
   ;;
+plan_is_what_runs)  # `kdist plan`'s collectives by kind are what every rank of `kdist train` sends
+  check() {  # N, then the options train and plan share
+    local n=$1; shift
+    launch "$n" "$@" --steps 2 --count-collectives || fail "train exit code $? ($*)"
+    for ((r = 0; r < n; r++)); do
+      "$kdist" plan "$@" --rank $r >"$work/plan" 2>"$work/err" || fail "plan exit code $? ($*)"
+      local want got
+      want=$(sed -n 's/^by kind: //p' "$work/plan")
+      [ -n "$want" ] || fail "no 'by kind' line in the plan ($*)"
+      for step in 1 2; do
+        got=$(sed -n "s/^\(\[rank $r\] \)\{0,1\}collectives of step $step on rank $r: //p" "$work/out")
+        [ "$got" = "$want" ] || { cat "$work/plan"; fail "rank $r, step $step ($*): train sent '$got', plan says '$want'"; }
+      done
+    done
+    echo "matched: $*"
+  }
+  check 4 --model gpt --width 64 --layers 2 --mesh batch=2,model=2
+  check 4 --model gpt --width 64 --layers 2 --mesh batch=2,model=2 --layout gemma --accumulate 2 --grad-clip 1
+  check 4 --model gpt --width 64 --layers 2 --mesh batch=1,model=4 --sequence-parallel --loss-parallel --context 30
+  check 4 --model gpt --width 64 --layers 1 --mesh model=2,batch=2 --layout fsdp --precision bf16
+  check 2 --model mlp --devices 2 --optimizer sgd
+  ;;
 gemma_2x2)  # keras-hub's 2-D pattern on the gpt, FSDP x TP
   launch 4 --model gpt --width 64 --mesh batch=2,model=2 --layout gemma --steps 12 --optimizer adam --verify
   expect_verified $?

@@ -86,6 +86,13 @@ void check_plan(const TrainJob& job, const DistributionSummary& summary) {
   bad_option(option + ": the model has no head.weight");
 }
 
+DistributeModuleOptions distribute_options(const TrainOptions& options) {
+  DistributeModuleOptions module_options;
+  if (options.sequence_parallel) module_options.sequence_parallel_dim = 1;  // (batch, time, width)
+  if (options.precision == "bf16") module_options.mixed_precision = nn::MixedPrecision{};
+  return module_options;
+}
+
 std::vector<std::string> cpu_devices(int64_t count) {
   std::vector<std::string> devices;
   for (int64_t r = 0; r < count; ++r) devices.push_back("cpu:" + std::to_string(r));

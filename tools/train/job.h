@@ -11,7 +11,8 @@
 #include "workload.h"
 
 namespace kdist {
-struct DistributionSummary;  // kdist/nn.h
+struct DistributionSummary;      // kdist/nn.h
+struct DistributeModuleOptions;  // kdist/nn.h
 }
 
 namespace kdist::tools {
@@ -34,6 +35,9 @@ TrainJob prepare_job(const TrainOptions& options, const std::vector<std::string>
 // What the options asked of the plan that the plan must show: --loss-parallel's head column
 // parallel. Throws std::invalid_argument naming what the plan made of it instead.
 void check_plan(const TrainJob& job, const DistributionSummary& summary);
+
+// What distribute_module is given for these options (--sequence-parallel, --precision).
+DistributeModuleOptions distribute_options(const TrainOptions& options);
 
 // "cpu:0" ... "cpu:<count-1>": the devices of a mesh planned without processes.
 std::vector<std::string> cpu_devices(int64_t count);

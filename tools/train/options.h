@@ -46,6 +46,7 @@ struct TrainOptions {
   bool resume = false;           // continue from the newest complete checkpoint
   std::string init_from;         // a safetensors file of whole weights to start from
   bool verify = false;
+  bool count_collectives = false;  // print each step's collectives on every rank
   double verify_tolerance = 0;  // 0: 1e-4, or 2e-3 under --precision bf16
   int64_t sample_length = 300;
 };

@@ -1,8 +1,9 @@
 #include "plan.h"
 
 #include <iomanip>
+#include <kdist/sync.h>
+
 #include <map>
-#include <set>
 #include <sstream>
 
 namespace kdist::tools {
@@ -40,28 +41,6 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 // Optimizer state per parameter element: Adam's two moments, SGD's momentum buffer.
 int optimizer_slots(const std::string& optimizer) { return optimizer == "sgd" ? 1 : 2; }
 
-// The mesh axis other than the batch axis that a placement list shards over, or "".
-std::string model_axis(const DeviceMesh& mesh, const std::vector<Placement>& placements,
-                       const std::string& batch_axis) {
-  for (size_t i = 0; i < placements.size(); ++i)
-    if (!std::holds_alternative<Replicate>(placements[i]) && mesh.axis_names()[i] != batch_axis)
-      return mesh.axis_names()[i];
-  return "";
-}
-
-// The tensor-parallel style of a summary's style ("column+fsdp" -> "column", "fsdp" -> "replicated").
-std::string tensor_parallel_style(const std::string& style) {
-  if (style == "fsdp") return "replicated";
-  const auto plus = style.find("+fsdp");
-  return plus == std::string::npos ? style : style.substr(0, plus);
-}
-
-double elements(const std::vector<int64_t>& shape) {
-  double n = 1;
-  for (auto s : shape) n *= s;
-  return n;
-}
-
 }  // namespace
 
 std::string sharding_report(const TrainJob& job, const DistributionSummary& summary) {
@@ -97,108 +76,76 @@ std::string sharding_report(const TrainJob& job, const DistributionSummary& summ
   return out.str();
 }
 
-std::string collectives_report(const TrainJob& job, const DistributionSummary& summary,
-                               torch::nn::Module& model) {
-  const DeviceMesh& mesh = *job.mesh;
-  // Rows of one micro-batch: its forward and backward collectives run once per micro-batch,
-  // the gradient reductions once per step (the micro-batches before the last under no_sync).
-  const int64_t micro_batches = job.options.accumulate;
-  const int64_t rows = job.options.batch_size / job.data_shards / micro_batches * job.workload->rows_per_sample();
-  std::map<std::string, std::shared_ptr<torch::nn::Module>> modules;
-  for (const auto& item : model.named_modules()) modules[item.key()] = item.value();
+StepPlan plan_step(const TrainJob& job, const DistributionSummary& summary, torch::nn::Module& model) {
+  StepPlan plan;
+  plan.micro_batches = job.options.accumulate;
+  const int64_t samples = job.options.batch_size / job.data_shards / plan.micro_batches;
+  plan.rows = samples * job.workload->rows_per_sample();
+  auto& out = plan.collectives;
+  auto append = [&out](const std::vector<comm::PlannedCollective>& more) { out.insert(out.end(), more.begin(), more.end()); };
+  auto phase = [](const std::vector<comm::PlannedCollective>& all, const std::string& which) {
+    std::vector<comm::PlannedCollective> some;
+    for (const auto& c : all)
+      if (c.phase == which) some.push_back(c);
+    return some;
+  };
+  // Forward through the layers in module order, the model's own (its loss), backward in reverse.
+  std::vector<std::vector<comm::PlannedCollective>> layers;
+  for (const auto& layer : summary.layers) layers.push_back(layer.collectives(job.workload->layer_input(layer.layer, samples)));
+  const auto model_side = job.workload->model_collectives(summary, samples);
+  for (const auto& layer : layers) append(phase(layer, "forward"));
+  append(phase(model_side, "forward"));
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) append(phase(*it, "backward"));
+  append(phase(model_side, "backward"));
+  // The trainer's: gradient sync, clipping, the reported loss.
+  append(plan_gradient_sync(summary, *job.distribution, model));
+  const int64_t devices = job.mesh->size();
+  if (job.options.grad_clip > 0 && devices > 1)
+    out.push_back({"step end", "all_reduce", "job", devices, 8, "gradient norm (--grad-clip)", true});
+  if (job.data_shards > 1)
+    out.push_back({"step end", "all_reduce", job.batch_axis, job.data_shards, 4, "loss (for the report)", true});
+  return plan;
+}
 
-  std::vector<std::vector<std::string>> lines{{"phase", "collective", "over", "layer", "bytes"}};
+std::map<std::string, std::pair<int64_t, int64_t>> StepPlan::by_kind() const {
+  std::map<std::string, std::pair<int64_t, int64_t>> kinds;
+  for (const auto& c : collectives) {
+    auto& [count, bytes] = kinds[c.kind];
+    count += times(c);
+    bytes += times(c) * c.bytes;
+  }
+  return kinds;
+}
+
+std::string counts_text(const std::map<std::string, std::pair<int64_t, int64_t>>& by_kind) {
+  std::string out;
+  for (const auto& [kind, counted] : by_kind)
+    if (counted.first > 0)
+      out += (out.empty() ? "" : "; ") + kind + " " + std::to_string(counted.first) + " (" +
+             std::to_string(counted.second) + " B)";
+  return out.empty() ? "none" : out;
+}
+
+std::string collectives_report(const TrainJob& job, const StepPlan& plan, int rank) {
+  std::vector<std::vector<std::string>> lines{{"phase", "collective", "over", "what", "bytes"}};
   double total = 0;
   int64_t count = 0;
-  auto add_times = [&](const std::string& phase, const std::string& kind, const std::string& axis,
-                       const std::string& layer, double bytes, int64_t times) {
-    lines.push_back({times > 1 ? phase + " x" + std::to_string(times) : phase, kind,
-                     axis + " (" + std::to_string(mesh.axis_size(axis)) + ")", layer, bytes_text(bytes)});
-    total += bytes * times;
+  for (const auto& c : plan.collectives) {
+    const int64_t times = plan.times(c);
+    lines.push_back({times > 1 ? c.phase + " x" + std::to_string(times) : c.phase, c.kind,
+                     c.axis + " (" + std::to_string(c.group_size) + ")", c.what, bytes_text(double(c.bytes))});
+    total += double(c.bytes) * times;
     count += times;
-  };
-  auto add = [&](const std::string& phase, const std::string& kind, const std::string& axis,
-                 const std::string& layer, double bytes) { add_times(phase, kind, axis, layer, bytes, micro_batches); };
-  auto add_once = [&](const std::string& phase, const std::string& kind, const std::string& axis,
-                      const std::string& layer, double bytes) { add_times(phase, kind, axis, layer, bytes, 1); };
-  const int64_t batch_dim = mesh.axis_index(job.batch_axis);
-  const double element = 4;
-  // Sequence parallelism: column layers with one parent (q, k, v of one attention) share one
-  // gather of the sequence, as kdist's cache does for layers taking the same input.
-  const bool sequence = job.options.sequence_parallel;
-  std::set<std::string> gathered_inputs;
-  for (const auto& p : summary.parameters) {
-    const auto& name = p.path.torch_name;
-    const auto dot = name.rfind('.');
-    const std::string layer = dot == std::string::npos ? "" : name.substr(0, dot);
-    const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
-    bool gather = false, linear = false;
-    if (auto it = modules.find(layer); it != modules.end()) {
-      if (auto* l = dynamic_cast<nn::LinearImpl*>(it->second.get())) gather = l->parallel.gather_output, linear = true;
-      if (auto* embedding = dynamic_cast<nn::EmbeddingImpl*>(it->second.get())) gather = embedding->parallel.gather_output;
-    }
-    // Sharded over the batch axis (FSDP): gathered before use (and again for a Linear's
-    // weight in backward, as its gathered copy was released), gradient reduce-scattered.
-    if (!std::holds_alternative<Replicate>(p.placements[batch_dim])) {
-      const double shard = elements(p.local_shape) * element;
-      const double gathered = shard * mesh.axis_size(job.batch_axis);
-      add("forward", "all_gather", job.batch_axis, name, shard);
-      if (linear && leaf == "weight") add("backward", "all_gather", job.batch_axis, name + " (again)", shard);
-      add_once("backward", "reduce_scatter", job.batch_axis, name + " (gradient, averaged)", gathered);
-    }
-    const std::string style = tensor_parallel_style(p.style);
-    if (sequence && p.path.owner_type == "LayerNorm")  // run on pieces of the sequence
-      add("backward", "all_reduce", "model", name + " (gradient, summed over pieces)", elements(p.local_shape) * element);
-    if (sequence && style == "row" && leaf == "bias")
-      add("backward", "all_reduce", "model", name + " (gradient, summed over pieces)", elements(p.local_shape) * element);
-    if (style == "replicated" || leaf != "weight") continue;
-    const std::string axis = model_axis(mesh, p.placements, job.batch_axis);
-    if (style == "column" && sequence) {  // weight (out, in)
-      const auto parent_dot = layer.rfind('.');
-      if (gathered_inputs.insert(parent_dot == std::string::npos ? "" : layer.substr(0, parent_dot)).second) {
-        const double input = rows * p.global_shape[1] * element;
-        add("forward", "all_gather", axis, layer + " (the sequence, shared with its siblings)", input);
-        add("backward", "reduce_scatter", axis, layer + " (input gradient, summed)", input);
-      }
-      if (gather) add("forward", "all_gather", axis, layer, rows * p.global_shape[0] * element);
-    } else if (style == "column") {
-      if (gather) add("forward", "all_gather", axis, layer, rows * p.global_shape[0] * element);
-      add("backward", "all_reduce", axis, layer + " (input gradient)", rows * p.global_shape[1] * element);
-    } else if (style == "row" && sequence) {
-      add("forward", "reduce_scatter", axis, layer + " (to pieces of the sequence)", rows * p.global_shape[0] * element);
-      add("backward", "all_gather", axis, layer + " (output gradient)", rows * p.global_shape[0] * element);
-    } else if (style == "row") {
-      add("forward", "all_reduce", axis, layer, rows * p.global_shape[0] * element);
-    } else if (style == "vocab") {
-      add("forward", "all_reduce", axis, layer, rows * p.global_shape[1] * element);
-    } else if (style == "embedding-dim" && gather) {
-      add("forward", "all_gather", axis, layer, rows * p.global_shape[1] * element);
-    }
-    if (sequence && name == "head.weight")  // scatter_sequence after the embeddings
-      add("backward", "all_gather", axis, "embeddings (gradient of the residual stream)", rows * p.global_shape[1] * element);
-    if (style == "column" && !gather && job.options.loss_parallel && name == "head.weight") {
-      add("forward", "all_reduce", axis, "loss (max of each row's logits)", rows * element);
-      add("forward", "all_reduce", axis, "loss (sum of exp, target logit)", 2 * rows * element);
-    }
-  }
-  if (job.data_shards > 1) {
-    double synced = 0;
-    for (const auto& p : summary.parameters)
-      if (std::holds_alternative<Replicate>(p.placements[batch_dim])) {
-        double bytes = 4;
-        for (auto s : p.local_shape) bytes *= s;
-        synced += bytes;
-      }
-    add_once("backward", "all_reduce", job.batch_axis, "gradients (bucketed, averaged)", synced);
-    add_once("step end", "all_reduce", job.batch_axis, "loss (for the report)", 4);
   }
   std::ostringstream out;
-  out << "collectives per training step on one device (" << rows << " rows of activations"
-      << (micro_batches > 1 ? " per micro-batch, " + std::to_string(micro_batches) + " micro-batches" : std::string())
-      << "):\n";
+  out << "collectives per training step on rank " << rank << " (" << plan.rows << " rows of activations"
+      << (plan.micro_batches > 1 ? " per micro-batch, " + std::to_string(plan.micro_batches) + " micro-batches"
+                                 : std::string())
+      << "; bytes as comm::CollectiveCounter counts them: the tensor handed in, an all_gather's piece):\n";
   if (lines.size() == 1) out << "  none: every parameter is replicated and there is one data shard\n";
   else out << table(lines);
-  out << "total per step: " << bytes_text(total) << " in " << count << " collectives\n";
+  out << "total per step: " << bytes_text(total) << " in " << count << " collectives\n"
+      << "by kind: " << counts_text(plan.by_kind()) << "\n";
   return out.str();
 }
 

@@ -52,6 +52,7 @@ std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model
   std::vector<StepRecord> records;
   for (int64_t step = first_step; step <= options.steps; ++step) {
     const auto start = std::chrono::steady_clock::now();
+    auto counter = options.count_collectives ? std::make_unique<comm::CollectiveCounter>() : nullptr;
     auto batch = workload.global_batch(step, options.batch_size).rows(shard.id * rows, rows);
     optimizer.zero_grad();
     auto loss = accumulate_gradients(workload, model, batch, options.accumulate, sync.gradients);
@@ -64,6 +65,8 @@ std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     records.push_back({step, reported.item<double>(), seconds});
+    if (counter)
+      for (const auto& [kind, count] : counter->counts()) records.back().collectives[kind] = {count, counter->bytes(kind)};
     if (on_step) on_step(records.back());
   }
   return records;

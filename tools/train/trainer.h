@@ -7,6 +7,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "workload.h"
@@ -17,6 +18,8 @@ struct StepRecord {
   int64_t step;     // 1-based
   double loss;      // the global batch's mean loss
   double seconds;   // this step's wall time
+  // --count-collectives: what this process issued in the step, kind -> (count, bytes).
+  std::map<std::string, std::pair<int64_t, int64_t>> collectives;
 };
 
 struct DataShard {

@@ -175,6 +175,45 @@ class GptWorkload : public Workload {
       if (dynamic_cast<torch::nn::LayerNormImpl*>(m.get())) nn::sum_gradients_over_sequence(*m, *gpt.head->parallel.sequence);
   }
   int64_t rows_per_sample() const override { return context_; }
+  LayerInput layer_input(const std::string& layer, int64_t samples) const override {
+    LayerInput input{samples * context_, context_};
+    if (layer == "pos") input.rows = context_;  // looks up arange(context), for every sample at once
+    // q, k and v take one input: under sequence parallelism q's gather serves all three.
+    auto ends_with = [&](const std::string& tail) {
+      return layer.size() >= tail.size() && layer.compare(layer.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    input.gathered_by_sibling = sequence_parallel_ && (ends_with("attn.k") || ends_with("attn.v"));
+    return input;
+  }
+  std::vector<comm::PlannedCollective> model_collectives(const DistributionSummary& summary,
+                                                         int64_t samples) const override {
+    const LayerPlan* head = nullptr;
+    for (const auto& layer : summary.layers)
+      if (layer.layer == "head") head = &layer;
+    if (!head || head->axis_size <= 1) return {};
+    std::vector<comm::PlannedCollective> out;
+    const int64_t rows = samples * context_, k = head->axis_size;
+    auto add = [&](const std::string& phase, int64_t bytes, const std::string& what, const std::string& kind = "all_reduce") {
+      out.push_back({phase, kind, head->axis, k, bytes, what});
+    };
+    if (loss_parallel_) {  // nn::parallel_cross_entropy, in fp32
+      add("forward", rows * 4, "loss (max of each row's logits)");
+      add("forward", 2 * rows * 4, "loss (sum of exp, target logit)");
+    }
+    if (!sequence_parallel_) return out;
+    // scatter_sequence's backward gathers the residual stream's gradient; after_distribute
+    // sums each LayerNorm's gradients over the model axis.
+    const int64_t piece = samples * chunk_size(context_, k, head->axis_rank);
+    add("backward", piece * head->in_features * head->activation_bytes,
+        "embeddings (gradient of the residual stream)", "all_gather");
+    for (const auto& p : summary.parameters)
+      if (p.path.owner_type == "LayerNorm") {
+        int64_t numel = 1;
+        for (auto s : p.local_shape) numel *= s;
+        add("backward", numel * int64_t(c10::elementSize(p.dtype)), p.path.torch_name + " (gradient, summed over pieces)");
+      }
+    return out;
+  }
   const char* unit() const override { return "tokens"; }
   std::string describe() const override {
     return "gpt: " + std::to_string(layers_) + " blocks, width " + std::to_string(width_) + ", " +
@@ -257,6 +296,9 @@ class MlpWorkload : public Workload {
     return at::mse_loss(static_cast<MlpImpl&>(model).forward(batch.inputs), batch.targets);
   }
   int64_t rows_per_sample() const override { return 1; }
+  LayerInput layer_input(const std::string& layer, int64_t samples) const override {
+    return {samples, 0, /*requires_grad=*/layer != "fc1"};  // fc1 takes the data
+  }
   const char* unit() const override { return "samples"; }
   std::string describe() const override {
     return "mlp: " + std::to_string(kIn) + " -> " + std::to_string(width_) + " -> " +

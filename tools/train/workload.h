@@ -13,6 +13,7 @@
 // shard's rows of it and a single-process run (--verify) sees exactly the same samples.
 #include <ATen/ATen.h>
 #include <kdist/layout.h>
+#include <kdist/nn.h>
 #include <torch/nn/module.h>
 
 #include <memory>
@@ -41,6 +42,17 @@ class Workload {
   virtual at::Tensor loss(torch::nn::Module& model, const Batch& batch) const = 0;
   // Rows each sample puts through every Linear (tokens for gpt): sizes the collectives.
   virtual int64_t rows_per_sample() const = 0;
+  // For the step's plan (plan.h): what the kdist layer at `layer` gets in a micro-batch of
+  // `samples` samples (default: samples x rows_per_sample() rows that require grad), and the
+  // collectives the model issues itself, outside its layers (its loss, sequence parallelism's
+  // scatter and gradient sums), as the code in after_distribute, loss and forward issues them.
+  virtual LayerInput layer_input(const std::string& layer, int64_t samples) const {
+    return {samples * rows_per_sample()};
+  }
+  virtual std::vector<comm::PlannedCollective> model_collectives(const DistributionSummary& summary,
+                                                                 int64_t samples) const {
+    return {};
+  }
   virtual const char* unit() const = 0;  // what throughput counts: "tokens" or "samples"
   virtual std::string describe() const = 0;
   // Checks that the model can be split `model_axis_size` ways (e.g. whole heads per rank).

@@ -1,0 +1,137 @@
+// Multi-process tests of the layers' plans (src/nn/layer_plan.cpp): what summary.layers says
+// a forward and backward send is what comm::CollectiveCounter sees them send, kind by kind,
+// count and bytes, on every rank. LayerPlan.* runs on 2 and 4 ranks, LayerPlan2x2.* on 4.
+#include <gtest/gtest.h>
+#include <kdist/kdist.h>
+
+#include "../mp_util.h"
+#include "models.h"
+
+namespace kdist {
+namespace {
+
+using ByKind = std::map<std::string, std::pair<int64_t, int64_t>>;  // count, bytes
+
+// TinyGpt's layers see (batch x time) rows, but its position embedding looks up arange(time).
+ByKind planned(const DistributionSummary& summary, int64_t batch, int64_t time) {
+  ByKind kinds;
+  for (const auto& layer : summary.layers)
+    for (const auto& c : layer.collectives({layer.layer == "pos" ? time : batch * time, time})) {
+      EXPECT_GT(c.group_size, 1) << layer.layer << ": " << c.what;
+      kinds[c.kind].first += 1;
+      kinds[c.kind].second += c.bytes;
+    }
+  return kinds;
+}
+
+ByKind counted(const comm::CollectiveCounter& counter) {
+  ByKind kinds;
+  for (const auto& [kind, count] : counter.counts()) kinds[kind] = {count, counter.bytes(kind)};
+  return kinds;
+}
+
+// One forward and backward of TinyGpt under `distribution`, counted.
+ByKind one_step(testing::TinyGpt& model, int64_t batch, int64_t time, int64_t vocab) {
+  at::manual_seed(7);
+  auto ids = at::randint(0, vocab, {batch, time}, at::kLong);
+  comm::CollectiveCounter counter;
+  model->forward(ids).square().mean().backward();
+  return counted(counter);
+}
+
+void expect_plan_is_what_runs(const std::shared_ptr<Distribution>& distribution, bool norms_in_units,
+                              DistributeModuleOptions options = {}) {
+  const int64_t vocab = 50, time = 8, batch = 3;
+  at::manual_seed(4);
+  testing::TinyGpt model(vocab, time, 32, 4, norms_in_units);
+  const auto planned_here = plan_module(*model, *distribution, process_id(), options);
+  const auto summary = distribute_module(*model, *distribution, options);
+  ASSERT_EQ(summary.layers.size(), planned_here.layers.size());
+  const auto want = planned(summary, batch, time);
+  EXPECT_EQ(planned(planned_here, batch, time), want) << "plan_module and distribute_module differ";
+  EXPECT_EQ(one_step(model, batch, time, vocab), want) << "rank " << process_id();
+}
+
+std::shared_ptr<Distribution> model_parallel(LayoutMap map, const std::string& batch_axis = "batch") {
+  return std::make_shared<ModelParallel>(std::move(map), batch_axis);
+}
+
+DeviceMeshPtr model_line() {
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{1, num_processes()},
+                                      std::vector<std::string>{"batch", "model"});
+}
+
+// On 4 ranks the vocabulary of 50 splits 13, 13, 13, 11: tok's rows and the head's gathered
+// logits differ by rank.
+TEST(LayerPlan, TensorParallelGpt) {
+  expect_plan_is_what_runs(model_parallel(testing::gpt_tensor_parallel_map(model_line())), false);
+}
+
+TEST(LayerPlan, ForEveryStyleAndRank) {
+  // A vocab-parallel and an embedding-dim-parallel embedding (its output gathered), column
+  // and row Linears, a column-parallel head gathering its logits.
+  LayoutMap map = testing::gpt_tensor_parallel_map(model_line());
+  map.set("pos/embeddings", {std::nullopt, "model"});
+  at::manual_seed(4);
+  testing::TinyGpt model(50, 8, 32, 4);
+  model->pos->parallel.gather_output = true;
+  auto distribution = model_parallel(map);
+  const auto summary = distribute_module(*model, *distribution);
+  std::map<std::string, std::string> styles;
+  for (const auto& layer : summary.layers) styles[layer.layer] = nn::to_string(layer.style);
+  EXPECT_EQ(styles["tok"], "vocab");
+  EXPECT_EQ(styles["pos"], "embedding-dim");
+  EXPECT_EQ(styles["o"], "row");
+  EXPECT_EQ(one_step(model, 3, 8, 50), planned(summary, 3, 8)) << "rank " << process_id();
+}
+
+TEST(LayerPlan, FsdpOverTheOnlyAxisWithUnits) {
+  // Every weight over "batch", the LayerNorms in units sharded too.
+  auto mesh = testing::line_mesh_named("batch");
+  LayoutMap map(mesh);
+  map.set("(q|k|v|up|o|down|head)/kernel", {"batch", std::nullopt});
+  map.set("(tok|pos)/embeddings", {std::nullopt, "batch"});
+  map.set("ln.*/gamma", {"batch"});
+  expect_plan_is_what_runs(model_parallel(map), true);
+  DistributeModuleOptions keep;
+  keep.reshard_after_forward = false;  // gathered once: no second gather in backward
+  expect_plan_is_what_runs(model_parallel(map), true, keep);
+}
+
+TEST(LayerPlan, MixedPrecisionMovesParamDtype) {
+  auto mesh = testing::line_mesh_named("batch");
+  LayoutMap map(mesh);
+  map.set("(q|k|v|up|o|down|head)/kernel", {"batch", std::nullopt});
+  DistributeModuleOptions options;
+  options.mixed_precision = nn::MixedPrecision{};
+  at::manual_seed(4);
+  testing::TinyGpt model(50, 8, 32, 4);
+  const auto summary = distribute_module(*model, *model_parallel(map), options);
+  const int k = num_processes();
+  for (const auto& layer : summary.layers) {
+    EXPECT_EQ(layer.activation_bytes, 2) << layer.layer;
+    if (layer.layer == "q") {  // (32, 32) over dim 1: gathered in bf16, reduced in fp32
+      ASSERT_EQ(layer.gathered.size(), 1u);
+      EXPECT_EQ(layer.gathered[0].shard_bytes, 32 * comm::chunk_size(32, k, process_id()) * 2);
+      EXPECT_EQ(layer.gathered[0].gradient_bytes, 32 * 32 * 4);
+      EXPECT_TRUE(layer.gathered[0].again_in_backward);
+    }
+  }
+  EXPECT_EQ(one_step(model, 3, 8, 50), planned(summary, 3, 8)) << "rank " << process_id();
+}
+
+TEST(LayerPlan2x2, KerasHubStyleLayout) {
+  ASSERT_EQ(num_processes(), 4);
+  auto map = testing::gpt_gemma_map(testing::mesh_2x2());
+  map.set("ln.*/gamma", {"batch"});
+  expect_plan_is_what_runs(model_parallel(map), true);
+}
+
+TEST(LayerPlan2x2, ModelAxisFirst) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"model", "batch"});
+  expect_plan_is_what_runs(model_parallel(testing::gpt_gemma_map(mesh)), false);
+}
+
+}  // namespace
+}  // namespace kdist
