@@ -116,6 +116,7 @@ JobConfig resolve_job_config(const std::optional<std::string>& job_addresses,
     config.transport = v->second;
   }
   if (auto v = first_set(env, {"KDIST_HOST"})) config.host_label = v->second;
+  if (auto v = first_set(env, {"KDIST_SHM_DIR"}); v && !v->second.empty()) config.shared_memory_dir = v->second;
 
   for (size_t i = 0; i < said.size(); ++i) config.source += (i ? ", " : "") + said[i];
   if (config.source.empty()) config.source = "defaults";

@@ -25,6 +25,9 @@ struct JobConfig {
   // KDIST_HOST: a label added to this process's host identity, so that processes of one
   // machine count as several hosts for comm's transports (tests of the hierarchical one).
   std::string host_label;
+  // KDIST_SHM_DIR: where shared-memory segments live, a tmpfs every process of a host sees
+  // (another than /dev/shm where a container's is too small).
+  std::string shared_memory_dir = "/dev/shm";
   std::string source;  // which variables or arguments said so, for messages
 };
 

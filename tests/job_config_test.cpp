@@ -104,6 +104,23 @@ TEST(JobConfig, Errors) {
                     std::invalid_argument, "MASTER_ADDR is set but MASTER_PORT is not");
 }
 
+// comm's settings come from the environment here, once, and travel in the config.
+TEST(JobConfig, CommSettings) {
+  auto defaults = resolve_job_config(std::nullopt, std::nullopt, std::nullopt, env_of({}));
+  EXPECT_EQ(defaults.transport, "auto");
+  EXPECT_EQ(defaults.shared_memory_dir, "/dev/shm");
+  EXPECT_EQ(defaults.host_label, "");
+  auto c = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
+                              env_of({{"KDIST_TRANSPORT", "gloo"}, {"KDIST_SHM_DIR", "/run/big-tmpfs"},
+                                      {"KDIST_HOST", "a"}}));
+  EXPECT_EQ(c.transport, "gloo");
+  EXPECT_EQ(c.shared_memory_dir, "/run/big-tmpfs");
+  EXPECT_EQ(c.host_label, "a");
+  EXPECT_EQ(resolve_job_config(std::nullopt, std::nullopt, std::nullopt, env_of({{"KDIST_SHM_DIR", ""}}))
+                .shared_memory_dir,
+            "/dev/shm");
+}
+
 TEST(JobConfig, Timeout) {
   EXPECT_EQ(timeout_seconds(env_of({})), 300.0);
   EXPECT_EQ(timeout_seconds(env_of({{"KDIST_TIMEOUT_S", "2.5"}})), 2.5);

@@ -273,7 +273,7 @@ std::shared_ptr<Backend> make_backend(Context& ctx, Group::Impl& impl, Transport
   impl.gloo = make_gloo(ctx, impl.ranks, prefix, impl.name);
   switch (transport) {
     case Transport::kSharedMemory:
-      return std::make_shared<SharedMemoryBackend>(impl.gloo, required, ctx.timeout);
+      return std::make_shared<SharedMemoryBackend>(impl.gloo, required, ctx.timeout, ctx.config.shared_memory_dir);
     case Transport::kHierarchical: {
       if (layout.hosts.size() < 2)
         kdist::detail::invalid("comm", "a hierarchical transport for ", impl.name,
@@ -289,7 +289,7 @@ std::shared_ptr<Backend> make_backend(Context& ctx, Group::Impl& impl, Transport
         const auto ranks = global(mine);
         auto local_gloo = make_gloo(ctx, ranks, prefix + "/host/" + rank_list(ranks),
                                     impl.name + " on host " + std::to_string(layout.host));
-        local = std::make_unique<SharedMemoryBackend>(local_gloo, required, ctx.timeout);
+        local = std::make_unique<SharedMemoryBackend>(local_gloo, required, ctx.timeout, ctx.config.shared_memory_dir);
       }
       std::shared_ptr<GlooBackend> leaders;
       if (layout.leader()) {
@@ -435,6 +435,11 @@ bool started() {
 std::chrono::milliseconds timeout() {
   std::lock_guard<std::mutex> lock(g_mutex);
   return context().timeout;
+}
+
+std::string shared_memory_dir() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return context().config.shared_memory_dir;
 }
 
 }  // namespace detail

@@ -35,6 +35,7 @@ void start(const kdist::detail::JobConfig& config, std::chrono::milliseconds tim
 void stop();
 bool started();
 std::chrono::milliseconds timeout();
+std::string shared_memory_dir();  // the job's (JobConfig::shared_memory_dir)
 // This process's place in the job: 0 of 1 before start().
 int process_id();
 int num_processes();

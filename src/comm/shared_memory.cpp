@@ -56,13 +56,6 @@ static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "the futex word
 
 int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
 
-// Where segments live: a tmpfs every process of the host sees. KDIST_SHM_DIR moves them, e.g.
-// where a container's /dev/shm is too small.
-std::string segment_directory() {
-  const char* dir = std::getenv("KDIST_SHM_DIR");
-  return dir != nullptr && *dir != '\0' ? dir : "/dev/shm";
-}
-
 std::string random_hex(int chars) {
   std::random_device device;
   std::ostringstream out;
@@ -169,11 +162,12 @@ struct SharedMemorySegment::Segment {
 std::shared_ptr<SharedMemorySegment> SharedMemorySegment::create(const Group& group, int64_t region_bytes,
                                                                  std::string* why_not) {
   if (!group.impl().gloo) kdist::detail::invalid("comm", "shared memory needs a group of two or more");
-  return create(*group.impl().gloo, region_bytes, detail::timeout(), why_not);
+  return create(*group.impl().gloo, region_bytes, detail::timeout(), detail::shared_memory_dir(), why_not);
 }
 
 std::shared_ptr<SharedMemorySegment> SharedMemorySegment::create(GlooBackend& setup, int64_t region_bytes,
                                                                  std::chrono::milliseconds timeout,
+                                                                 const std::string& directory,
                                                                  std::string* why_not) {
   const auto& who = setup.identity();
   const int n = who.group_size, r = who.group_rank;
@@ -189,7 +183,7 @@ std::shared_ptr<SharedMemorySegment> SharedMemorySegment::create(GlooBackend& se
   std::string error, name;
   if (r == 0) {
     const std::string file = "kdist." + std::to_string(getpid()) + "." + random_hex(16);
-    name = segment_directory() + "/" + file;
+    name = directory + "/" + file;
     segment = Segment::map(name, total, /*create=*/true, &error);
     if (segment) {
       auto* header = new (segment->base) Header();
@@ -212,7 +206,7 @@ std::shared_ptr<SharedMemorySegment> SharedMemorySegment::create(GlooBackend& se
     if (text[0] == '\0') {
       error = "group rank 0 could not create a shared-memory segment";
     } else {
-      name = segment_directory() + "/" + std::string(text, strnlen(text, kNameBytes));
+      name = directory + "/" + std::string(text, strnlen(text, kNameBytes));
       segment = Segment::map(name, total, /*create=*/false, &error);
       if (segment && std::memcmp(segment->header().token, text + kNameBytes, kTokenBytes) != 0) {
         error = "segment " + name + " here is not the one group rank 0 made (another host?)";

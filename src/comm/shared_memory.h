@@ -25,8 +25,9 @@
 // Contract: every process of the group calls create(), then the same collectives with the
 // same shapes in the same order. A peer that does not arrive within the timeout, or whose
 // process has exited, makes the call throw std::runtime_error naming it, on every process
-// still waiting (a dead peer is seen within about 100 ms). The segment is a file in /dev/shm
-// (or KDIST_SHM_DIR, which must be a tmpfs every process of the host sees), reserved in full
+// still waiting (a dead peer is seen within about 100 ms). The segment is a file in the
+// directory create() is given (the job's KDIST_SHM_DIR, read once by runtime into its
+// JobConfig, else /dev/shm; a tmpfs every process of the host sees), reserved in full
 // at creation and unlinked as soon as every process has mapped it, so nothing is left behind
 // when the job ends, even if it crashes. Tensors from region() keep the mapping alive.
 #include <kdist/comm.h>
@@ -49,10 +50,11 @@ class SharedMemorySegment : public std::enable_shared_from_this<SharedMemorySegm
   // Collective over the group of `setup` (one broadcast and one all_reduce through it).
   // Returns null on every process alike when they cannot all map one segment (different
   // hosts, separate /dev/shm, too little room); `why_not` then says why.
+  // The segment is a file in `directory`, a tmpfs every process of the host sees.
   static std::shared_ptr<SharedMemorySegment> create(GlooBackend& setup, int64_t region_bytes,
                                                      std::chrono::milliseconds timeout,
-                                                     std::string* why_not);
-  // The same through a group's own Gloo backend (tests).
+                                                     const std::string& directory, std::string* why_not);
+  // The same through a group's own Gloo backend, in the job's directory (tests).
   static std::shared_ptr<SharedMemorySegment> create(const Group& group, int64_t region_bytes,
                                                      std::string* why_not);
   ~SharedMemorySegment();

@@ -15,8 +15,8 @@ constexpr int64_t kFirstSegmentBytes = 1 << 20;
 }  // namespace
 
 SharedMemoryBackend::SharedMemoryBackend(std::shared_ptr<GlooBackend> gloo, bool required,
-                                         std::chrono::milliseconds timeout)
-    : gloo_(std::move(gloo)), required_(required), timeout_(timeout) {
+                                         std::chrono::milliseconds timeout, std::string directory)
+    : gloo_(std::move(gloo)), required_(required), timeout_(timeout), directory_(std::move(directory)) {
   segment_for("creating the group", kFirstSegmentBytes);
 }
 
@@ -31,7 +31,7 @@ std::shared_ptr<SharedMemorySegment> SharedMemoryBackend::make_segment(const cha
   std::string why_not;
   std::shared_ptr<SharedMemorySegment> segment;
   try {
-    segment = SharedMemorySegment::create(*gloo_, bytes, timeout_, &why_not);
+    segment = SharedMemorySegment::create(*gloo_, bytes, timeout_, directory_, &why_not);
   } catch (const std::exception& e) {  // a peer missing or dead while the segment is agreed
     kdist::detail::failure("comm", op, " on ", who.group_name, " failed on rank ", who.global_rank,
                            " (setting up shared memory): ", std::string(e.what()).substr(0, 400));

@@ -20,7 +20,9 @@ class SharedMemorySegment;
 class SharedMemoryBackend final : public Backend {
  public:
   // Collective over the group: makes the first segment.
-  SharedMemoryBackend(std::shared_ptr<GlooBackend> gloo, bool required, std::chrono::milliseconds timeout);
+  // Segments are files in `directory` (the job's KDIST_SHM_DIR, or /dev/shm).
+  SharedMemoryBackend(std::shared_ptr<GlooBackend> gloo, bool required, std::chrono::milliseconds timeout,
+                      std::string directory);
   ~SharedMemoryBackend() override;
   Transport transport() const override;
 
@@ -43,6 +45,7 @@ class SharedMemoryBackend final : public Backend {
   std::shared_ptr<GlooBackend> gloo_;
   bool required_;
   std::chrono::milliseconds timeout_;
+  std::string directory_;
   std::shared_ptr<SharedMemorySegment> staging_;
   bool fell_back_ = false;
   std::vector<std::weak_ptr<SharedMemorySegment>> buffers_;  // allocate_buffer's segments

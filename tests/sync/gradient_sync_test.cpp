@@ -106,25 +106,18 @@ TEST(DataParallel, TransportsAgree) {
   }
 }
 
-// Processes that cannot map one segment (here: each looks in its own directory, as on two
-// hosts) make a batch group that falls back to Gloo under kAuto; kSharedMemory says why it
-// cannot be had. The mesh lists the devices backwards: a rank set no group has yet.
-TEST(DataParallel, FallsBackToGlooWhereProcessesCannotShareMemory) {
-  char dir[] = "/tmp/kdist-shm-test-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  setenv("KDIST_SHM_DIR", dir, 1);
-  auto devices = list_devices("cpu");
-  std::reverse(devices.begin(), devices.end());
-  DataParallel backwards(devices);
+// Processes that cannot map one segment make a batch group that falls back to Gloo under
+// kAuto; kSharedMemory says why it cannot be had. Run by mp.data_parallel.shm_apart, whose
+// ranks each look for segments in a directory of their own (KDIST_SHM_DIR, as on two hosts).
+TEST(DataParallelApart, FallsBackToGlooWhereProcessesCannotShareMemory) {
+  DataParallel dp;
   Mlp model(12, 20, 4);
-  GradientSync sync(*model, backwards);
+  GradientSync sync(*model, dp);
   EXPECT_EQ(comm::transport(sync.group()), comm::Transport::kGloo);
   GradientSyncOptions forced;
   forced.group.transport = comm::Transport::kSharedMemory;
-  EXPECT_THROW_WITH(GradientSync(*model, backwards, forced), std::runtime_error,
+  EXPECT_THROW_WITH(GradientSync(*model, dp, forced), std::runtime_error,
                     "[kdist.comm] shared memory was asked for, but the processes of batch (ranks ");
-  unsetenv("KDIST_SHM_DIR");
-  rmdir(dir);
   at::manual_seed(30 + process_id());  // each rank its own rows: equal gradients prove the sync
   at::mse_loss(model->forward(at::randn({4, 12})), at::zeros({4, 4})).backward();
   auto grads = comm::all_gather(model->fc1->weight.grad().unsqueeze(0), 0, *comm::world());
