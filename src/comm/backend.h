@@ -36,6 +36,7 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual Transport transport() const = 0;
+  virtual int group_rank() const = 0;  // this process's rank in the group
 
   virtual void all_reduce(at::Tensor& tensor, ReduceOp op) = 0;
   // The reduction in a new tensor, `tensor` unchanged. By default a copy reduced in place.
@@ -47,6 +48,13 @@ class Backend {
                                 int64_t concat_full_size) = 0;
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
+  // The two halves of a reduce_scatter whose middle runs elsewhere (the hierarchical one's,
+  // between hosts). reduce: the reduction on `root` alone, undefined elsewhere; by default
+  // all_reduce_copy. scatter: each process's piece (`sizes` along `dim`) of `whole`, which
+  // only `root` fills (the others pass a tensor of its shape and dtype); by default a
+  // broadcast of the whole.
+  virtual at::Tensor reduce(const at::Tensor& tensor, ReduceOp op, int root);
+  virtual at::Tensor scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root);
 
   // Started now, or (where the transport runs collectives on the caller's thread) run when
   // waited for: either way every rank waits in the order it launched.

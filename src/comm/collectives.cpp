@@ -61,6 +61,19 @@ struct Deferred final : PendingCollective::Impl {
 
 at::Tensor Backend::allocate_buffer(int64_t bytes) { return at::zeros({bytes}, at::kByte); }
 
+at::Tensor Backend::reduce(const at::Tensor& tensor, ReduceOp op, int root) {
+  auto reduced = all_reduce_copy(tensor, op);
+  return group_rank() == root ? reduced : at::Tensor();
+}
+
+at::Tensor Backend::scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root) {
+  at::Tensor copy = group_rank() == root ? whole : at::empty_like(whole);
+  broadcast(copy, root);
+  int64_t offset = 0;
+  for (int q = 0; q < group_rank(); ++q) offset += sizes[q];
+  return copy.narrow(dim, offset, sizes[group_rank()]).contiguous();
+}
+
 at::Tensor Backend::all_reduce_copy(const at::Tensor& tensor, ReduceOp op) {
   auto out = tensor.clone();
   all_reduce(out, op);

@@ -20,6 +20,7 @@ class GlooBackend final : public Backend {
   GlooBackend(c10::intrusive_ptr<c10d::Backend> gloo, BackendIdentity identity,
               std::chrono::milliseconds timeout);
   Transport transport() const override { return Transport::kGloo; }
+  int group_rank() const override { return identity_.group_rank; }
 
   void all_reduce(at::Tensor& tensor, ReduceOp op) override;
   at::Tensor all_gather(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes) override;

@@ -93,21 +93,26 @@ at::Tensor HierarchicalBackend::reduce_scatter(const at::Tensor& full, int64_t d
     const int64_t start = chunk_offset(n, size_, host.front());
     return std::make_pair(start, chunk_offset(n, size_, host.back()) + chunk_size(n, size_, host.back()) - start);
   };
+  // The host's sum on its leader alone, a reduce_scatter by host between the leaders, then
+  // each process of the host takes its piece of the leader's range.
   at::Tensor range;
   if (leaders_) {
-    auto host_sum = local_ ? local_->all_reduce_copy(full, combine) : full;
+    auto host_sum = local_ ? local_->reduce(full, combine, 0) : full;
     std::vector<int64_t> host_sizes;
     for (const auto& host : layout_.hosts) host_sizes.push_back(range_of(host).second);
     range = leaders_->reduce_scatter_pieces(host_sum, dim, combine, host_sizes);
   } else {
-    local_->all_reduce_copy(full, combine);  // this process's part of the host's sum
+    local_->reduce(full, combine, 0);
     auto shape = full.sizes().vec();
     shape[dim] = range_of(mine).second;
-    range = at::empty(shape, full.options());
+    range = at::empty(shape, full.options());  // its shape for scatter: the leader fills it
   }
-  if (local_) local_->broadcast(range, 0);
-  const int64_t offset = chunk_offset(n, size_, me) - range_of(mine).first;
-  auto piece = range.narrow(dim, offset, chunk_size(n, size_, me)).contiguous();
+  at::Tensor piece = range;
+  if (local_) {
+    std::vector<int64_t> sizes;
+    for (int g : mine) sizes.push_back(chunk_size(n, size_, g));
+    piece = local_->scatter(range, dim, sizes, 0);
+  }
   if (op == ReduceOp::kAvg) piece.div_(size_);
   return piece;
 }

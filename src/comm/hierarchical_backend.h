@@ -34,6 +34,7 @@ class HierarchicalBackend final : public Backend {
   HierarchicalBackend(std::shared_ptr<GlooBackend> flat, std::unique_ptr<Backend> local,
                       std::shared_ptr<GlooBackend> leaders, HostLayout layout);
   Transport transport() const override { return Transport::kHierarchical; }
+  int group_rank() const override { return layout_.hosts[layout_.host][layout_.local_rank]; }
 
   void all_reduce(at::Tensor& tensor, ReduceOp op) override;
   at::Tensor all_gather(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes) override;

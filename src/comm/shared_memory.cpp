@@ -345,16 +345,18 @@ int64_t SharedMemorySegment::capacity() const { return segment_->region_bytes; }
 // in: this process reduces its own piece straight from `source` into `out` and publishes
 // the result in the slot it never copied in (30% less memory traffic than staging the whole
 // tensor). `out` may be `source`.
-void SharedMemorySegment::reduce_into(const at::Tensor& source, at::Tensor& out, ReduceOp op) {
-  operation_ = "all_reduce";
+void SharedMemorySegment::reduce_into(const at::Tensor& source, at::Tensor& out, ReduceOp op, int root) {
+  operation_ = root < 0 ? "all_reduce" : "reduce";
+  const bool receives = root < 0 || root == rank_;
   check_usable();
   const int64_t n = source.numel();
   const auto dtype = source.scalar_type();
   const bool max = op == ReduceOp::kMax;
   auto from = source.view({n});
-  auto into = out.view({n});
   const bool staged_in_place = out.is_same(source) && holds(source);
   auto staged = staged_in_place ? from : region(0, n, dtype);
+  // A process that receives nothing reduces its piece straight into its region.
+  auto into = receives ? out.view({n}) : staged;
   const int64_t offset = static_cast<const char*>(staged.data_ptr()) - segment_->region(rank_);
   if (!staged_in_place)
     for (int q = 0; q < size_; ++q)
@@ -364,7 +366,7 @@ void SharedMemorySegment::reduce_into(const at::Tensor& source, at::Tensor& out,
   auto piece = chunk_piece(into, 0, size_, rank_);
   const int64_t at = chunk_offset(n, size_, rank_);
   auto peer_piece = [&](int q) { return view(q, offset, n, dtype).narrow(0, at, piece.numel()); };
-  bool started = out.is_same(source);
+  bool started = receives && out.is_same(source);
   for (int q = 0; q < size_ && piece.numel() > 0; ++q) {
     if (q == rank_) continue;
     if (started) {
@@ -378,9 +380,9 @@ void SharedMemorySegment::reduce_into(const at::Tensor& source, at::Tensor& out,
     }
   }
   if (op == ReduceOp::kAvg) piece.div_(size_);
-  if (!staged_in_place) chunk_piece(staged, 0, size_, rank_).copy_(piece);
+  if (!staged_in_place && receives) chunk_piece(staged, 0, size_, rank_).copy_(piece);
   wait_for_all("reduced");
-  for (int q = 0; q < size_; ++q) {
+  for (int q = 0; q < size_ && receives; ++q) {
     if (q == rank_) continue;
     auto theirs = chunk_piece(view(q, offset, n, dtype), 0, size_, q);
     if (theirs.numel() > 0) chunk_piece(into, 0, size_, q).copy_(theirs);
@@ -492,6 +494,40 @@ void SharedMemorySegment::broadcast(at::Tensor& tensor, int root) {
   wait_for_all("written");
   if (rank_ != root) tensor.copy_(view(root, 0, tensor.numel(), dtype).view(tensor.sizes()));
   wait_for_all("read");
+}
+
+at::Tensor SharedMemorySegment::reduce_to(const at::Tensor& tensor, ReduceOp op, int root) {
+  at::Tensor out = rank_ == root ? results_.take(tensor.sizes(), tensor.options()) : at::Tensor();
+  reduce_into(tensor, out, op, root);
+  return out;
+}
+
+// The root writes the others' pieces into its region (its own it keeps where it is); each of
+// the others copies out its piece.
+at::Tensor SharedMemorySegment::scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes,
+                                        int root) {
+  operation_ = "scatter";
+  check_usable();
+  const auto dtype = whole.scalar_type();
+  std::vector<int64_t> offsets(sizes.size(), 0);
+  for (size_t q = 1; q < sizes.size(); ++q) offsets[q] = offsets[q - 1] + sizes[q - 1];
+  auto staged = [&](int process) { return view(process, 0, whole.numel(), dtype).view(whole.sizes()); };
+  if (rank_ == root) {
+    auto out = region(0, whole.numel(), dtype).view(whole.sizes());
+    for (int q = 0; q < size_; ++q)
+      if (q != root) out.narrow(dim, offsets[q], sizes[q]).copy_(whole.narrow(dim, offsets[q], sizes[q]));
+  }
+  wait_for_all("written");
+  at::Tensor piece;
+  if (rank_ == root) {
+    piece = whole.narrow(dim, offsets[rank_], sizes[rank_]).contiguous();
+  } else {
+    auto mine = staged(root).narrow(dim, offsets[rank_], sizes[rank_]);
+    piece = results_.take(mine.sizes(), whole.options());  // out of the segment, which the next call reuses
+    piece.copy_(mine);
+  }
+  wait_for_all("read");
+  return piece;
 }
 
 void SharedMemorySegment::barrier() {

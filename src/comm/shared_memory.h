@@ -81,6 +81,10 @@ class SharedMemorySegment : public std::enable_shared_from_this<SharedMemorySegm
   at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
                         int64_t concat_full_size);
   void broadcast(at::Tensor& tensor, int root);
+  // Backend::reduce and Backend::scatter (backend.h): what only the root needs is copied
+  // to the root alone.
+  at::Tensor reduce_to(const at::Tensor& tensor, ReduceOp op, int root);
+  at::Tensor scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root);
   void barrier();
   // The region bytes all_to_all needs, alike on every process of the group.
   static int64_t all_to_all_bytes(const at::Tensor& local, int64_t concat_dim,
@@ -89,7 +93,9 @@ class SharedMemorySegment : public std::enable_shared_from_this<SharedMemorySegm
  private:
   SharedMemorySegment(std::string group_name, int rank, int size, int global_rank,
                       std::chrono::milliseconds timeout, std::shared_ptr<Segment> segment);
-  void reduce_into(const at::Tensor& source, at::Tensor& out, ReduceOp op);
+  // The reduction into `out` on every process, or (root >= 0) on `root` alone, whose `out`
+  // is the only one used.
+  void reduce_into(const at::Tensor& source, at::Tensor& out, ReduceOp op, int root = -1);
   void wait_for_all(const char* phase);
   [[noreturn]] void fail(const std::string& why);
   at::Tensor view(int process, int64_t offset, int64_t numel, c10::ScalarType dtype) const;

@@ -22,6 +22,8 @@ SharedMemoryBackend::SharedMemoryBackend(std::shared_ptr<GlooBackend> gloo, bool
 
 SharedMemoryBackend::~SharedMemoryBackend() = default;
 
+int SharedMemoryBackend::group_rank() const { return gloo_->identity().group_rank; }
+
 Transport SharedMemoryBackend::transport() const {
   return fell_back_ ? Transport::kGloo : Transport::kSharedMemory;
 }
@@ -89,6 +91,17 @@ at::Tensor SharedMemoryBackend::all_gather(const at::Tensor& local, int64_t dim,
 at::Tensor SharedMemoryBackend::reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) {
   if (auto* shm = segment_for("reduce_scatter", detail::nbytes(full))) return shm->reduce_scatter(full, dim, op);
   return gloo_->reduce_scatter(full, dim, op);
+}
+
+at::Tensor SharedMemoryBackend::reduce(const at::Tensor& tensor, ReduceOp op, int root) {
+  if (auto* shm = segment_for("reduce", detail::nbytes(tensor))) return shm->reduce_to(tensor, op, root);
+  return Backend::reduce(tensor, op, root);
+}
+
+at::Tensor SharedMemoryBackend::scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes,
+                                        int root) {
+  if (auto* shm = segment_for("scatter", detail::nbytes(whole))) return shm->scatter(whole, dim, sizes, root);
+  return Backend::scatter(whole, dim, sizes, root);
 }
 
 at::Tensor SharedMemoryBackend::all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,

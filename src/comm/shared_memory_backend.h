@@ -25,11 +25,14 @@ class SharedMemoryBackend final : public Backend {
                       std::string directory);
   ~SharedMemoryBackend() override;
   Transport transport() const override;
+  int group_rank() const override;
 
   void all_reduce(at::Tensor& tensor, ReduceOp op) override;
   at::Tensor all_reduce_copy(const at::Tensor& tensor, ReduceOp op) override;
   at::Tensor all_gather(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes) override;
   at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) override;
+  at::Tensor reduce(const at::Tensor& tensor, ReduceOp op, int root) override;
+  at::Tensor scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root) override;
   at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
                         int64_t concat_full_size) override;
   void broadcast(at::Tensor& tensor, int root) override;
