@@ -1,6 +1,7 @@
 // distribute_module: plan every parameter's layout and its layer's parallel style, check the
 // plan, then shard in place. Nothing is changed unless the whole plan is valid.
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 #include <kdist/nn.h>
 #include <kdist/runtime.h>
 #include <torch/nn/modules/container/sequential.h>
@@ -320,12 +321,6 @@ std::string leaf_name(const std::string& torch_name) {
   return torch_name.substr(torch_name.rfind('.') + 1);  // npos + 1 == 0: the whole name
 }
 
-int64_t numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (auto s : shape) n *= s;
-  return n;
-}
-
 // A parameter sharded over the batch axis, as its layer or unit gathers it: in param_dtype and
 // reduced in reduce_dtype under mixed precision (kdist layers only; units compute as their
 // block does).
@@ -339,7 +334,7 @@ LayerPlan::Gathered gathered_parameter(const ParameterPlan& entry, const Distrib
   const int64_t reduced_in = precision ? c10::elementSize(precision->reduce_dtype) : own;
   const auto& batch = distribution.batch_dim_name();
   return {entry.path.torch_name, batch, distribution.device_mesh()->axis_size(batch),
-          numel(entry.local_shape) * gathered_in, numel(whole) * reduced_in, again};
+          c10::multiply_integers(entry.local_shape) * gathered_in, c10::multiply_integers(whole) * reduced_in, again};
 }
 
 // Each kdist layer's plan (and one per FullyShard unit, for the parameters it gathers) from

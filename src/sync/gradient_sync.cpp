@@ -1,5 +1,6 @@
 // GradientSync: bucketed, overlapped gradient averaging over the batch axis.
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 #include <kdist/comm.h>
 #include <kdist/sync.h>
 #include <kdist/dtensor.h>
@@ -290,9 +291,7 @@ std::vector<comm::PlannedCollective> plan_gradient_sync(const DistributionSummar
   std::vector<Piece> pieces;  // as GradientSync's constructor picks them: reverse order
   for (auto it = summary.parameters.rbegin(); it != summary.parameters.rend(); ++it) {
     if (!it->requires_grad || !std::holds_alternative<Replicate>(it->placements[batch_axis])) continue;
-    int64_t numel = 1;
-    for (auto s : it->local_shape) numel *= s;
-    pieces.push_back({numel, it->dtype});
+    pieces.push_back({c10::multiply_integers(it->local_shape), it->dtype});
   }
   std::vector<comm::PlannedCollective> plan;
   const auto buckets = cut_buckets(pieces, options);

@@ -2,6 +2,7 @@
 #include "workload.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/accumulate.h>
 #include <kdist/nn.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/normalization.h>
@@ -208,9 +209,7 @@ class GptWorkload : public Workload {
         "embeddings (gradient of the residual stream)", "all_gather");
     for (const auto& p : summary.parameters)
       if (p.path.owner_type == "LayerNorm") {
-        int64_t numel = 1;
-        for (auto s : p.local_shape) numel *= s;
-        add("backward", numel * int64_t(c10::elementSize(p.dtype)), p.path.torch_name + " (gradient, summed over pieces)");
+        add("backward", c10::multiply_integers(p.local_shape) * int64_t(c10::elementSize(p.dtype)), p.path.torch_name + " (gradient, summed over pieces)");
       }
     return out;
   }
