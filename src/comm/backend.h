@@ -55,6 +55,11 @@ class Backend {
   // broadcast of the whole.
   virtual at::Tensor reduce(const at::Tensor& tensor, ReduceOp op, int root);
   virtual at::Tensor scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root);
+  // An all_reduce with a step in its middle (the hierarchical one's, between hosts): the
+  // group's reduction reaches `root`, which runs `between` on it in place, and every process
+  // ends with what `between` left. By default reduce, `between` and broadcast.
+  using Between = std::function<void(at::Tensor&)>;
+  virtual void all_reduce_around(at::Tensor& tensor, ReduceOp op, int root, const Between& between);
 
   // Started now, or (where the transport runs collectives on the caller's thread) run when
   // waited for: either way every rank waits in the order it launched.

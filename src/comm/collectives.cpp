@@ -74,6 +74,15 @@ at::Tensor Backend::scatter(const at::Tensor& whole, int64_t dim, const std::vec
   return copy.narrow(dim, offset, sizes[group_rank()]).contiguous();
 }
 
+void Backend::all_reduce_around(at::Tensor& tensor, ReduceOp op, int root, const Between& between) {
+  auto reduced = reduce(tensor, op, root);
+  if (group_rank() == root) {
+    between(reduced);
+    tensor.copy_(reduced);
+  }
+  broadcast(tensor, root);
+}
+
 at::Tensor Backend::all_reduce_copy(const at::Tensor& tensor, ReduceOp op) {
   auto out = tensor.clone();
   all_reduce(out, op);

@@ -27,9 +27,14 @@ HierarchicalBackend::HierarchicalBackend(std::shared_ptr<GlooBackend> flat, std:
 
 void HierarchicalBackend::all_reduce(at::Tensor& tensor, ReduceOp op) {
   const ReduceOp combine = combining(op);
-  if (local_) local_->all_reduce(tensor, combine);
-  if (leaders_) leaders_->all_reduce(tensor, combine);
-  if (local_) local_->broadcast(tensor, 0);
+  // The host's sum reaches its leader (local rank 0), which combines it with the other
+  // leaders' in place, and the host's processes copy the result out.
+  if (local_)
+    local_->all_reduce_around(tensor, combine, 0, [&](at::Tensor& host_sum) {
+      if (leaders_) leaders_->all_reduce(host_sum, combine);
+    });
+  else if (leaders_)
+    leaders_->all_reduce(tensor, combine);
   if (op == ReduceOp::kAvg) tensor.div_(size_);
 }
 

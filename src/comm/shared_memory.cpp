@@ -279,9 +279,7 @@ void SharedMemorySegment::wait_for_all(const char* phase) {
   futex_wake(header.wake);
 
   auto give_up = [&](const std::string& why) {
-    header.abandoned_by.store(rank_ + 1);
-    header.wake.fetch_add(1);
-    futex_wake(header.wake);
+    abandon();
     fail(why);
   };
   const auto limit = timeout_;
@@ -315,6 +313,14 @@ void SharedMemorySegment::wait_for_all(const char* phase) {
       next_liveness_check = now + std::chrono::milliseconds(100);
     }
   }
+}
+
+void SharedMemorySegment::abandon() {
+  auto& header = segment_->header();
+  header.abandoned_by.store(rank_ + 1);
+  header.wake.fetch_add(1);
+  futex_wake(header.wake);
+  broken_ = true;
 }
 
 void SharedMemorySegment::check_usable() {
@@ -528,6 +534,66 @@ at::Tensor SharedMemorySegment::scatter(const at::Tensor& whole, int64_t dim, co
   }
   wait_for_all("read");
   return piece;
+}
+
+// Written (each process has staged the pieces the others reduce, as in reduce_into), reduced
+// (each has reduced its piece into the root's region, over the root's staged value there),
+// crossed (the root has run `between` on the whole) and read (each has its copy). Against
+// reduce_to and broadcast, the root neither gathers the pieces nor copies the result into
+// its region, and nobody copies the result twice: on the leader, which also runs the step
+// between hosts, that is the critical path.
+void SharedMemorySegment::all_reduce_around(at::Tensor& tensor, ReduceOp op, int root,
+                                            const std::function<void(at::Tensor&)>& between) {
+  operation_ = "all_reduce";
+  check_usable();
+  const int64_t n = tensor.numel();
+  const auto dtype = tensor.scalar_type();
+  const bool max = op == ReduceOp::kMax;
+  auto from = tensor.view({n});
+  const bool in_place = holds(tensor);
+  auto staged = in_place ? from : region(0, n, dtype);
+  const int64_t offset = static_cast<const char*>(staged.data_ptr()) - segment_->region(rank_);
+  if (!in_place)
+    for (int q = 0; q < size_; ++q)
+      if (q != rank_) chunk_piece(staged, 0, size_, q).copy_(chunk_piece(from, 0, size_, q));
+  wait_for_all("written");
+  auto result = view(root, offset, n, dtype);
+  auto piece = chunk_piece(result, 0, size_, rank_);
+  auto mine = chunk_piece(from, 0, size_, rank_);
+  const int64_t at = chunk_offset(n, size_, rank_);
+  auto staged_piece = [&](int q) { return view(q, offset, n, dtype).narrow(0, at, piece.numel()); };
+  if (piece.numel() > 0) {
+    // Every piece of the root's region holds one value already (the root's own), except the
+    // root's piece of a tensor staged outside it.
+    bool started = rank_ != root || in_place;
+    if (rank_ != root) detail::accumulate(piece, mine, max);
+    for (int q = 0; q < size_; ++q) {
+      if (q == rank_ || q == root) continue;
+      if (started) {
+        detail::accumulate(piece, staged_piece(q), max);
+      } else {
+        if (max)
+          at::maximum_out(piece, mine, staged_piece(q));
+        else
+          at::add_out(piece, mine, staged_piece(q));
+        started = true;
+      }
+    }
+    if (op == ReduceOp::kAvg) piece.div_(size_);
+  }
+  wait_for_all("reduced");
+  if (rank_ == root) {
+    try {
+      auto whole = result.view(tensor.sizes());
+      between(whole);
+    } catch (...) {
+      abandon();
+      throw;
+    }
+  }
+  wait_for_all("crossed");
+  if (!(rank_ == root && in_place)) from.copy_(result);
+  wait_for_all("read");
 }
 
 void SharedMemorySegment::barrier() {

@@ -36,6 +36,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -85,6 +86,12 @@ class SharedMemorySegment : public std::enable_shared_from_this<SharedMemorySegm
   // to the root alone.
   at::Tensor reduce_to(const at::Tensor& tensor, ReduceOp op, int root);
   at::Tensor scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root);
+  // Backend::all_reduce_around: each process reduces its piece straight into the root's
+  // region, the root runs `between` there, and each process copies the result out once. A
+  // tensor inside this process's region is reduced where it lies (the root's needs no copy).
+  // Where `between` throws, the others fail at once rather than time out.
+  void all_reduce_around(at::Tensor& tensor, ReduceOp op, int root,
+                         const std::function<void(at::Tensor&)>& between);
   void barrier();
   // The region bytes all_to_all needs, alike on every process of the group.
   static int64_t all_to_all_bytes(const at::Tensor& local, int64_t concat_dim,
@@ -97,6 +104,9 @@ class SharedMemorySegment : public std::enable_shared_from_this<SharedMemorySegm
   // is the only one used.
   void reduce_into(const at::Tensor& source, at::Tensor& out, ReduceOp op, int root = -1);
   void wait_for_all(const char* phase);
+  // Tells the others this process gave up (they fail at their next barrier) and refuses
+  // every later call here.
+  void abandon();
   [[noreturn]] void fail(const std::string& why);
   at::Tensor view(int process, int64_t offset, int64_t numel, c10::ScalarType dtype) const;
 

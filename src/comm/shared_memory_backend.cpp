@@ -61,18 +61,30 @@ SharedMemorySegment* SharedMemoryBackend::segment_for(const char* op, int64_t by
   return staging_.get();
 }
 
-void SharedMemoryBackend::all_reduce(at::Tensor& tensor, ReduceOp op) {
+SharedMemorySegment* SharedMemoryBackend::buffer_holding(const at::Tensor& tensor) {
   for (auto it = buffers_.begin(); it != buffers_.end();) {
     auto buffer = it->lock();
     if (!buffer) {
       it = buffers_.erase(it);
       continue;
     }
-    if (buffer->holds(tensor)) return buffer->reduce(tensor, op);  // allocate_buffer's: where it lies
+    if (buffer->holds(tensor)) return buffer.get();  // buffers_ are weak: the tensor keeps it alive
     ++it;
   }
+  return nullptr;
+}
+
+void SharedMemoryBackend::all_reduce(at::Tensor& tensor, ReduceOp op) {
+  if (auto* buffer = buffer_holding(tensor)) return buffer->reduce(tensor, op);  // allocate_buffer's: where it lies
   if (auto* shm = segment_for("all_reduce", detail::nbytes(tensor))) return shm->all_reduce(tensor, op);
   gloo_->all_reduce(tensor, op);
+}
+
+void SharedMemoryBackend::all_reduce_around(at::Tensor& tensor, ReduceOp op, int root, const Between& between) {
+  if (auto* buffer = buffer_holding(tensor)) return buffer->all_reduce_around(tensor, op, root, between);
+  if (auto* shm = segment_for("all_reduce", detail::nbytes(tensor)))
+    return shm->all_reduce_around(tensor, op, root, between);
+  Backend::all_reduce_around(tensor, op, root, between);
 }
 
 at::Tensor SharedMemoryBackend::all_reduce_copy(const at::Tensor& tensor, ReduceOp op) {

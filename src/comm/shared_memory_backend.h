@@ -33,6 +33,7 @@ class SharedMemoryBackend final : public Backend {
   at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) override;
   at::Tensor reduce(const at::Tensor& tensor, ReduceOp op, int root) override;
   at::Tensor scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root) override;
+  void all_reduce_around(at::Tensor& tensor, ReduceOp op, int root, const Between& between) override;
   at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
                         int64_t concat_full_size) override;
   void broadcast(at::Tensor& tensor, int root) override;
@@ -44,6 +45,8 @@ class SharedMemoryBackend final : public Backend {
   // The segment with room for `bytes`, or null when the group has fallen back to Gloo.
   SharedMemorySegment* segment_for(const char* op, int64_t bytes);
   std::shared_ptr<SharedMemorySegment> make_segment(const char* op, int64_t bytes);
+  // The allocate_buffer segment `tensor` lies in, or null.
+  SharedMemorySegment* buffer_holding(const at::Tensor& tensor);
 
   std::shared_ptr<GlooBackend> gloo_;
   bool required_;

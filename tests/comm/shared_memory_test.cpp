@@ -1,6 +1,6 @@
 // Multi-process tests of src/comm/shared_memory.cpp: real ranks on one host.
 // SharedMemory.* runs on 2 and 4 ranks (and on the batch groups of a 2x2 mesh);
-// SharedMemoryFailure.* on 2 ranks with a 2 s timeout.
+// SharedMemoryFailure.* on 2 ranks with a 2 s timeout (the dead peer with the job's).
 #include <ATen/ATen.h>
 #include <kdist/comm.h>
 #include <kdist/runtime.h>
@@ -67,6 +67,42 @@ TEST(SharedMemory, RangesDtypesAndRepeatedCalls) {
   for (int q = 1; q < k; ++q) EXPECT_TRUE(at::equal(gathered[q], gathered[0]));
 }
 
+// The hierarchical backend's all_reduce: the group's reduction on the root, the root's step
+// on it (here: doubled, plus 1), and that on every process; for tensors outside the region
+// and inside it, sizes that split unevenly, and every reduction.
+TEST(SharedMemory, AllReduceAroundRunsTheRootsStepOnTheReduction) {
+  auto& group = *world();
+  const int k = group.size(), r = group.rank(), root = k - 1;
+  auto shm = make(group, 1 << 16);
+  ASSERT_TRUE(shm);
+  int steps = 0;
+  auto step = [&](at::Tensor& reduced) {
+    ++steps;
+    reduced.mul_(2).add_(1);
+  };
+  for (int64_t n : {1, 3, 7, 4099}) {
+    auto base = at::arange(n, at::kFloat).add(0.25);
+    for (bool in_region : {false, true}) {
+      for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
+        auto data = in_region ? shm->region(256, n, at::kFloat) : at::empty({n});
+        data.copy_(base * (r + 1));
+        shm->all_reduce_around(data, op, root, step);
+        at::Tensor reduced = op == ReduceOp::kMax ? base * k : expected_sum(base, k);
+        if (op == ReduceOp::kAvg) reduced = reduced / k;
+        EXPECT_TRUE(at::allclose(data, reduced * 2 + 1, 1e-6, 0))
+            << "n = " << n << (in_region ? " in the region" : " outside it") << ", op " << static_cast<int>(op);
+      }
+    }
+  }
+  EXPECT_EQ(steps, r == root ? 4 * 2 * 3 : 0);  // on the root alone, once a call
+  // Sizes beside the shapes: a 2-D tensor reaches the step with its shape.
+  auto matrix = at::full({3, 5}, r + 1.0);
+  shm->all_reduce_around(matrix, ReduceOp::kSum, 0, [&](at::Tensor& reduced) {
+    EXPECT_EQ(reduced.sizes().vec(), (std::vector<int64_t>{3, 5}));
+  });
+  EXPECT_TRUE(at::equal(matrix, at::full({3, 5}, k * (k + 1) / 2.0)));
+}
+
 TEST(SharedMemory, BadRegionsAreNamed) {
   auto shm = make(*world(), 4096);
   ASSERT_TRUE(shm);
@@ -108,6 +144,27 @@ TEST(SharedMemoryFailure, AMissingPeerIsATimeoutError) {
   // Rank 1 never calls sum(), and stays alive past the timeout (2 s), but joins the barrier
   // below well before rank 0's barrier times out (about 4 s from here).
   if (group.rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(3));
+  barrier(group);
+}
+
+// The root's step throwing (the leaders' exchange between hosts failing) fails the others
+// at once, not after the timeout (2 s here), and leaves the segment refusing later calls.
+TEST(SharedMemoryFailure, ARootWhoseStepThrowsFailsTheOthersAtOnce) {
+  auto& group = *world();
+  auto shm = make(group, 4096);
+  ASSERT_TRUE(shm);
+  auto data = at::ones({8});
+  auto failing = [](at::Tensor&) { throw std::runtime_error("the hosts' exchange failed"); };
+  if (group.rank() == 0) {
+    EXPECT_THROW_WITH(shm->all_reduce_around(data, ReduceOp::kSum, 0, failing), std::runtime_error,
+                      "the hosts' exchange failed");
+  } else {
+    EXPECT_THROW_WITH(shm->all_reduce_around(data, ReduceOp::kSum, 0, failing), std::runtime_error,
+                      "[kdist.comm] all_reduce on world (ranks 0,1) failed on rank 1 (shared memory): "
+                      "group rank 0 gave up");
+  }
+  EXPECT_THROW_WITH(shm->all_reduce_around(data, ReduceOp::kSum, 0, failing), std::runtime_error,
+                    "an earlier call failed");
   barrier(group);
 }
 
