@@ -1,6 +1,6 @@
 #include "debug_log.h"
 
-#include <kdist/runtime.h>
+#include <kdist/mesh.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -17,8 +17,9 @@ bool debug_enabled() {
 
 void debug_log(const std::string& event) {
   if (!debug_enabled()) return;
+  const auto place = job_place();  // pushed down by runtime: every layer logs, none calls up
   std::ostringstream line;
-  line << "DEBUG | [Rank " << process_id() << "/" << num_processes() << "] " << event << "\n";
+  line << "DEBUG | [Rank " << place.process_id << "/" << place.num_processes << "] " << event << "\n";
   // One write per line, so lines of different threads do not interleave.
   static std::mutex mutex;
   std::lock_guard<std::mutex> lock(mutex);

@@ -1,5 +1,4 @@
 #include <kdist/distribution.h>
-#include <kdist/runtime.h>
 
 #include <mutex>
 
@@ -93,7 +92,8 @@ Distribution::Distribution(DeviceMeshPtr mesh, std::string batch_dim_name, bool 
 }
 
 void Distribution::init_data_sharding() {
-  const int processes = num_processes(), id = process_id();
+  const auto place = detail::job_place();  // runtime's, pushed down: no call up into it
+  const int processes = place.num_processes, id = place.process_id;
   if (mesh_->size() == processes && mesh_->contains_rank(id)) {
     // One process per device: the shard is this process's coordinate on the batch axis,
     // whatever the axis order, so the processes of a model group read the same rows.
@@ -125,7 +125,7 @@ void check_rank(const TensorLayout& layout, const std::string& path,
 
 namespace {
 DeviceMeshPtr batch_mesh(std::vector<std::string> devices) {
-  if (devices.empty()) devices = detail::job_devices();
+  if (devices.empty()) devices = detail::job_place().devices;
   auto n = static_cast<int64_t>(devices.size());
   return std::make_shared<DeviceMesh>(std::vector<int64_t>{n}, std::vector<std::string>{"batch"},
                                       std::move(devices));

@@ -30,7 +30,7 @@ struct DeviceMesh::Devices {
 namespace {
 
 std::mutex g_job_mutex;
-std::vector<std::string> g_job_devices;  // empty: no job initialized
+detail::JobPlace g_job_place;
 
 // Keras's count check, then every device well formed and used once; returns their ranks.
 std::vector<int> ranks_of(const std::vector<int64_t>& shape, const std::vector<std::string>& devices,
@@ -54,13 +54,13 @@ std::vector<int> ranks_of(const std::vector<int64_t>& shape, const std::vector<s
 }  // namespace
 
 namespace detail {
-void set_job_devices(std::vector<std::string> devices) {
+void set_job_place(JobPlace place) {
   std::lock_guard<std::mutex> lock(g_job_mutex);
-  g_job_devices = std::move(devices);
+  g_job_place = std::move(place);
 }
-std::vector<std::string> job_devices() {
+JobPlace job_place() {
   std::lock_guard<std::mutex> lock(g_job_mutex);
-  return g_job_devices.empty() ? std::vector<std::string>{"cpu:0"} : g_job_devices;
+  return g_job_place;
 }
 }  // namespace detail
 
@@ -90,7 +90,7 @@ DeviceMesh::DeviceMesh(std::vector<int64_t> shape, std::vector<std::string> axis
 // A throw leaves the flag unset: the next use checks again (after initialize, say).
 const DeviceMesh::Devices& DeviceMesh::resolved() const {
   std::call_once(devices_->once, [this] {
-    auto names = detail::job_devices();
+    auto names = detail::job_place().devices;
     devices_->ranks = ranks_of(shape_, names, " (the job's, as the mesh was built without devices)");
     devices_->names = std::move(names);
   });

@@ -14,6 +14,14 @@
 namespace kdist {
 namespace {
 std::mutex g_mutex;
+
+std::string default_device_type() { return torch::cuda::is_available() ? "cuda" : "cpu"; }
+
+std::vector<std::string> devices_of(const std::string& type, int num_processes) {
+  std::vector<std::string> devices;
+  for (int r = 0; r < num_processes; ++r) devices.push_back(type + ":" + std::to_string(r));
+  return devices;
+}
 }  // namespace
 
 // runtime resolves where the job is; comm keeps the identity and is asked for it.
@@ -24,8 +32,18 @@ void initialize(std::optional<std::string> job_addresses, std::optional<int> num
   auto config = detail::resolve_job_config(job_addresses, num_processes, process_id, env);
   auto timeout = std::chrono::milliseconds(
       static_cast<int64_t>(detail::timeout_seconds(env) * 1000));
-  comm::detail::start(config, timeout);
-  detail::set_job_devices(list_devices());  // what meshes built without devices take
+  // What the layers below runtime see of the job, pushed down before the processes meet (so
+  // that comm's debug lines during the rendezvous name this process); a failed start (one
+  // refused because a job is running, too) leaves what was there.
+  const auto previous = detail::job_place();
+  detail::set_job_place({devices_of(default_device_type(), config.num_processes), config.process_id,
+                         config.num_processes});
+  try {
+    comm::detail::start(config, timeout);
+  } catch (...) {
+    detail::set_job_place(previous);
+    throw;
+  }
   detail::debug_log("initialize: " + std::to_string(config.num_processes) + " processes from " +
                     config.source + (config.coordinator_host.empty()
                                          ? std::string()
@@ -39,13 +57,11 @@ int process_id() { return comm::detail::process_id(); }
 
 std::vector<std::string> list_devices(const std::string& device_type) {
   std::string type = device_type == "gpu" ? "cuda" : device_type;
-  if (type.empty()) type = torch::cuda::is_available() ? "cuda" : "cpu";
+  if (type.empty()) type = default_device_type();
   if (type != "cpu" && type != "cuda")
     detail::invalid("runtime", "device_type '", device_type, "' is not one of cpu, cuda, gpu");
   if (type == "cuda" && !torch::cuda::is_available()) return {};
-  std::vector<std::string> devices;
-  for (int r = 0; r < num_processes(); ++r) devices.push_back(type + ":" + std::to_string(r));
-  return devices;
+  return devices_of(type, num_processes());
 }
 
 int64_t get_device_count(const std::string& device_type) {
@@ -55,7 +71,7 @@ int64_t get_device_count(const std::string& device_type) {
 void shutdown() {
   std::lock_guard<std::mutex> lock(g_mutex);
   comm::detail::stop();
-  detail::set_job_devices({});
+  detail::set_job_place({});
 }
 
 }  // namespace kdist

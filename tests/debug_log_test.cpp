@@ -32,6 +32,17 @@ TEST_F(DebugLog, ScopeAndSetDistributionAreTraced) {
   EXPECT_NE(log.find("DEBUG | [Rank 0/1] set_distribution(None)\n"), std::string::npos) << log;
 }
 
+// The prefix is the place runtime pushes down at initialize (detail::job_place, mesh.h).
+TEST_F(DebugLog, LinesNameTheProcessOfTheJob) {
+  setenv("KERAS_DISTRIBUTION_DEBUG", "1", 1);
+  detail::set_job_place({testing::fake_devices(4), 2, 4});
+  ::testing::internal::CaptureStderr();
+  set_distribution(nullptr);
+  std::string log = ::testing::internal::GetCapturedStderr();
+  detail::set_job_place({});
+  EXPECT_EQ(log, "DEBUG | [Rank 2/4] set_distribution(None)\n");
+}
+
 TEST_F(DebugLog, SilentUnlessAsked) {
   auto dp = std::make_shared<DataParallel>(testing::mesh({2}, {"batch"}));
   for (const char* value : {"", "0"}) {

@@ -87,6 +87,29 @@ TEST(DataSharding, KerasCases) {
   EXPECT_THROW_WITH(data_sharding(2, 4, 4), std::invalid_argument, "0 <= process_id < num_processes");
 }
 
+// A Distribution reads where its process stands from the place runtime pushes down at
+// initialize (detail::job_place, mesh.h), at construction, as Keras's reads process_id().
+TEST(DataSharding, FromTheJobsPlace) {
+  struct RestoreAlone {
+    ~RestoreAlone() { detail::set_job_place({}); }
+  } restore;
+  detail::set_job_place({fake_devices(4), 3, 4});  // process 3 of a 4-process job
+  DataParallel dp;
+  EXPECT_EQ(dp.device_mesh()->devices(), fake_devices(4));
+  EXPECT_EQ(dp.num_data_shards(), 4);
+  EXPECT_EQ(dp.data_shard_id(), 3);
+  // (model=2, batch=2): process 3 is at batch coordinate 1.
+  LayoutMap map(mesh({2, 2}, {"model", "batch"}));
+  ModelParallel mp(map, "batch");
+  EXPECT_EQ(mp.num_data_shards(), 2);
+  EXPECT_EQ(mp.data_shard_id(), 1);
+  // 2 replicas over 4 processes that are not the mesh's devices: Keras's rule.
+  detail::set_job_place({fake_devices(4), 2, 4});
+  DataParallel two(fake_devices(2));
+  EXPECT_EQ(two.num_data_shards(), 2);
+  EXPECT_EQ(two.data_shard_id(), 1);
+}
+
 class GlobalDistribution : public ::testing::Test {
  protected:
   void SetUp() override { set_distribution(nullptr); }

@@ -91,10 +91,10 @@ TEST(DeviceMesh, WithoutDevicesTakesTheJobsOnFirstUse) {
   EXPECT_THROW_WITH(mesh.size(), std::invalid_argument,
                     "[kdist.mesh] Shape does not match the number of devices: shape (2, 2) has 4 "
                     "positions, got 1 devices (the job's, as the mesh was built without devices)");
-  kdist::detail::set_job_devices(fake_devices(4));  // what kdist::initialize does
+  kdist::detail::set_job_place({fake_devices(4), 0, 4});  // what kdist::initialize does
   EXPECT_EQ(mesh.ranks_along("batch", 3), (std::vector<int>{1, 3}));
   const DeviceMesh copy = mesh;                     // copies share what was resolved
-  kdist::detail::set_job_devices({});
+  kdist::detail::set_job_place({});
   EXPECT_EQ(copy.size(), 4);
   EXPECT_EQ(DeviceMesh({1}, {"batch"}).devices(), (std::vector<std::string>{"cpu:0"}));
 }

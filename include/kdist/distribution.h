@@ -53,7 +53,8 @@ class Distribution : public std::enable_shared_from_this<Distribution> {
   const DeviceMeshPtr& device_mesh() const { return mesh_; }
   const std::string& batch_dim_name() const { return batch_dim_name_; }
   virtual int64_t num_model_replicas() const = 0;
-  // From the runtime's process count and id at construction (see DataSharding).
+  // From the job's process count and id at construction (detail::job_place(), mesh.h;
+  // see DataSharding).
   int64_t num_data_shards() const { return data_sharding_.num_shards; }
   int64_t data_shard_id() const { return data_sharding_.shard_id; }
   bool auto_shard_dataset() const { return auto_shard_dataset_; }
@@ -91,7 +92,7 @@ class DataParallel : public Distribution {
   explicit DataParallel(DeviceMeshPtr mesh, bool auto_shard_dataset = true);
   // A 1-D mesh named "batch" over these devices.
   explicit DataParallel(std::vector<std::string> devices, bool auto_shard_dataset = true);
-  // A 1-D mesh named "batch" over the job's devices (detail::job_devices(), mesh.h).
+  // A 1-D mesh named "batch" over the job's devices (detail::job_place(), mesh.h).
   DataParallel();
 
   int64_t num_model_replicas() const override;

@@ -375,7 +375,6 @@ void start(const kdist::detail::JobConfig& config, std::chrono::milliseconds tim
   if (g_context)
     kdist::detail::invalid("runtime", "initialize() was already called (", g_num_processes.load(),
                            " processes); call shutdown() first");
-  // Set first, so that debug lines during the rendezvous name this process.
   g_process_id = config.process_id;
   g_num_processes = config.num_processes;
   struct ResetOnThrow {

@@ -23,6 +23,13 @@ using detail::invalid;
 
 namespace {
 
+LayerPlan layer_plan(std::string path, std::string kind) {
+  LayerPlan plan;
+  plan.layer = std::move(path);
+  plan.kind = std::move(kind);
+  return plan;
+}
+
 // The mesh dimension that shards a placement list, -1 if none; a weight sharded over two
 // mesh axes is rejected.
 int64_t sharding_mesh_dim(const std::vector<Placement>& placements, const std::string& name) {
@@ -349,7 +356,7 @@ void plan_layers(Plan& plan, torch::nn::Module& root, const Distribution& distri
   for (const auto& module : plan.modules) {
     if (module.unit) {
       auto [it, added] = unit_layer.emplace(module.unit, plan.summary.layers.size());
-      if (added) plan.summary.layers.push_back(LayerPlan{paths[module.unit], "FullyShard"});
+      if (added) plan.summary.layers.push_back(layer_plan(paths[module.unit], "FullyShard"));
       for (const auto& [tensor, index] : module.parameters)
         if (batch_dim_of(entries[index], distribution) >= 0)
           plan.summary.layers[it->second].gathered.push_back(
@@ -357,7 +364,7 @@ void plan_layers(Plan& plan, torch::nn::Module& root, const Distribution& distri
       continue;
     }
     if (!module.kind.can_run_parallel()) continue;
-    LayerPlan layer{module.path, module.kind.linear ? "Linear" : "Embedding"};
+    LayerPlan layer = layer_plan(module.path, module.kind.linear ? "Linear" : "Embedding");
     const ParameterPlan* weight = nullptr;
     for (const auto& [tensor, index] : module.parameters)
       if (leaf_name(entries[index].path.torch_name) == "weight") weight = &entries[index];
