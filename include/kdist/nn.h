@@ -369,6 +369,30 @@ struct DistributionSummary {
   std::string to_string() const;  // a table: parameter, global shape, layout, placements, local shape
 };
 
+// Plans of the nn functions a model calls itself, beside its layers' (LayerPlan): what each
+// sends in one forward and backward, in CollectiveCounter's units, so that a step's plan
+// (kdist plan's, or a user's own held against a CollectiveCounter) covers the whole model.
+// `layer` is the plan of a layer on the model axis they run over (the head, or any
+// sequence-parallel Linear): its axis, size and rank. Each is empty on an axis of size one.
+// Throw std::invalid_argument for a layer whose rank is outside its axis, a negative row
+// count or a dimension out of range.
+//
+//   auto summary = kdist::plan_module(*model, distribution, rank, options);
+//   auto plan = kdist::plan_parallel_cross_entropy(batch * time, head_plan);
+//   auto more = kdist::plan_scatter_sequence({batch, time, width}, 1, 4, head_plan);
+//
+// parallel_cross_entropy over `rows` rows (the targets' element count): two all_reduces of
+// per-row fp32 scalars where the head's logits are sharded, none where they are whole.
+std::vector<comm::PlannedCollective> plan_parallel_cross_entropy(int64_t rows, const LayerPlan& head);
+// scatter_sequence of an activation of `shape` along `dim` (elements of `element_bytes`):
+// backward all-gathers the gradient of this rank's piece.
+std::vector<comm::PlannedCollective> plan_scatter_sequence(const std::vector<int64_t>& shape, int64_t dim,
+                                                           int64_t element_bytes, const LayerPlan& layer);
+// sum_gradients_over_sequence of a module with these parameters (from the summary): one
+// all_reduce of each gradient that requires one.
+std::vector<comm::PlannedCollective> plan_sum_gradients_over_sequence(
+    const std::vector<ParameterPlan>& parameters, const LayerPlan& layer);
+
 struct DistributeModuleOptions {
   bool print_summary = false;  // rank 0 prints the summary to stdout
   // Parameters sharded over the batch axis: release the gathered copy after forward and

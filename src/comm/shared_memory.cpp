@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -21,6 +22,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <vector>
 
 #include "../errors.h"
 #include "context.h"
@@ -92,6 +94,24 @@ void futex_wait(std::atomic<uint32_t>& word, uint32_t seen, std::chrono::microse
 
 void futex_wake(std::atomic<uint32_t>& word) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+// Reduces `inputs` into `piece`, in order: onto the value it holds where `holds_one` (it is
+// one of the values reduced), else from the first two inputs on, out of place.
+void reduce_onto(at::Tensor& piece, bool holds_one, const std::vector<at::Tensor>& inputs, bool max) {
+  if (piece.numel() == 0) return;
+  size_t next = 0;
+  if (!holds_one) {
+    if (inputs.size() == 1) {
+      piece.copy_(inputs[0]);
+    } else if (max) {
+      at::maximum_out(piece, inputs[0], inputs[1]);
+    } else {
+      at::add_out(piece, inputs[0], inputs[1]);
+    }
+    next = std::min<size_t>(2, inputs.size());
+  }
+  for (; next < inputs.size(); ++next) detail::accumulate(piece, inputs[next], max);
 }
 
 }  // namespace
@@ -371,20 +391,13 @@ void SharedMemorySegment::reduce_into(const at::Tensor& source, at::Tensor& out,
   auto mine = chunk_piece(from, 0, size_, rank_);
   auto piece = chunk_piece(into, 0, size_, rank_);
   const int64_t at = chunk_offset(n, size_, rank_);
-  auto peer_piece = [&](int q) { return view(q, offset, n, dtype).narrow(0, at, piece.numel()); };
-  bool started = receives && out.is_same(source);
-  for (int q = 0; q < size_ && piece.numel() > 0; ++q) {
-    if (q == rank_) continue;
-    if (started) {
-      detail::accumulate(piece, peer_piece(q), max);
-    } else {
-      if (max)
-        at::maximum_out(piece, mine, peer_piece(q));
-      else
-        at::add_out(piece, mine, peer_piece(q));
-      started = true;
-    }
-  }
+  // In place, `piece` is this process's own value already.
+  const bool holds_mine = receives && out.is_same(source);
+  std::vector<at::Tensor> inputs;
+  if (!holds_mine) inputs.push_back(mine);
+  for (int q = 0; q < size_; ++q)
+    if (q != rank_) inputs.push_back(view(q, offset, n, dtype).narrow(0, at, piece.numel()));
+  reduce_onto(piece, holds_mine, inputs, max);
   if (op == ReduceOp::kAvg) piece.div_(size_);
   if (!staged_in_place && receives) chunk_piece(staged, 0, size_, rank_).copy_(piece);
   wait_for_all("reduced");
@@ -561,26 +574,15 @@ void SharedMemorySegment::all_reduce_around(at::Tensor& tensor, ReduceOp op, int
   auto piece = chunk_piece(result, 0, size_, rank_);
   auto mine = chunk_piece(from, 0, size_, rank_);
   const int64_t at = chunk_offset(n, size_, rank_);
-  auto staged_piece = [&](int q) { return view(q, offset, n, dtype).narrow(0, at, piece.numel()); };
-  if (piece.numel() > 0) {
-    // Every piece of the root's region holds one value already (the root's own), except the
-    // root's piece of a tensor staged outside it.
-    bool started = rank_ != root || in_place;
-    if (rank_ != root) detail::accumulate(piece, mine, max);
-    for (int q = 0; q < size_; ++q) {
-      if (q == rank_ || q == root) continue;
-      if (started) {
-        detail::accumulate(piece, staged_piece(q), max);
-      } else {
-        if (max)
-          at::maximum_out(piece, mine, staged_piece(q));
-        else
-          at::add_out(piece, mine, staged_piece(q));
-        started = true;
-      }
-    }
-    if (op == ReduceOp::kAvg) piece.div_(size_);
-  }
+  // Every piece of the root's region holds one value already (the root's own), except the
+  // root's piece of a tensor staged outside it.
+  const bool holds_one = rank_ != root || in_place;
+  std::vector<at::Tensor> inputs;
+  if (rank_ != root || !in_place) inputs.push_back(mine);
+  for (int q = 0; q < size_; ++q)
+    if (q != rank_ && q != root) inputs.push_back(view(q, offset, n, dtype).narrow(0, at, piece.numel()));
+  reduce_onto(piece, holds_one, inputs, max);
+  if (piece.numel() > 0 && op == ReduceOp::kAvg) piece.div_(size_);
   wait_for_all("reduced");
   if (rank_ == root) {
     try {

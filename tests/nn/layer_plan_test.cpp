@@ -13,10 +13,12 @@ namespace {
 using ByKind = std::map<std::string, std::pair<int64_t, int64_t>>;  // count, bytes
 
 // TinyGpt's layers see (batch x time) rows, but its position embedding looks up arange(time).
-ByKind planned(const DistributionSummary& summary, int64_t batch, int64_t time) {
+// Under sequence parallelism k and v reuse q's gather of their common input.
+ByKind planned(const DistributionSummary& summary, int64_t batch, int64_t time, bool sequence_parallel = false) {
   ByKind kinds;
   for (const auto& layer : summary.layers)
-    for (const auto& c : layer.collectives({layer.layer == "pos" ? time : batch * time, time})) {
+    for (const auto& c : layer.collectives({layer.layer == "pos" ? time : batch * time, time, true,
+                                            sequence_parallel && (layer.layer == "k" || layer.layer == "v")})) {
       EXPECT_GT(c.group_size, 1) << layer.layer << ": " << c.what;
       kinds[c.kind].first += 1;
       kinds[c.kind].second += c.bytes;
@@ -118,6 +120,58 @@ TEST(LayerPlan, MixedPrecisionMovesParamDtype) {
     }
   }
   EXPECT_EQ(one_step(model, 3, 8, 50), planned(summary, 3, 8)) << "rank " << process_id();
+}
+
+// The nn functions the model calls itself, planned beside its layers: sequence parallelism's
+// scatter and LayerNorm sums and loss parallelism's cross-entropy, on a sequence of 7 that
+// splits unevenly. The step's count is the layers' plans plus these.
+TEST(LayerPlan, ModelFunctionsPlanWhatTheySend) {
+  const int64_t vocab = 50, time = 7, batch = 3, width = 32;
+  at::manual_seed(4);
+  testing::TinyGpt model(vocab, time, width, 4);
+  model->head->parallel.gather_output = false;  // loss parallel
+  DistributeModuleOptions options;
+  options.sequence_parallel_dim = 1;
+  const auto summary = distribute_module(*model, *model_parallel(testing::gpt_tensor_parallel_map(model_line())), options);
+  auto children = model->named_children();
+  for (const char* name : {"ln1", "ln2", "ln_f"})
+    nn::sum_gradients_over_sequence(*children[name], *model->head->parallel.sequence);
+  const LayerPlan* head = nullptr;
+  for (const auto& layer : summary.layers)
+    if (layer.layer == "head") head = &layer;
+  ASSERT_TRUE(head);
+  std::vector<ParameterPlan> norms;
+  for (const auto& p : summary.parameters)
+    if (p.path.owner_type == "LayerNorm") norms.push_back(p);
+  ASSERT_EQ(norms.size(), 6u);  // three weights and biases
+  ByKind want = planned(summary, batch, time, /*sequence_parallel=*/true);
+  for (const auto& plan : {plan_parallel_cross_entropy(batch * time, *head),
+                           plan_scatter_sequence({batch, time, width}, 1, 4, *head),
+                           plan_sum_gradients_over_sequence(norms, *head)})
+    for (const auto& c : plan) {
+      want[c.kind].first += 1;
+      want[c.kind].second += c.bytes;
+    }
+  at::manual_seed(7);
+  auto ids = at::randint(0, vocab, {batch, time}, at::kLong);
+  auto targets = at::randint(0, vocab, {batch, time}, at::kLong);
+  comm::CollectiveCounter counter;
+  nn::parallel_cross_entropy(model->forward(ids), targets, model->head->parallel).backward();
+  EXPECT_EQ(counted(counter), want) << "rank " << process_id();
+
+  LayerPlan alone;  // an axis of one: nothing to send
+  EXPECT_TRUE(plan_parallel_cross_entropy(10, alone).empty());
+  EXPECT_TRUE(plan_scatter_sequence({2, 7, 4}, 1, 4, alone).empty());
+  EXPECT_TRUE(plan_sum_gradients_over_sequence(norms, alone).empty());
+  LayerPlan whole = *head;  // logits gathered: at::cross_entropy_loss
+  whole.gather_output = true;
+  EXPECT_TRUE(plan_parallel_cross_entropy(10, whole).empty());
+  EXPECT_THROW_WITH(plan_scatter_sequence({2, 7}, 2, 4, *head), std::invalid_argument,
+                    "[kdist.nn] plan_scatter_sequence: dim 2 is out of range for shape (2, 7)");
+  LayerPlan outside = *head;
+  outside.axis_rank = outside.axis_size;
+  EXPECT_THROW_WITH(plan_parallel_cross_entropy(10, outside), std::invalid_argument,
+                    "[kdist.nn] plan_parallel_cross_entropy: layer 'head' is rank");
 }
 
 TEST(LayerPlan2x2, KerasHubStyleLayout) {

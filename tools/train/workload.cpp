@@ -193,24 +193,16 @@ class GptWorkload : public Workload {
       if (layer.layer == "head") head = &layer;
     if (!head || head->axis_size <= 1) return {};
     std::vector<comm::PlannedCollective> out;
-    const int64_t rows = samples * context_, k = head->axis_size;
-    auto add = [&](const std::string& phase, int64_t bytes, const std::string& what, const std::string& kind = "all_reduce") {
-      out.push_back({phase, kind, head->axis, k, bytes, what});
-    };
-    if (loss_parallel_) {  // nn::parallel_cross_entropy, in fp32
-      add("forward", rows * 4, "loss (max of each row's logits)");
-      add("forward", 2 * rows * 4, "loss (sum of exp, target logit)");
-    }
+    auto append = [&](std::vector<comm::PlannedCollective> more) { out.insert(out.end(), more.begin(), more.end()); };
+    if (loss_parallel_) append(plan_parallel_cross_entropy(samples * context_, *head));
     if (!sequence_parallel_) return out;
-    // scatter_sequence's backward gathers the residual stream's gradient; after_distribute
-    // sums each LayerNorm's gradients over the model axis.
-    const int64_t piece = samples * chunk_size(context_, k, head->axis_rank);
-    add("backward", piece * head->in_features * head->activation_bytes,
-        "embeddings (gradient of the residual stream)", "all_gather");
+    // The embeddings' sum is scattered over the sequence; after_distribute sums each
+    // LayerNorm's gradients over the model axis.
+    append(plan_scatter_sequence({samples, context_, head->in_features}, 1, head->activation_bytes, *head));
+    std::vector<ParameterPlan> norms;
     for (const auto& p : summary.parameters)
-      if (p.path.owner_type == "LayerNorm") {
-        add("backward", c10::multiply_integers(p.local_shape) * int64_t(c10::elementSize(p.dtype)), p.path.torch_name + " (gradient, summed over pieces)");
-      }
+      if (p.path.owner_type == "LayerNorm") norms.push_back(p);
+    append(plan_sum_gradients_over_sequence(norms, *head));
     return out;
   }
   const char* unit() const override { return "tokens"; }
