@@ -60,6 +60,12 @@ class Backend {
   // ends with what `between` left. By default reduce, `between` and broadcast.
   using Between = std::function<void(at::Tensor&)>;
   virtual void all_reduce_around(at::Tensor& tensor, ReduceOp op, int root, const Between& between);
+  // An all_gather with a step in its middle: the group's blocks (`sizes` along `dim`, in rank
+  // order) reach `root` in their place in a tensor `full_size` long along `dim`, from
+  // `offset` on; `root` runs `between` on it (it fills the rest), and every process returns
+  // what `between` left. By default all_gather, `between` and broadcast.
+  virtual at::Tensor all_gather_around(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes,
+                                       int64_t full_size, int64_t offset, int root, const Between& between);
 
   // Started now, or (where the transport runs collectives on the caller's thread) run when
   // waited for: either way every rank waits in the order it launched.

@@ -83,6 +83,20 @@ void Backend::all_reduce_around(at::Tensor& tensor, ReduceOp op, int root, const
   broadcast(tensor, root);
 }
 
+at::Tensor Backend::all_gather_around(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes,
+                                      int64_t full_size, int64_t offset, int root, const Between& between) {
+  auto block = all_gather(local, dim, sizes);
+  auto shape = local.sizes().vec();
+  shape[dim] = full_size;
+  auto full = at::empty(shape, local.options());
+  if (group_rank() == root) {
+    full.narrow(dim, offset, block.size(dim)).copy_(block);
+    between(full);
+  }
+  broadcast(full, root);
+  return full;
+}
+
 at::Tensor Backend::all_reduce_copy(const at::Tensor& tensor, ReduceOp op) {
   auto out = tensor.clone();
   all_reduce(out, op);

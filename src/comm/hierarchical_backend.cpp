@@ -47,6 +47,7 @@ at::Tensor HierarchicalBackend::all_gather(const at::Tensor& local, int64_t dim,
   };
   auto full_shape = local.sizes().vec();
   full_shape[dim] = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
+  if (hosts_in_order_ && local_) return all_gather_in_place(local, dim, sizes, full_shape[dim]);
   // 1. This host's blocks, in the host's order.
   auto block = local_ ? local_->all_gather(local, dim, sizes_of(hosts[layout_.host])) : local;
   at::Tensor result;
@@ -76,6 +77,34 @@ at::Tensor HierarchicalBackend::all_gather(const at::Tensor& local, int64_t dim,
   }
   if (local_) local_->broadcast(result, 0);
   return result;
+}
+
+// Hosts of consecutive ranks: the host's blocks go straight into their place in the leader's
+// shared memory, the leaders all-gather the host ranges on Gloo and the leader puts the
+// other hosts' in place there, and each process copies the whole out once.
+at::Tensor HierarchicalBackend::all_gather_in_place(const at::Tensor& local, int64_t dim,
+                                                    const std::vector<int64_t>& sizes, int64_t full_size) {
+  const auto& hosts = layout_.hosts;
+  std::vector<int64_t> host_totals, host_offsets;
+  int64_t start = 0;
+  for (const auto& host : hosts) {
+    int64_t total = 0;
+    for (int g : host) total += sizes[g];
+    host_offsets.push_back(start);
+    host_totals.push_back(total);
+    start += total;
+  }
+  const int h = layout_.host;
+  std::vector<int64_t> mine;
+  for (int g : hosts[h]) mine.push_back(sizes[g]);
+  return local_->all_gather_around(local, dim, mine, full_size, host_offsets[h], 0, [&](at::Tensor& full) {
+    if (!leaders_) return;
+    auto by_host = leaders_->all_gather(full.narrow(dim, host_offsets[h], host_totals[h]).contiguous(), dim, host_totals);
+    for (size_t other = 0; other < hosts.size(); ++other)
+      if (static_cast<int>(other) != h)
+        full.narrow(dim, host_offsets[other], host_totals[other])
+            .copy_(by_host.narrow(dim, host_offsets[other], host_totals[other]));
+  });
 }
 
 // Where each host holds consecutive group ranks (the usual placement), in two levels: the

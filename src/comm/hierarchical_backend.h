@@ -47,6 +47,9 @@ class HierarchicalBackend final : public Backend {
   at::Tensor allocate_buffer(int64_t bytes) override;
 
  private:
+  at::Tensor all_gather_in_place(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes,
+                                 int64_t full_size);
+
   std::shared_ptr<GlooBackend> flat_;
   std::unique_ptr<Backend> local_;
   std::shared_ptr<GlooBackend> leaders_;

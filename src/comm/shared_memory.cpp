@@ -2,6 +2,7 @@
 #include "shared_memory.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
@@ -596,6 +597,36 @@ void SharedMemorySegment::all_reduce_around(at::Tensor& tensor, ReduceOp op, int
   wait_for_all("crossed");
   if (!(rank_ == root && in_place)) from.copy_(result);
   wait_for_all("read");
+}
+
+// Written (every block in its place in the root's region), crossed (the root has run
+// `between`) and read (each has its copy).
+at::Tensor SharedMemorySegment::all_gather_around(const at::Tensor& local, int64_t dim,
+                                                  const std::vector<int64_t>& sizes, int64_t full_size,
+                                                  int64_t offset, int root,
+                                                  const std::function<void(at::Tensor&)>& between) {
+  operation_ = "all_gather";
+  check_usable();
+  auto shape = local.sizes().vec();
+  shape[dim] = full_size;
+  auto full = view(root, 0, c10::multiply_integers(shape), local.scalar_type()).view(shape);
+  int64_t mine = offset;
+  for (int q = 0; q < rank_; ++q) mine += sizes[q];
+  full.narrow(dim, mine, sizes[rank_]).copy_(local);
+  wait_for_all("written");
+  if (rank_ == root) {
+    try {
+      between(full);
+    } catch (...) {
+      abandon();
+      throw;
+    }
+  }
+  wait_for_all("crossed");
+  auto result = results_.take(shape, local.options());
+  result.copy_(full);
+  wait_for_all("read");
+  return result;
 }
 
 void SharedMemorySegment::barrier() {

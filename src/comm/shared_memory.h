@@ -92,6 +92,12 @@ class SharedMemorySegment : public std::enable_shared_from_this<SharedMemorySegm
   // Where `between` throws, the others fail at once rather than time out.
   void all_reduce_around(at::Tensor& tensor, ReduceOp op, int root,
                          const std::function<void(at::Tensor&)>& between);
+  // Backend::all_gather_around: each process writes its block straight into its place in
+  // the root's region, the root runs `between` there, and each process copies the whole out
+  // once. Where `between` throws, the others fail at once.
+  at::Tensor all_gather_around(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes,
+                               int64_t full_size, int64_t offset, int root,
+                               const std::function<void(at::Tensor&)>& between);
   void barrier();
   // The region bytes all_to_all needs, alike on every process of the group.
   static int64_t all_to_all_bytes(const at::Tensor& local, int64_t concat_dim,

@@ -92,6 +92,15 @@ at::Tensor SharedMemoryBackend::all_reduce_copy(const at::Tensor& tensor, Reduce
   return Backend::all_reduce_copy(tensor, op);
 }
 
+at::Tensor SharedMemoryBackend::all_gather_around(const at::Tensor& local, int64_t dim,
+                                                  const std::vector<int64_t>& sizes, int64_t full_size,
+                                                  int64_t offset, int root, const Between& between) {
+  const int64_t full_bytes = detail::nbytes(local) / std::max<int64_t>(local.size(dim), 1) * full_size;
+  if (auto* shm = segment_for("all_gather", full_bytes))
+    return shm->all_gather_around(local, dim, sizes, full_size, offset, root, between);
+  return Backend::all_gather_around(local, dim, sizes, full_size, offset, root, between);
+}
+
 at::Tensor SharedMemoryBackend::all_gather(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes) {
   const int64_t widest = *std::max_element(sizes.begin(), sizes.end());
   const int64_t widest_block = detail::block_counts(local.sizes(), dim, {widest})[0];

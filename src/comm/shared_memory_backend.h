@@ -34,6 +34,8 @@ class SharedMemoryBackend final : public Backend {
   at::Tensor reduce(const at::Tensor& tensor, ReduceOp op, int root) override;
   at::Tensor scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root) override;
   void all_reduce_around(at::Tensor& tensor, ReduceOp op, int root, const Between& between) override;
+  at::Tensor all_gather_around(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes,
+                               int64_t full_size, int64_t offset, int root, const Between& between) override;
   at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
                         int64_t concat_full_size) override;
   void broadcast(at::Tensor& tensor, int root) override;

@@ -103,6 +103,32 @@ TEST(SharedMemory, AllReduceAroundRunsTheRootsStepOnTheReduction) {
   EXPECT_TRUE(at::equal(matrix, at::full({3, 5}, k * (k + 1) / 2.0)));
 }
 
+// The hierarchical backend's all_gather: each process's block (uneven, along dim 1) in its
+// place in the root's tensor from `offset` on, the root's step filling the rest, the whole
+// on every process.
+TEST(SharedMemory, AllGatherAroundPutsEachBlockInItsPlace) {
+  auto& group = *world();
+  const int k = group.size(), r = group.rank(), root = k - 1;
+  auto shm = make(group, 1 << 16);
+  ASSERT_TRUE(shm);
+  std::vector<int64_t> sizes;
+  for (int q = 0; q < k; ++q) sizes.push_back(q + 1);
+  const int64_t blocks = k * (k + 1) / 2, offset = 2, full_size = offset + blocks + 3;
+  int steps = 0;
+  auto step = [&](at::Tensor& full) {
+    ++steps;
+    full.narrow(1, 0, offset).fill_(-1);
+    full.narrow(1, offset + blocks, 3).fill_(-2);
+  };
+  auto local = at::full({3, sizes[r]}, r + 1.0);
+  auto got = shm->all_gather_around(local, 1, sizes, full_size, offset, root, step);
+  std::vector<at::Tensor> parts{at::full({3, offset}, -1.0)};
+  for (int q = 0; q < k; ++q) parts.push_back(at::full({3, sizes[q]}, q + 1.0));
+  parts.push_back(at::full({3, 3}, -2.0));
+  EXPECT_TRUE(at::equal(got, at::cat(parts, 1))) << got;
+  EXPECT_EQ(steps, r == root ? 1 : 0);
+}
+
 TEST(SharedMemory, BadRegionsAreNamed) {
   auto shm = make(*world(), 4096);
   ASSERT_TRUE(shm);
@@ -165,6 +191,11 @@ TEST(SharedMemoryFailure, ARootWhoseStepThrowsFailsTheOthersAtOnce) {
   }
   EXPECT_THROW_WITH(shm->all_reduce_around(data, ReduceOp::kSum, 0, failing), std::runtime_error,
                     "an earlier call failed");
+  auto fresh = make(group, 4096);  // the same for all_gather_around
+  ASSERT_TRUE(fresh);
+  const std::vector<int64_t> sizes(group.size(), 8);
+  EXPECT_THROW_WITH(fresh->all_gather_around(data, 0, sizes, 8 * group.size(), 0, 0, failing), std::runtime_error,
+                    group.rank() == 0 ? "the hosts' exchange failed" : "group rank 0 gave up");
   barrier(group);
 }
 
