@@ -95,7 +95,9 @@ at::Tensor SharedMemoryBackend::all_reduce_copy(const at::Tensor& tensor, Reduce
 at::Tensor SharedMemoryBackend::all_gather_around(const at::Tensor& local, int64_t dim,
                                                   const std::vector<int64_t>& sizes, int64_t full_size,
                                                   int64_t offset, int root, const Between& between) {
-  const int64_t full_bytes = detail::nbytes(local) / std::max<int64_t>(local.size(dim), 1) * full_size;
+  // From the sizes, alike on every process (an empty block says nothing of the others').
+  const int64_t full_bytes =
+      detail::block_counts(local.sizes(), dim, {full_size})[0] * static_cast<int64_t>(local.element_size());
   if (auto* shm = segment_for("all_gather", full_bytes))
     return shm->all_gather_around(local, dim, sizes, full_size, offset, root, between);
   return Backend::all_gather_around(local, dim, sizes, full_size, offset, root, between);

@@ -218,6 +218,20 @@ TEST(CommTransport, WorldFollowsWhereTheRanksRun) {
                       "[kdist.comm] a hierarchical transport for x (ranks 0,");
 }
 
+// A rank with no rows beside blocks far larger than the shared memory made so far: every
+// process must size the gathered whole from the sizes, not from its own block (a process
+// with an empty block that sized it from its own would not grow the segment with the rest).
+TEST(CommTransport, AnEmptyBlockBesideLargeOnesGathers) {
+  auto chosen = world();
+  const int k = chosen->size(), me = chosen->rank();
+  std::vector<int64_t> sizes(k, 2048);
+  sizes[0] = 0;
+  auto local = at::full({sizes[me], 1024}, me + 1.0);
+  std::vector<at::Tensor> blocks;
+  for (int q = 0; q < k; ++q) blocks.push_back(at::full({sizes[q], 1024}, q + 1.0));
+  EXPECT_TRUE(at::equal(all_gather(local, 0, *chosen, sizes), at::cat(blocks, 0)));
+}
+
 // Whatever the world group runs on returns what Gloo returns: the same bits where nothing
 // is summed (gathers, all_to_all, broadcast, max), within rounding where something is.
 TEST(CommTransport, EveryCollectiveAgreesWithGloo) {
