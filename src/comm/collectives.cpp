@@ -69,9 +69,7 @@ at::Tensor Backend::reduce(const at::Tensor& tensor, ReduceOp op, int root) {
 at::Tensor Backend::scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root) {
   at::Tensor copy = group_rank() == root ? whole : at::empty_like(whole);
   broadcast(copy, root);
-  int64_t offset = 0;
-  for (int q = 0; q < group_rank(); ++q) offset += sizes[q];
-  return copy.narrow(dim, offset, sizes[group_rank()]).contiguous();
+  return copy.narrow(dim, detail::offset_of(sizes, group_rank()), sizes[group_rank()]).contiguous();
 }
 
 void Backend::all_reduce_around(at::Tensor& tensor, ReduceOp op, int root, const Between& between) {

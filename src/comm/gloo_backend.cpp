@@ -2,6 +2,7 @@
 #include "gloo_backend.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 
 #include <atomic>
 #include <numeric>
@@ -196,7 +197,7 @@ at::Tensor GlooBackend::all_to_all(const at::Tensor& local, int64_t split_dim, i
   std::vector<int64_t> recv_counts;
   for (int i = 0; i < k; ++i) {
     shapes.push_back(detail::all_to_all_piece_shape(local, split_dim, concat_dim, concat_full_size, k, i, me));
-    recv_counts.push_back(detail::numel_of(shapes.back()));
+    recv_counts.push_back(c10::multiply_integers(shapes.back()));
   }
   auto arrived = exchange("all_to_all", pieces, recv_counts);
   std::vector<at::Tensor> parts;

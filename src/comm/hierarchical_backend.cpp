@@ -45,21 +45,22 @@ at::Tensor HierarchicalBackend::all_gather(const at::Tensor& local, int64_t dim,
     for (int g : ranks) out.push_back(sizes[g]);
     return out;
   };
+  std::vector<int64_t> host_totals;  // each host's blocks together, hosts in order
+  for (const auto& host : hosts) {
+    auto s = sizes_of(host);
+    host_totals.push_back(std::accumulate(s.begin(), s.end(), int64_t{0}));
+  }
+  const auto mine = sizes_of(hosts[layout_.host]);
   auto full_shape = local.sizes().vec();
-  full_shape[dim] = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
-  if (hosts_in_order_ && local_) return all_gather_in_place(local, dim, sizes, full_shape[dim]);
+  full_shape[dim] = std::accumulate(host_totals.begin(), host_totals.end(), int64_t{0});
+  if (hosts_in_order_ && local_) return all_gather_in_place(local, dim, mine, host_totals, full_shape[dim]);
   // 1. This host's blocks, in the host's order.
-  auto block = local_ ? local_->all_gather(local, dim, sizes_of(hosts[layout_.host])) : local;
+  auto block = local_ ? local_->all_gather(local, dim, mine) : local;
   at::Tensor result;
   if (leaders_) {
     // 2. Every host's blocks, hosts in order; 3. the pieces put in group order.
-    std::vector<int64_t> host_totals;
     std::vector<int> order;
-    for (const auto& host : hosts) {
-      auto s = sizes_of(host);
-      host_totals.push_back(std::accumulate(s.begin(), s.end(), int64_t{0}));
-      order.insert(order.end(), host.begin(), host.end());
-    }
+    for (const auto& host : hosts) order.insert(order.end(), host.begin(), host.end());
     auto by_host = leaders_->all_gather(block.contiguous(), dim, host_totals);
     if (hosts_in_order_) {
       result = by_host;
@@ -83,28 +84,19 @@ at::Tensor HierarchicalBackend::all_gather(const at::Tensor& local, int64_t dim,
 // shared memory, the leaders all-gather the host ranges on Gloo and the leader puts the
 // other hosts' in place there, and each process copies the whole out once.
 at::Tensor HierarchicalBackend::all_gather_in_place(const at::Tensor& local, int64_t dim,
-                                                    const std::vector<int64_t>& sizes, int64_t full_size) {
-  const auto& hosts = layout_.hosts;
-  std::vector<int64_t> host_totals, host_offsets;
-  int64_t start = 0;
-  for (const auto& host : hosts) {
-    int64_t total = 0;
-    for (int g : host) total += sizes[g];
-    host_offsets.push_back(start);
-    host_totals.push_back(total);
-    start += total;
-  }
-  const int h = layout_.host;
-  std::vector<int64_t> mine;
-  for (int g : hosts[h]) mine.push_back(sizes[g]);
-  return local_->all_gather_around(local, dim, mine, full_size, host_offsets[h], 0, [&](at::Tensor& full) {
+                                                    const std::vector<int64_t>& mine,
+                                                    const std::vector<int64_t>& host_totals, int64_t full_size) {
+  const size_t h = layout_.host;
+  auto host_range = [&](const at::Tensor& t, size_t host) {
+    return t.narrow(dim, detail::offset_of(host_totals, host), host_totals[host]);
+  };
+  auto between_hosts = [&](at::Tensor& full) {  // on the leader, in its shared memory
     if (!leaders_) return;
-    auto by_host = leaders_->all_gather(full.narrow(dim, host_offsets[h], host_totals[h]).contiguous(), dim, host_totals);
-    for (size_t other = 0; other < hosts.size(); ++other)
-      if (static_cast<int>(other) != h)
-        full.narrow(dim, host_offsets[other], host_totals[other])
-            .copy_(by_host.narrow(dim, host_offsets[other], host_totals[other]));
-  });
+    auto by_host = leaders_->all_gather(host_range(full, h).contiguous(), dim, host_totals);
+    for (size_t other = 0; other < host_totals.size(); ++other)
+      if (other != h) host_range(full, other).copy_(host_range(by_host, other));
+  };
+  return local_->all_gather_around(local, dim, mine, full_size, detail::offset_of(host_totals, h), 0, between_hosts);
 }
 
 // Where each host holds consecutive group ranks (the usual placement), in two levels: the

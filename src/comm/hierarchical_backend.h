@@ -47,8 +47,10 @@ class HierarchicalBackend final : public Backend {
   at::Tensor allocate_buffer(int64_t bytes) override;
 
  private:
-  at::Tensor all_gather_in_place(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes,
-                                 int64_t full_size);
+  // all_gather on hosts of consecutive ranks: `mine` are this host's block sizes,
+  // `host_totals` each host's together.
+  at::Tensor all_gather_in_place(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& mine,
+                                 const std::vector<int64_t>& host_totals, int64_t full_size);
 
   std::shared_ptr<GlooBackend> flat_;
   std::unique_ptr<Backend> local_;

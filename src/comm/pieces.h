@@ -3,7 +3,9 @@
 // the backends so that every transport returns the same bits.
 #include <ATen/ATen.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <numeric>
 #include <vector>
 
 #include <kdist/layout.h>
@@ -57,10 +59,9 @@ inline std::vector<int64_t> all_to_all_piece_shape(const at::Tensor& local, int6
   return shape;
 }
 
-inline int64_t numel_of(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
+// Where piece `index` starts when pieces of `sizes` lie end to end along one dimension.
+inline int64_t offset_of(const std::vector<int64_t>& sizes, size_t index) {
+  return std::accumulate(sizes.begin(), sizes.begin() + static_cast<std::ptrdiff_t>(index), int64_t{0});
 }
 
 inline int64_t nbytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }

@@ -496,7 +496,7 @@ at::Tensor SharedMemorySegment::all_to_all(const at::Tensor& local, int64_t spli
   for (int q = 0; q < size_; ++q) {
     const auto shape = detail::all_to_all_piece_shape(local, split_dim, concat_dim, concat_full_size, size_, q, rank_);
     const int64_t start = reinterpret_cast<const int64_t*>(segment_->region(q))[rank_];
-    parts.push_back(view(q, table_bytes + start * item, detail::numel_of(shape), dtype).view(shape));
+    parts.push_back(view(q, table_bytes + start * item, c10::multiply_integers(shape), dtype).view(shape));
   }
   auto shape = parts[0].sizes().vec();
   shape[concat_dim] = concat_full_size;
@@ -529,8 +529,8 @@ at::Tensor SharedMemorySegment::scatter(const at::Tensor& whole, int64_t dim, co
   operation_ = "scatter";
   check_usable();
   const auto dtype = whole.scalar_type();
-  std::vector<int64_t> offsets(sizes.size(), 0);
-  for (size_t q = 1; q < sizes.size(); ++q) offsets[q] = offsets[q - 1] + sizes[q - 1];
+  std::vector<int64_t> offsets;
+  for (size_t q = 0; q < sizes.size(); ++q) offsets.push_back(detail::offset_of(sizes, q));
   auto staged = [&](int process) { return view(process, 0, whole.numel(), dtype).view(whole.sizes()); };
   if (rank_ == root) {
     auto out = region(0, whole.numel(), dtype).view(whole.sizes());
@@ -610,9 +610,7 @@ at::Tensor SharedMemorySegment::all_gather_around(const at::Tensor& local, int64
   auto shape = local.sizes().vec();
   shape[dim] = full_size;
   auto full = view(root, 0, c10::multiply_integers(shape), local.scalar_type()).view(shape);
-  int64_t mine = offset;
-  for (int q = 0; q < rank_; ++q) mine += sizes[q];
-  full.narrow(dim, mine, sizes[rank_]).copy_(local);
+  full.narrow(dim, offset + detail::offset_of(sizes, rank_), sizes[rank_]).copy_(local);
   wait_for_all("written");
   if (rank_ == root) {
     try {

@@ -2,7 +2,6 @@
 #include "workload.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <c10/util/accumulate.h>
 #include <kdist/nn.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/normalization.h>
