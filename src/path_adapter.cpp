@@ -1,6 +1,7 @@
 #include <kdist/path_adapter.h>
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
@@ -30,11 +31,17 @@ bool is_a(const torch::nn::Module& m) {
   return dynamic_cast<const Impl*>(&m) != nullptr;
 }
 
+bool is_batch_norm(const torch::nn::Module& m) {
+  return is_a<torch::nn::BatchNorm1dImpl>(m) || is_a<torch::nn::BatchNorm2dImpl>(m) || is_a<torch::nn::BatchNorm3dImpl>(m);
+}
+
 const KerasNaming kKerasNamings[] = {
     {"Linear", is_a<torch::nn::LinearImpl>, "weight", "kernel", true},
     {"Embedding", is_a<torch::nn::EmbeddingImpl>, "weight", "embeddings", false},
     {"LayerNorm", is_a<torch::nn::LayerNormImpl>, "weight", "gamma", false},
     {"LayerNorm", is_a<torch::nn::LayerNormImpl>, "bias", "beta", false},
+    {"BatchNorm", is_batch_norm, "weight", "gamma", false},
+    {"BatchNorm", is_batch_norm, "bias", "beta", false},
 };
 
 std::string replace_dots(std::string name) {

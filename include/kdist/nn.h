@@ -50,6 +50,7 @@
 #include <kdist/comm.h>
 #include <kdist/distribution.h>
 #include <kdist/dtensor.h>
+#include <kdist/nn/batch_norm.h>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
@@ -192,6 +193,11 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl>, public KerasNamed {
   LinearImpl(int64_t in_features, int64_t out_features)
       : LinearImpl(torch::nn::LinearOptions(in_features, out_features)) {}
   explicit LinearImpl(const torch::nn::LinearOptions& options);
+  // kdist's layer over a stock layer's own parameters: the same at::Tensor objects, with their
+  // dtype, device and requires_grad, and the stock layer's training flag. Draws no random
+  // numbers. distribute_module puts it in a Sequential in place of a torch::nn::Linear, so an
+  // optimizer, a freeze or a dtype move made before still applies.
+  explicit LinearImpl(torch::nn::LinearImpl& stock);
   void reset() override;
   void reset_parameters();  // torch::nn::Linear's initialisation
   void pretty_print(std::ostream& stream) const override;
@@ -216,6 +222,8 @@ class EmbeddingImpl : public torch::nn::Cloneable<EmbeddingImpl>, public KerasNa
   EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim)
       : EmbeddingImpl(torch::nn::EmbeddingOptions(num_embeddings, embedding_dim)) {}
   explicit EmbeddingImpl(const torch::nn::EmbeddingOptions& options);
+  // Over a stock layer's own weight, as LinearImpl's (torch::nn::LinearImpl&) constructor.
+  explicit EmbeddingImpl(torch::nn::EmbeddingImpl& stock);
   void reset() override;
   void reset_parameters();
   void pretty_print(std::ostream& stream) const override;
@@ -308,6 +316,7 @@ struct ParameterPlan {
   std::optional<std::string> key;    // the LayoutMap key that asked for it
   c10::ScalarType dtype = c10::ScalarType::Float;
   bool requires_grad = true;
+  bool keras_transposed = false;     // `layout` is the transpose of what a Keras kernel key gave
 };
 
 // What a layer's input is, for its plan: activation bytes depend on it.
@@ -333,7 +342,7 @@ struct LayerInput {
 // (one that gets whole inputs slices them, and backward gathers their gradient once more).
 struct LayerPlan {
   std::string layer;  // the module's path, "blocks.0.attn.q"
-  std::string kind;   // "Linear", "Embedding" or "FullyShard"
+  std::string kind;   // "Linear", "Embedding", "SyncBatchNorm" or "FullyShard"
   nn::ParallelStyle style = nn::ParallelStyle::kReplicated;
   std::string axis;             // the tensor-parallel axis ("" when replicated)
   int64_t axis_size = 1;
@@ -415,6 +424,18 @@ struct DistributeModuleOptions {
   // Mixed precision for every kdist layer (nn.h's MixedPrecision). Unset: each computes in
   // its parameters' dtype.
   std::optional<nn::MixedPrecision> mixed_precision;
+  // Whose rows BatchNorm's training statistics come from when the batch axis has several
+  // processes (kdist/nn/batch_norm.h): the global batch's, as one process (SyncBatchNorm in
+  // place of the Sequentials' stock BatchNorms), or each replica's own (stock BatchNorm left as
+  // it is, DDP's behaviour, which differs from one process).
+  nn::BatchStatistics batch_statistics = nn::BatchStatistics::kGlobalBatch;
+  // Under a batch axis of several processes, every trainable parameter replicated over it must
+  // have its gradient averaged there (kdist::GradientSync): otherwise each process would step its
+  // replica with its own rows' gradient, and the replicas would drift apart. A backward that
+  // reaches such a gradient with no GradientSync on it throws std::invalid_argument naming the
+  // parameter. False turns that check off, for a caller that averages the gradients itself
+  // (or feeds every process the same rows, as a test may).
+  bool check_gradient_sync = true;
 };
 
 namespace nn {

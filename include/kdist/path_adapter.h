@@ -3,7 +3,7 @@
 //
 // LibTorch names parameters "fc1.weight", "blocks.0.attn.qkv.bias"; Keras names them
 // "fc1/kernel". Each parameter gets both names: '.' -> '/', and per owner module type
-// Linear weight -> kernel, Embedding weight -> embeddings, LayerNorm weight/bias ->
+// Linear weight -> kernel, Embedding weight -> embeddings, LayerNorm and BatchNorm weight/bias ->
 // gamma/beta. A LayoutMap key matches a parameter if it matches either name.
 //
 // Keras kernels are (in, out), torch Linear weights (out, in): a layout that matched

@@ -4,6 +4,9 @@
 #include <c10/util/accumulate.h>
 #include <kdist/nn.h>
 #include <kdist/runtime.h>
+#include <kdist/nn/batch_norm.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 
 #include <cstdlib>
@@ -16,7 +19,9 @@
 #include "../debug_log.h"
 #include "../errors.h"
 #include "../text.h"
+#include "averaging.h"
 #include "prefetch.h"
+#include "stock_layers.h"
 
 namespace kdist {
 using detail::invalid;
@@ -48,79 +53,23 @@ int64_t shard_dim(const std::vector<Placement>& placements, int64_t mesh_dim) {
   return std::get<Shard>(placements[mesh_dim]).dim;
 }
 
-// The FullyShard unit that gathers each module's parameters: every module inside a unit
-// belongs to the innermost one (named_modules lists a unit before what it holds).
-using Units = std::map<const torch::nn::Module*, nn::FullyShardImpl*>;
-Units units_of(torch::nn::Module& root) {
-  Units units;
-  for (auto& item : root.named_modules("", /*include_self=*/true))
-    if (auto* unit = dynamic_cast<nn::FullyShardImpl*>(item.value().get()))
-      for (auto& inside : unit->modules(/*include_self=*/true)) units[inside.get()] = unit;
-  return units;
-}
-
-// Stock torch::nn::Linear and Embedding layers directly inside a torch::nn::Sequential
-// outside any FullyShard unit: distribute_module replaces them by kdist's (keeping their
-// weights), so they are planned as kdist layers. Anywhere else a stock layer stays (a unit
-// gathers what it holds).
-std::set<const torch::nn::Module*> replaceable_stock_layers(torch::nn::Module& root, const Units& units) {
-  std::set<const torch::nn::Module*> found;
-  for (auto& item : root.named_modules("", /*include_self=*/true)) {
-    if (units.count(item.value().get())) continue;
-    if (auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get()))
-      for (const auto& child : *sequential) {
-        const torch::nn::Module* module = child.ptr().get();
-        if (dynamic_cast<const torch::nn::LinearImpl*>(module) ||
-            dynamic_cast<const torch::nn::EmbeddingImpl*>(module))
-          found.insert(module);
-      }
-  }
-  return found;
-}
-
-// Returns whether it replaced any.
-bool replace_stock_layers(torch::nn::Module& root) {
-  bool replaced = false;
-  const auto replaceable = replaceable_stock_layers(root, units_of(root));
-  for (auto& item : root.named_modules("", /*include_self=*/true)) {
-    auto* sequential = dynamic_cast<torch::nn::SequentialImpl*>(item.value().get());
-    if (!sequential) continue;
-    size_t index = 0;
-    for (auto it = sequential->begin(); it != sequential->end(); ++it, ++index) {
-      const std::string child = std::to_string(index);
-      auto module = it->ptr();
-      if (!replaceable.count(module.get())) continue;
-      torch::NoGradGuard no_grad;
-      if (auto* linear = dynamic_cast<torch::nn::LinearImpl*>(module.get())) {
-        nn::Linear replacement(linear->options);
-        replacement->weight.copy_(linear->weight);
-        if (linear->options.bias()) replacement->bias.copy_(linear->bias);
-        *it = torch::nn::AnyModule(replacement);
-        sequential->replace_module(child, replacement);
-        replaced = true;
-      } else if (auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(module.get())) {
-        nn::Embedding replacement(embedding->options);
-        replacement->weight.copy_(embedding->weight);
-        *it = torch::nn::AnyModule(replacement);
-        sequential->replace_module(child, replacement);
-        replaced = true;
-      }
-    }
-  }
-  return replaced;
-}
+using nn::detail::StockSwaps;
+using nn::detail::Units;
 
 // What kind of layer a module is to the planner.
 struct LayerKind {
   bool linear = false;
   bool embedding = false;
+  bool batch_norm = false;                           // SyncBatchNorm, or a stock one it replaces
   nn::TensorParallel* parallel = nullptr;            // kdist layers: their configuration
-  const torch::nn::EmbeddingOptions* embedding_options = nullptr;
+  const torch::nn::EmbeddingOptions* embedding_options = nullptr;  // any Embedding's
+  bool gathers_output = false;                       // a swapped stock layer's (StockSwap)
   bool can_run_parallel() const { return linear || embedding; }
 };
 
-LayerKind layer_kind(torch::nn::Module& module, const std::set<const torch::nn::Module*>& replaceable) {
+LayerKind layer_kind(torch::nn::Module& module, const StockSwaps& swaps) {
   LayerKind kind;
+  const auto swap = swaps.find(&module);
   if (auto* linear = dynamic_cast<nn::LinearImpl*>(&module)) {
     kind.linear = true;
     kind.parallel = &linear->parallel;
@@ -128,13 +77,16 @@ LayerKind layer_kind(torch::nn::Module& module, const std::set<const torch::nn::
     kind.embedding = true;
     kind.parallel = &embedding->parallel;
     kind.embedding_options = &embedding->options;
-  } else if (replaceable.count(&module)) {
+  } else if (auto* stock = dynamic_cast<torch::nn::EmbeddingImpl*>(&module)) {
+    kind.embedding = swap != swaps.end();
+    kind.embedding_options = &stock->options;
+  } else if (dynamic_cast<nn::SyncBatchNormImpl*>(&module)) {
+    kind.batch_norm = true;
+  } else if (swap != swaps.end()) {
     kind.linear = dynamic_cast<torch::nn::LinearImpl*>(&module) != nullptr;
-    if (auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(&module)) {
-      kind.embedding = true;
-      kind.embedding_options = &embedding->options;
-    }
+    kind.batch_norm = nn::detail::is_stock_batch_norm(module);
   }
+  if (swap != swaps.end()) kind.gathers_output = swap->second.gathers_output;
   return kind;
 }
 
@@ -148,15 +100,41 @@ struct ModulePlan {
   std::vector<std::pair<at::Tensor, size_t>> parameters;  // tensor, index into the summary
 };
 
-std::string what_to_use(const torch::nn::Module& module) {
+// A layout as messages show it: in torch's orientation, which a Keras kernel key gave transposed.
+std::string layout_text(const ParameterPlan& entry) {
+  std::string text = entry.layout.to_string();
+  if (entry.keras_transposed)
+    text += " (in torch's (out, in) order: the Keras key '" + entry.key.value_or("") +
+            "' gives the transpose, Keras kernels being (in, out))";
+  return text;
+}
+
+// Why a module's parameter cannot be sharded over a model axis, and what to do instead.
+// `owner` is the module that holds `module` (null for the root).
+std::string what_to_use(const torch::nn::Module& module, const torch::nn::Module* owner,
+                        const Distribution& distribution) {
+  const std::string fsdp = "; to shard it over the batch axis '" + distribution.batch_dim_name() +
+                           "' instead (FSDP), wrap it in a kdist::nn::FullyShard unit";
+  if (owner && dynamic_cast<const torch::nn::MultiheadAttentionImpl*>(owner))
+    return "it belongs to a torch::nn::MultiheadAttention, whose forward kdist cannot run tensor "
+           "parallel: replicate it (or write the attention with kdist::nn::Linear projections)" + fsdp +
+           " (FullyShardImpl(attention, forward) takes a forward of your own for its several inputs)";
   if (dynamic_cast<const torch::nn::LinearImpl*>(&module))
     return "a torch::nn::Linear outside a torch::nn::Sequential cannot run in parallel: declare "
            "it as kdist::nn::Linear";
   if (dynamic_cast<const torch::nn::EmbeddingImpl*>(&module))
     return "a torch::nn::Embedding outside a torch::nn::Sequential cannot run in parallel: "
            "declare it as kdist::nn::Embedding";
-  return "kdist runs sharded parameters only in kdist::nn::Linear and kdist::nn::Embedding: "
-         "replicate it";
+  return "kdist runs tensor parallelism only in kdist::nn::Linear and kdist::nn::Embedding: replicate it "
+         "over the model axes" + fsdp;
+}
+
+// The module that holds each module of the tree (the root: none).
+std::map<const torch::nn::Module*, const torch::nn::Module*> owners_of(torch::nn::Module& root) {
+  std::map<const torch::nn::Module*, const torch::nn::Module*> owners;
+  for (auto& item : root.named_modules("", /*include_self=*/true))
+    for (auto& child : item.value()->children()) owners[child.get()] = item.value().get();
+  return owners;
 }
 
 // The tensor dimension a placement list shards over the batch axis, -1 if none.
@@ -180,7 +158,7 @@ void check_gatherable(const ParameterPlan& entry, const Distribution& distributi
                       const torch::nn::Module& module) {
   if (batch_dim_of(entry, distribution) < 0) return;
   invalid("nn", "parameter '", entry.path.torch_name, "' of ", module.name(), " has layout ",
-          entry.layout.to_string(), ", which shards it over '", distribution.batch_dim_name(),
+          layout_text(entry), ", which shards it over '", distribution.batch_dim_name(),
           "', the batch axis of ", distribution.to_string(), ": only kdist::nn::Linear, "
           "kdist::nn::Embedding and kdist::nn::FullyShard units gather such parameters before use "
           "(FSDP); replicate it over '", distribution.batch_dim_name(), "', declare the layer as a "
@@ -194,7 +172,7 @@ void check_unit_parameter(ParameterPlan& entry, const Distribution& distribution
   for (const auto& placement : model_placements(entry, distribution))
     if (!std::holds_alternative<Replicate>(placement))
       invalid("nn", "parameter '", entry.path.torch_name, "' of ", module.name(), " in a "
-              "kdist::nn::FullyShard unit has layout ", entry.layout.to_string(), ": a unit shards "
+              "kdist::nn::FullyShard unit has layout ", layout_text(entry), ": a unit shards "
               "stock modules' parameters over the batch axis '", distribution.batch_dim_name(),
               "' only; replicate it over the other axes, or use a kdist::nn layer for tensor "
               "parallelism");
@@ -208,7 +186,7 @@ void check_batch_dim_apart(const ParameterPlan& entry, const Distribution& distr
   const auto placements = model_placements(entry, distribution);
   for (size_t m = 0; m < placements.size(); ++m)
     if (auto* shard = std::get_if<Shard>(&placements[m]); shard && shard->dim == d)
-      invalid("nn", "parameter '", entry.path.torch_name, "' has layout ", entry.layout.to_string(),
+      invalid("nn", "parameter '", entry.path.torch_name, "' has layout ", layout_text(entry),
               ": its dimension ", d, " is sharded over both '", distribution.batch_dim_name(),
               "' (the batch axis) and '", distribution.device_mesh()->axis_names()[m],
               "'; kdist shards one over the batch axis and another over the model axis");
@@ -229,14 +207,21 @@ void plan_parameters(const std::string& prefix, torch::nn::Module& module,
     std::string name = prefix.empty() ? p.key() : prefix + "." + p.key();
     ParameterPath path = make_parameter_path(name, owner_type);
     auto shape = p.value().sizes().vec();
+    if (nn::detail::is_averaged(p.value()))
+      invalid("nn", "parameter '", name, "' is already averaged by a kdist::GradientSync built before "
+              "distribute_module, for other shards and layers: build the GradientSync after distribute_module");
     std::optional<std::string> key;
+    bool transposed = false;
     if (model_parallel)
-      if (auto match = match_parameter(model_parallel->layout_map(), path)) key = match->key;
+      if (auto match = match_parameter(model_parallel->layout_map(), path)) {
+        key = match->key;
+        transposed = match->via_keras_name && path.keras_transposed;
+      }
     if (key) used_keys.insert(*key);
     TensorLayout layout = distribution.get_parameter_layout(path, shape);
     summary.parameters.push_back(ParameterPlan{path, shape, layout, to_placements(layout, shape.size()), {},
                                                "replicated", key, p.value().scalar_type(),
-                                               p.value().requires_grad()});
+                                               p.value().requires_grad(), transposed});
     check_batch_dim_apart(summary.parameters.back(), distribution);
     plan.parameters.emplace_back(p.value(), summary.parameters.size() - 1);
   }
@@ -281,7 +266,7 @@ void plan_bias(ParameterPlan& bias, const ParameterPlan& weight, const Distribut
     bias.layout = TensorLayout(axes, mesh);
     bias.placements = follows;
   } else if (model_placements(bias, distribution) != follows) {
-    invalid("nn", "bias '", bias.path.torch_name, "' has layout ", bias.layout.to_string(),
+    invalid("nn", "bias '", bias.path.torch_name, "' has layout ", layout_text(bias),
             " but its weight is ", nn::to_string(style),
             column ? " parallel: shard the bias over the same axis as the weight's output "
                      "features, or give it no layout (it then follows the weight)"
@@ -344,6 +329,35 @@ LayerPlan::Gathered gathered_parameter(const ParameterPlan& entry, const Distrib
           c10::multiply_integers(entry.local_shape) * gathered_in, c10::multiply_integers(whole) * reduced_in, again};
 }
 
+// Whether BatchNorm must be SyncBatchNorm: the batch axis has several processes and the
+// statistics are the global batch's.
+bool syncs_batch_norm(const Distribution& distribution, const DistributeModuleOptions& options) {
+  return distribution.device_mesh()->axis_size(distribution.batch_dim_name()) > 1 &&
+         options.batch_statistics == nn::BatchStatistics::kGlobalBatch;
+}
+
+// A SyncBatchNorm's plan: its statistics summed over the batch axis when it syncs them.
+LayerPlan batch_norm_plan(const ModulePlan& module, const Distribution& distribution,
+                          const std::vector<int64_t>& coordinate, const DistributeModuleOptions& options) {
+  LayerPlan layer = layer_plan(module.path, "SyncBatchNorm");
+  const auto& mesh = distribution.device_mesh();
+  const auto& batch = distribution.batch_dim_name();
+  if (auto* bn = dynamic_cast<nn::SyncBatchNormImpl*>(module.module)) layer.in_features = bn->options.num_features();
+  else if (auto* bn1 = dynamic_cast<torch::nn::BatchNorm1dImpl*>(module.module)) layer.in_features = bn1->options.num_features();
+  else if (auto* bn2 = dynamic_cast<torch::nn::BatchNorm2dImpl*>(module.module)) layer.in_features = bn2->options.num_features();
+  else if (auto* bn3 = dynamic_cast<torch::nn::BatchNorm3dImpl*>(module.module)) layer.in_features = bn3->options.num_features();
+  layer.out_features = layer.in_features;
+  if (syncs_batch_norm(distribution, options)) {
+    layer.axis = batch;
+    layer.axis_size = mesh->axis_size(batch);
+    layer.axis_rank = coordinate[mesh->axis_index(batch)];
+  }
+  layer.activation_bytes = 4;  // statistics in fp32, or the parameters' wider dtype
+  for (const auto& [tensor, index] : module.parameters)
+    layer.activation_bytes = std::max<int64_t>(layer.activation_bytes, tensor.element_size());
+  return layer;
+}
+
 // Each kdist layer's plan (and one per FullyShard unit, for the parameters it gathers) from
 // what make_plan decided: style, axis and this rank's shards.
 void plan_layers(Plan& plan, torch::nn::Module& root, const Distribution& distribution,
@@ -361,6 +375,10 @@ void plan_layers(Plan& plan, torch::nn::Module& root, const Distribution& distri
         if (batch_dim_of(entries[index], distribution) >= 0)
           plan.summary.layers[it->second].gathered.push_back(
               gathered_parameter(entries[index], distribution, std::nullopt, options.reshard_after_forward));
+      continue;
+    }
+    if (module.kind.batch_norm) {
+      plan.summary.layers.push_back(batch_norm_plan(module, distribution, coordinate, options));
       continue;
     }
     if (!module.kind.can_run_parallel()) continue;
@@ -394,6 +412,57 @@ void plan_layers(Plan& plan, torch::nn::Module& root, const Distribution& distri
   }
 }
 
+// Computations over rows that replicas over the batch axis would each do on their own rows.
+void check_rowwise(const ModulePlan& plan, const Distribution& distribution, const DistributeModuleOptions& options) {
+  const auto& batch = distribution.batch_dim_name();
+  const int64_t processes = distribution.device_mesh()->axis_size(batch);
+  if (processes == 1) return;
+  const auto* embedding = plan.kind.embedding_options;
+  const std::string name = plan.path.empty() ? "the module" : "'" + plan.path + "'";
+  if (embedding && embedding->max_norm())
+    invalid("nn", "Embedding '", plan.path.empty() ? "weight" : plan.path + ".weight", "' has max_norm=", *embedding->max_norm(), ", which renormalises in "
+            "place the rows each process looks up: over the batch axis '", batch, "' (", processes,
+            " processes) the replicas would renormalise different rows and drift apart (and a weight "
+            "sharded over it would renormalise only its gathered copy). Drop max_norm (renormalise the "
+            "rows yourself after each optimizer step, identically on every process), or train on one process");
+  if (syncs_batch_norm(distribution, options) && nn::detail::is_stock_batch_norm(*plan.module) && !plan.kind.batch_norm)
+    invalid("nn", name, " is a stock ", plan.module->name(), " that kdist cannot replace (only a "
+            "torch::nn::Sequential's children are): over the batch axis '", batch, "' (", processes,
+            " processes) it would normalise with each process's rows, unlike one process. Declare it as "
+            "kdist::nn::SyncBatchNorm, or set DistributeModuleOptions::batch_statistics to "
+            "kdist::nn::BatchStatistics::kPerReplica (DDP's behaviour, which differs from one process)");
+}
+
+// The checks and plan of one module's own parameters.
+void plan_module_parameters(ModulePlan& plan, const Distribution& distribution, const std::vector<int64_t>& coordinate,
+                            const torch::nn::Module* owner, DistributionSummary& summary) {
+  auto& entries = summary.parameters;
+  torch::nn::Module& module = *plan.module;
+  auto entry_of = [&](const std::string& leaf) -> ParameterPlan* {
+    const std::string name = plan.path.empty() ? leaf : plan.path + "." + leaf;
+    for (auto& [tensor, index] : plan.parameters)
+      if (entries[index].path.torch_name == name) return &entries[index];
+    return nullptr;
+  };
+  if (plan.unit) {
+    for (auto& [tensor, index] : plan.parameters) check_unit_parameter(entries[index], distribution, module);
+  } else if (!plan.kind.can_run_parallel()) {
+    for (auto& [tensor, index] : plan.parameters) check_gatherable(entries[index], distribution, module);
+    for (auto& [tensor, index] : plan.parameters)
+      if (!entries[index].layout.is_fully_replicated())
+        invalid("nn", "parameter '", entries[index].path.torch_name, "' of ", module.name(), " has layout ",
+                layout_text(entries[index]), " but ", what_to_use(module, owner, distribution));
+  } else {
+    ParameterPlan* weight = entry_of("weight");
+    plan_weight(plan.kind, *weight, distribution, coordinate, plan.config);
+    if (ParameterPlan* bias = plan.kind.linear ? entry_of("bias") : nullptr)
+      plan_bias(*bias, *weight, distribution, plan.config.style);
+    for (auto& [tensor, index] : plan.parameters)
+      if (batch_dim_of(entries[index], distribution) >= 0)
+        entries[index].style = entries[index].style == "replicated" ? "fsdp" : entries[index].style + "+fsdp";
+  }
+}
+
 // Every check distribute_module makes, and each parameter's shard on the process of `rank`;
 // nothing is changed and no process is contacted. Stock layers that distribute_module would
 // replace are planned as the kdist layers they become.
@@ -401,44 +470,26 @@ Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int ra
                const DistributeModuleOptions& options) {
   const auto& mesh = distribution.device_mesh();
   const auto coordinate = mesh->coordinate_of(rank);
-  const Units units = units_of(root);
-  const auto replaceable = replaceable_stock_layers(root, units);
+  const Units units = nn::detail::units_of(root);
+  const auto swaps = nn::detail::replaceable_stock_layers(root, units, syncs_batch_norm(distribution, options));
+  const auto owners = owners_of(root);
   Plan result;
   std::set<std::string> used_keys;
-  auto& entries = result.summary.parameters;
 
   for (auto& item : root.named_modules("", /*include_self=*/true)) {
     torch::nn::Module& module = *item.value();
-    if (module.named_parameters(/*recurse=*/false).is_empty()) continue;
-    const LayerKind kind = layer_kind(module, replaceable);
+    const LayerKind kind = layer_kind(module, swaps);
+    const bool normalises = kind.batch_norm || nn::detail::is_stock_batch_norm(module);
+    if (module.named_parameters(/*recurse=*/false).is_empty() && !normalises) continue;
     ModulePlan plan{&module, item.key(), kind, kind.parallel, nullptr, {}, {}};
     if (auto unit = units.find(&module); unit != units.end() && !kind.can_run_parallel()) plan.unit = unit->second;
-    if (kind.parallel) plan.config.gather_output = kind.parallel->gather_output;  // the user's choice
+    // The user's choice for kdist layers; a swapped stock layer gathers the Sequential's output.
+    plan.config.gather_output = kind.parallel ? kind.parallel->gather_output : kind.gathers_output;
     plan_parameters(item.key(), module, distribution, plan, result.summary, used_keys);
-
-    auto entry_of = [&](const std::string& leaf) -> ParameterPlan* {
-      const std::string name = item.key().empty() ? leaf : item.key() + "." + leaf;
-      for (auto& [tensor, index] : plan.parameters)
-        if (entries[index].path.torch_name == name) return &entries[index];
-      return nullptr;
-    };
-    if (plan.unit) {
-      for (auto& [tensor, index] : plan.parameters) check_unit_parameter(entries[index], distribution, module);
-    } else if (!kind.can_run_parallel()) {
-      for (auto& [tensor, index] : plan.parameters) check_gatherable(entries[index], distribution, module);
-      for (auto& [tensor, index] : plan.parameters)
-        if (!entries[index].layout.is_fully_replicated())
-          invalid("nn", "parameter '", entries[index].path.torch_name, "' of ", module.name(),
-                  " has layout ", entries[index].layout.to_string(), " but ", what_to_use(module));
-    } else {
-      ParameterPlan* weight = entry_of("weight");
-      plan_weight(kind, *weight, distribution, coordinate, plan.config);
-      if (ParameterPlan* bias = kind.linear ? entry_of("bias") : nullptr)
-        plan_bias(*bias, *weight, distribution, plan.config.style);
-      for (auto& [tensor, index] : plan.parameters)
-        if (batch_dim_of(entries[index], distribution) >= 0)
-          entries[index].style = entries[index].style == "replicated" ? "fsdp" : entries[index].style + "+fsdp";
-    }
+    check_rowwise(plan, distribution, options);
+    const auto owner = owners.find(&module);
+    plan_module_parameters(plan, distribution, coordinate, owner == owners.end() ? nullptr : owner->second,
+                           result.summary);
     result.modules.push_back(std::move(plan));
   }
   check_every_key_used(distribution, used_keys);
@@ -486,44 +537,60 @@ void link_sequence_parallel(const std::vector<ModulePlan>& plans, int64_t dim) {
 }
 }  // namespace
 
+namespace {
+// Shards one module's parameters, configures its layer or unit, and puts the averaging check on
+// the gradients that GradientSync must average.
+void apply_module_plan(ModulePlan& plan, const DistributionSummary& summary, const Distribution& distribution,
+                       const DistributeModuleOptions& options) {
+  const auto& mesh = distribution.device_mesh();
+  const auto& batch_axis = distribution.batch_dim_name();
+  for (auto& [tensor, index] : plan.parameters) {
+    at::Tensor param = tensor;
+    distribute_parameter(param, summary.parameters[index].layout);
+  }
+  if (plan.parallel) {
+    if (plan.config.style != nn::ParallelStyle::kReplicated) {
+      const auto& weight = summary.parameters[plan.parameters.front().second];
+      plan.config.group = comm::axis_group(*mesh, sharding_mesh_dim(model_placements(weight, distribution),
+                                                                    weight.path.torch_name));
+    }
+    *plan.parallel = plan.config;
+  }
+  if (auto* bn = dynamic_cast<nn::SyncBatchNormImpl*>(plan.module))
+    bn->group = syncs_batch_norm(distribution, options) ? comm::axis_group(*mesh, batch_axis) : nullptr;
+  auto* batch = nn::batch_sharding_of(*plan.module);
+  if (batch) *batch = {};
+  for (const auto& [tensor, index] : plan.parameters) {
+    const auto& entry = summary.parameters[index];
+    const int64_t dim = batch_dim_of(entry, distribution);
+    if (dim < 0) {
+      if (options.check_gradient_sync && entry.requires_grad && mesh->axis_size(batch_axis) > 1)
+        nn::detail::require_averaging(tensor, entry.path.torch_name, mesh, batch_axis);
+      continue;
+    }
+    auto shard = std::make_shared<nn::BatchShard>();
+    shard->group = comm::axis_group(*mesh, batch_axis);
+    shard->dim = dim;
+    shard->full_size = entry.global_shape[dim];
+    shard->reshard_after_forward = options.reshard_after_forward;
+    if (!plan.unit) shard->precision = options.mixed_precision;  // units compute as their block does
+    if (plan.unit)
+      plan.unit->shard_parameter(tensor, entry.path.torch_name, shard);
+    else
+      (leaf_name(entry.path.torch_name) == "bias" ? batch->bias : batch->weight) = shard;
+  }
+}
+}  // namespace
+
 DistributionSummary distribute_module(torch::nn::Module& root, const Distribution& distribution,
                                       DistributeModuleOptions options) {
   Plan planned = make_plan(root, distribution, process_id(), options);  // every check, before any change
   // The plan points at the layers it configures: after a replacement, at the new ones.
-  if (replace_stock_layers(root)) planned = make_plan(root, distribution, process_id(), options);
+  if (nn::detail::replace_stock_layers(root, syncs_batch_norm(distribution, options)))
+    planned = make_plan(root, distribution, process_id(), options);
   auto& [summary, plans] = planned;
-  const auto& mesh = distribution.device_mesh();
-  for (auto& [module, unit] : units_of(root)) unit->clear_shards();
-  // ---- apply: every rank in the same order ----
-  for (auto& plan : plans) {
-    for (auto& [tensor, index] : plan.parameters) {
-      at::Tensor param = tensor;
-      distribute_parameter(param, summary.parameters[index].layout);
-    }
-    if (plan.parallel && plan.config.style != nn::ParallelStyle::kReplicated) {
-      const auto& weight = summary.parameters[plan.parameters.front().second];
-      plan.config.group = comm::axis_group(*mesh, sharding_mesh_dim(model_placements(weight, distribution),
-                                                                    weight.path.torch_name));
-      *plan.parallel = plan.config;
-    }
-    auto* batch = nn::batch_sharding_of(*plan.module);
-    if (batch) *batch = {};
-    for (const auto& [tensor, index] : plan.parameters) {
-      const auto& entry = summary.parameters[index];
-      const int64_t dim = batch_dim_of(entry, distribution);
-      if (dim < 0) continue;
-      auto shard = std::make_shared<nn::BatchShard>();
-      shard->group = comm::axis_group(*mesh, distribution.batch_dim_name());
-      shard->dim = dim;
-      shard->full_size = entry.global_shape[dim];
-      shard->reshard_after_forward = options.reshard_after_forward;
-      if (!plan.unit) shard->precision = options.mixed_precision;  // units compute as their block does
-      if (plan.unit)
-        plan.unit->shard_parameter(tensor, entry.path.torch_name, shard);
-      else
-        (leaf_name(entry.path.torch_name) == "bias" ? batch->bias : batch->weight) = shard;
-    }
-  }
+  for (auto& [module, unit] : nn::detail::units_of(root)) unit->clear_shards();
+  for (auto& plan : plans) apply_module_plan(plan, summary, distribution, options);  // every rank in the same order
   if (options.mixed_precision) nn::set_mixed_precision(root, *options.mixed_precision);
   if (options.prefetch) link_prefetch(plans, options);
   if (options.sequence_parallel_dim) link_sequence_parallel(plans, *options.sequence_parallel_dim);

@@ -14,6 +14,11 @@ EmbeddingImpl::EmbeddingImpl(const torch::nn::EmbeddingOptions& options_) : opti
   reset();
 }
 
+EmbeddingImpl::EmbeddingImpl(torch::nn::EmbeddingImpl& stock) : options(stock.options) {
+  weight = register_parameter("weight", stock.weight, stock.weight.requires_grad());
+  train(stock.is_training());
+}
+
 void EmbeddingImpl::reset() {
   weight = register_parameter("weight", at::empty({options.num_embeddings(), options.embedding_dim()}));
   reset_parameters();

@@ -109,6 +109,20 @@ std::vector<PlannedCollective> embedding(const LayerPlan& layer, const LayerInpu
   return c.take();
 }
 
+// Forward sums [per-channel sum, count], then the squared deviations; backward their gradients,
+// in reverse, where the input needs one.
+std::vector<PlannedCollective> batch_norm(const LayerPlan& layer, const LayerInput& input) {
+  Collectives c(layer);
+  const int64_t e = layer.activation_bytes, channels = layer.in_features;
+  c.model("forward", "all_reduce", (channels + 1) * e, layer.layer + " (sum and count)");
+  c.model("forward", "all_reduce", channels * e, layer.layer + " (sum of squared deviations)");
+  if (input.requires_grad) {
+    c.model("backward", "all_reduce", channels * e, layer.layer + " (gradient of the squared deviations)");
+    c.model("backward", "all_reduce", (channels + 1) * e, layer.layer + " (gradient of the sum)");
+  }
+  return c.take();
+}
+
 std::vector<PlannedCollective> unit(const LayerPlan& layer) {
   Collectives c(layer);
   for (const auto& g : layer.gathered) c.gather(g, "forward", false);
@@ -123,6 +137,7 @@ std::vector<PlannedCollective> unit(const LayerPlan& layer) {
 std::vector<comm::PlannedCollective> LayerPlan::collectives(const LayerInput& input) const {
   if (kind == "Linear") return linear(*this, input);
   if (kind == "Embedding") return embedding(*this, input);
+  if (kind == "SyncBatchNorm") return batch_norm(*this, input);
   return unit(*this);
 }
 

@@ -12,6 +12,12 @@ namespace kdist::nn {
 
 LinearImpl::LinearImpl(const torch::nn::LinearOptions& options_) : options(options_) { reset(); }
 
+LinearImpl::LinearImpl(torch::nn::LinearImpl& stock) : options(stock.options) {
+  weight = register_parameter("weight", stock.weight, stock.weight.requires_grad());
+  bias = register_parameter("bias", stock.bias, stock.bias.defined() && stock.bias.requires_grad());
+  train(stock.is_training());
+}
+
 void LinearImpl::reset() {
   weight = register_parameter("weight", at::empty({options.out_features(), options.in_features()}));
   if (options.bias())

@@ -53,6 +53,20 @@ struct ReduceFromParallel : torch::autograd::Function<ReduceFromParallel> {
   }
 };
 
+struct SumOverGroup : torch::autograd::Function<SumOverGroup> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, comm::GroupPtr group) {
+    save(ctx, group);
+    auto sum = x.contiguous().clone();
+    comm::all_reduce(sum, comm::ReduceOp::kSum, *group);
+    return sum;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto grad = grads[0].contiguous().clone();
+    comm::all_reduce(grad, comm::ReduceOp::kSum, *saved(ctx).group);
+    return {grad, at::Tensor()};
+  }
+};
+
 struct GatherLastDim : torch::autograd::Function<GatherLastDim> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, comm::GroupPtr group,
                             int64_t full_size) {
@@ -83,6 +97,10 @@ at::Tensor copy_to_parallel(const at::Tensor& x, const comm::GroupPtr& group) {
 
 at::Tensor reduce_from_parallel(const at::Tensor& x, const comm::GroupPtr& group) {
   return ReduceFromParallel::apply(x, group);
+}
+
+at::Tensor sum_over_group(const at::Tensor& x, const comm::GroupPtr& group) {
+  return SumOverGroup::apply(x, group);
 }
 
 at::Tensor gather_last_dim(const at::Tensor& x, const comm::GroupPtr& group, int64_t full_size) {

@@ -7,13 +7,14 @@
 #include <kdist/nn.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/graph_task.h>
-#include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <functional>
 #include <mutex>
 
 #include "../debug_log.h"
 #include "../errors.h"
+#include "../nn/averaging.h"
 
 namespace kdist {
 
@@ -202,6 +203,23 @@ void GradientSync::State::finish_locked() {
   reset_step();
 }
 
+namespace {
+// On each synchronised parameter's gradient accumulator: the gradient is in .grad. An
+// AveragingHook, so that distribute_module's check sees that this parameter is averaged.
+class SyncHook : public nn::detail::AveragingHook {
+ public:
+  explicit SyncHook(std::function<void()> on_gradient) : on_gradient_(std::move(on_gradient)) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    on_gradient_();
+    return outputs;
+  }
+
+ private:
+  std::function<void()> on_gradient_;
+};
+}  // namespace
+
 GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distribution,
                            GradientSyncOptions options)
     : state_(std::make_shared<State>()) {
@@ -265,14 +283,11 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
   for (const auto& m : module.modules())
     for (auto& shard : nn::batch_shards_of(*m)) state_->batch_shards.push_back(std::move(shard));
 
-  std::weak_ptr<State> weak = state_;
   for (size_t i = 0; i < params.size(); ++i) {
     auto accumulator = torch::autograd::impl::grad_accumulator(params[i]);
-    auto key = accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [weak, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
-          if (auto state = weak.lock()) state->on_gradient(i);
-          return outputs;
-        }));
+    auto key = accumulator->add_post_hook(std::make_unique<SyncHook>([weak = std::weak_ptr<State>(state_), i] {
+      if (auto state = weak.lock()) state->on_gradient(i);
+    }));
     state_->hooks.emplace_back(accumulator, key);
   }
   detail::debug_log("GradientSync: " + std::to_string(params.size()) + " parameters in " +

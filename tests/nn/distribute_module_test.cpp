@@ -53,7 +53,9 @@ void train_and_compare(const LayoutMap& map, Options options, int steps,
   Mlp reference(16, 24, 8);
   at::manual_seed(7);
   Mlp model(16, 24, 8);
-  distribute_module(*model, ModelParallel(map, batch_axis));
+  DistributeModuleOptions same_rows_everywhere;  // batch replicas agree without a GradientSync
+  same_rows_everywhere.check_gradient_sync = false;
+  distribute_module(*model, ModelParallel(map, batch_axis), same_rows_everywhere);
   Optimizer ref_opt(reference->parameters(), options), opt(model->parameters(), options);
   at::manual_seed(11);
   auto x = at::randn({5, 16});
@@ -215,14 +217,34 @@ TEST(TensorParallel, Errors) {
   EXPECT_THROW_WITH(distribute_module(*custom, ModelParallel(stock)),
                     std::invalid_argument,
                     "parameter 'fc.weight' of torch::nn::LinearImpl has layout "
-                    "TensorLayout(model, None) but a torch::nn::Linear outside a "
+                    "TensorLayout(model, None) (in torch's (out, in) order: the Keras key 'fc/kernel' "
+                    "gives the transpose, Keras kernels being (in, out)) but a torch::nn::Linear outside a "
                     "torch::nn::Sequential cannot run in parallel: declare it as kdist::nn::Linear");
+  LayoutMap stock_torch_name(mesh);
+  stock_torch_name.set("fc.weight", {"model", std::nullopt});
+  EXPECT_THROW_WITH(distribute_module(*custom, ModelParallel(stock_torch_name)), std::invalid_argument,
+                    "has layout TensorLayout(model, None) but a torch::nn::Linear outside");
+
+  // torch's attention calls its out_proj itself: no kdist::nn::Linear can stand there.
+  torch::nn::MultiheadAttention attention(torch::nn::MultiheadAttentionOptions(8, 2));
+  LayoutMap attention_map(mesh);
+  attention_map.set("out_proj.weight", {"model", std::nullopt});
+  EXPECT_THROW_WITH(distribute_module(*attention, ModelParallel(attention_map)), std::invalid_argument,
+                    "parameter 'out_proj.weight' of torch::nn::LinearImpl has layout TensorLayout(model, None) "
+                    "but it belongs to a torch::nn::MultiheadAttention, whose forward kdist cannot run tensor "
+                    "parallel: replicate it (or write the attention with kdist::nn::Linear projections); to shard "
+                    "it over the batch axis 'batch' instead (FSDP), wrap it in a kdist::nn::FullyShard unit "
+                    "(FullyShardImpl(attention, forward) takes a forward of your own for its several inputs)");
 
   torch::nn::Conv2d conv(torch::nn::Conv2dOptions(2, 4, 3));
   LayoutMap conv_map(mesh);
   conv_map.set("weight", {"model", std::nullopt, std::nullopt, std::nullopt});
   EXPECT_THROW_WITH(distribute_module(*conv, ModelParallel(conv_map)),
-                    std::invalid_argument, "kdist runs sharded parameters only in kdist::nn::Linear");
+                    std::invalid_argument,
+                    "parameter 'weight' of torch::nn::Conv2dImpl has layout TensorLayout(model, None, None, "
+                    "None) but kdist runs tensor parallelism only in kdist::nn::Linear and kdist::nn::Embedding: "
+                    "replicate it over the model axes; to shard it over the batch axis 'batch' instead (FSDP), "
+                    "wrap it in a kdist::nn::FullyShard unit");
 
   nn::Embedding padded(torch::nn::EmbeddingOptions(10, 4).padding_idx(0));
   LayoutMap vocab(mesh);

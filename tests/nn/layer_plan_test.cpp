@@ -41,8 +41,15 @@ ByKind one_step(testing::TinyGpt& model, int64_t batch, int64_t time, int64_t vo
   return counted(counter);
 }
 
+// The layers' collectives alone: no GradientSync, whose buckets plan_gradient_sync plans.
+DistributeModuleOptions layers_only() {
+  DistributeModuleOptions options;
+  options.check_gradient_sync = false;
+  return options;
+}
+
 void expect_plan_is_what_runs(const std::shared_ptr<Distribution>& distribution, bool norms_in_units,
-                              DistributeModuleOptions options = {}) {
+                              DistributeModuleOptions options = layers_only()) {
   const int64_t vocab = 50, time = 8, batch = 3;
   at::manual_seed(4);
   testing::TinyGpt model(vocab, time, 32, 4, norms_in_units);
@@ -78,7 +85,7 @@ TEST(LayerPlan, ForEveryStyleAndRank) {
   testing::TinyGpt model(50, 8, 32, 4);
   model->pos->parallel.gather_output = true;
   auto distribution = model_parallel(map);
-  const auto summary = distribute_module(*model, *distribution);
+  const auto summary = distribute_module(*model, *distribution, layers_only());
   std::map<std::string, std::string> styles;
   for (const auto& layer : summary.layers) styles[layer.layer] = nn::to_string(layer.style);
   EXPECT_EQ(styles["tok"], "vocab");
@@ -95,7 +102,7 @@ TEST(LayerPlan, FsdpOverTheOnlyAxisWithUnits) {
   map.set("(tok|pos)/embeddings", {std::nullopt, "batch"});
   map.set("ln.*/gamma", {"batch"});
   expect_plan_is_what_runs(model_parallel(map), true);
-  DistributeModuleOptions keep;
+  DistributeModuleOptions keep = layers_only();
   keep.reshard_after_forward = false;  // gathered once: no second gather in backward
   expect_plan_is_what_runs(model_parallel(map), true, keep);
 }
@@ -104,7 +111,7 @@ TEST(LayerPlan, MixedPrecisionMovesParamDtype) {
   auto mesh = testing::line_mesh_named("batch");
   LayoutMap map(mesh);
   map.set("(q|k|v|up|o|down|head)/kernel", {"batch", std::nullopt});
-  DistributeModuleOptions options;
+  DistributeModuleOptions options = layers_only();
   options.mixed_precision = nn::MixedPrecision{};
   at::manual_seed(4);
   testing::TinyGpt model(50, 8, 32, 4);
@@ -130,7 +137,7 @@ TEST(LayerPlan, ModelFunctionsPlanWhatTheySend) {
   at::manual_seed(4);
   testing::TinyGpt model(vocab, time, width, 4);
   model->head->parallel.gather_output = false;  // loss parallel
-  DistributeModuleOptions options;
+  DistributeModuleOptions options = layers_only();
   options.sequence_parallel_dim = 1;
   const auto summary = distribute_module(*model, *model_parallel(testing::gpt_tensor_parallel_map(model_line())), options);
   auto children = model->named_children();

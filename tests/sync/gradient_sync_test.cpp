@@ -177,7 +177,8 @@ TEST(DataParallel, BucketsAndCommunication) {
 }
 
 // plan_gradient_sync cuts the buckets GradientSync cuts, and one synchronised backward sends
-// what it says: one all_reduce per bucket (gradients and a flag each), a broadcast per buffer.
+// what it says: one all_reduce per bucket (gradients and a flag each), a broadcast per buffer;
+// the SyncBatchNorm that replaced the stock one sends what its layer plan says.
 TEST(DataParallel, PlanIsWhatRuns) {
   at::manual_seed(11);
   auto model = torch::nn::Sequential(torch::nn::Linear(6, 8), torch::nn::BatchNorm1d(8), torch::nn::Linear(8, 2));
@@ -205,13 +206,21 @@ TEST(DataParallel, PlanIsWhatRuns) {
   for (size_t b = 0; b < numels.size(); ++b) flags += planned_buckets[b] - numels[b];
   EXPECT_EQ(flags, 6);  // two Linears' weight and bias, BatchNorm's weight and bias
   EXPECT_EQ(want["broadcast"].first, 3);  // running mean, running var, batches tracked
+  int64_t planned_total = static_cast<int64_t>(plan.size());
+  for (const auto& layer : summary.layers)
+    for (const auto& c : layer.collectives({4, 0, true})) {
+      want[c.kind].first += 1;
+      want[c.kind].second += c.bytes;
+      ++planned_total;
+    }
+  if (num_processes() > 1) EXPECT_EQ(want["all_reduce"].first, static_cast<int64_t>(numels.size()) + 4);
   comm::CollectiveCounter counter;
   model->forward(at::randn({4, 6})).pow(2).mean().backward();
   for (const auto& [kind, counted] : want) {
     EXPECT_EQ(counter.count(kind), counted.first) << kind;
     EXPECT_EQ(counter.bytes(kind), counted.second) << kind;
   }
-  EXPECT_EQ(counter.total_count(), static_cast<int64_t>(plan.size()));
+  EXPECT_EQ(counter.total_count(), planned_total);
 }
 
 // BatchNorm's running statistics see only each replica's rows. As with DDP, every replica's
