@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "launcher.h"
+#include "validators.h"
 
 namespace kdist::tools {
 
@@ -11,20 +12,20 @@ void add_launch_command(CLI::App& app, int& exit_code) {
   auto* launch_cmd = app.add_subcommand(
       "launch", "Run PROGRAM as N ranks with torchrun's environment; fail if any rank fails");
   launch_cmd->add_option("-n,--nproc-per-node", options->nproc_per_node,
-                         "Processes on this node")->required()->check(CLI::PositiveNumber);
+                         "Processes on this node")->required()->check(whole_number(1, 1 << 16));
   auto* nnodes = launch_cmd->add_option("--nnodes", options->nnodes, "Nodes in the job")
-                     ->check(CLI::PositiveNumber);
+                     ->check(whole_number(1, 1 << 16));
   launch_cmd->add_option("--node-rank", options->node_rank, "This node's index (0: serves the job's store)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(whole_number(0, 1 << 16))
       ->needs(nnodes);
   launch_cmd->add_option("--master-addr", options->master_addr,
                          "Coordinator address (rank 0's host)");
   launch_cmd->add_option("--master-port", options->master_port,
                          "Coordinator port (default: a free port; required with --nnodes > 1)")
-      ->check(CLI::Range(0, 65535));
+      ->check(whole_number(0, 65535));
   launch_cmd->add_option("--grace", options->grace_seconds,
                          "Seconds between SIGTERM and SIGKILL when stopping ranks")
-      ->check(CLI::NonNegativeNumber);
+      ->check(real_number(/*positive=*/false));
   launch_cmd->add_option("command", options->command, "PROGRAM ARGS... (after --)")->required();
   launch_cmd->callback([options, &exit_code] {
     if (const char* timeout = std::getenv("KDIST_TIMEOUT_S"); timeout && std::atof(timeout) > 0)

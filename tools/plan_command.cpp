@@ -4,10 +4,12 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 
 #include "commands.h"
 #include "train/job.h"
 #include "train/plan.h"
+#include "validators.h"
 
 namespace kdist::tools {
 
@@ -19,6 +21,7 @@ void add_plan_command(CLI::App& app, int& exit_code) {
   add_train_options(*plan_cmd, *options);
   auto rank = std::make_shared<int>(0);
   plan_cmd->add_option("--rank", *rank, "Plan as the process of this global rank sees it (its shards, its pieces)")
+      ->check(whole_number(0, std::numeric_limits<int>::max()))
       ->capture_default_str();
   plan_cmd->callback([options, rank, plan_cmd, &exit_code] {
     try {

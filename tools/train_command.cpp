@@ -20,6 +20,7 @@
 #include "train/plan.h"
 #include "train/report.h"
 #include "train/trainer.h"
+#include "validators.h"
 
 namespace kdist::tools {
 namespace {
@@ -111,6 +112,32 @@ int verify_against_one_process(const TrainJob& job, const std::vector<StepRecord
   return ok ? 0 : 1;
 }
 
+// The step after the newest checkpoint of `directory` that loads, trying older ones when one is
+// damaged (load fails on every rank alike, so the ranks try the same ones); step 1 when there is
+// none. Throws std::invalid_argument, naming each, when none loads.
+int64_t resume_from_newest(const std::string& directory, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                           bool rank0) {
+  const auto saved = complete_checkpoints(directory);
+  if (saved.empty()) {
+    if (rank0) std::cout << "no checkpoint in " << directory << ": starting at step 1\n\n" << std::flush;
+    return 1;
+  }
+  std::string failures;
+  for (auto it = saved.rbegin(); it != saved.rend(); ++it) {
+    try {
+      load(it->path, model, &optimizer);
+      if (rank0) std::cout << "resumed from " << it->path << "\n\n" << std::flush;
+      return it->step + 1;
+    } catch (const std::exception& e) {
+      if (rank0)
+        std::cout << "cannot resume from " << it->path << ": " << e.what()
+                  << (std::next(it) != saved.rend() ? "\ntrying the checkpoint before it\n" : "\n") << std::flush;
+      failures += std::string(failures.empty() ? "" : "; ") + it->path + ": " + e.what();
+    }
+  }
+  bad_option("--resume: no checkpoint in '" + directory + "' loads (" + failures + ")");
+}
+
 int run_train(CLI::App& command, const TrainOptions& given) {
   use_fair_share_of_cores();
   initialize();
@@ -135,6 +162,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
       metrics = std::make_unique<MetricsFile>(options.metrics, units, job->workload->unit());
     if (rank0 && !options.plot.empty() && !std::ofstream(options.plot))
       bad_option("cannot write plot file '" + options.plot + "'");
+    if (!options.checkpoint_dir.empty()) check_checkpoint_dir(options.checkpoint_dir, options.resume, process_id());
   });
   if (bad_options) {
     shutdown();
@@ -164,14 +192,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
       load_safetensors(options.init_from, *model);
       if (rank0) std::cout << "initialised from " << options.init_from << "\n\n" << std::flush;
     }
-    if (!options.resume) return;
-    if (auto saved = latest_checkpoint(options.checkpoint_dir)) {
-      load(saved->path, *model, optimizer.get());
-      first_step = saved->step + 1;
-      if (rank0) std::cout << "resumed from " << saved->path << "\n\n" << std::flush;
-    } else if (rank0) {
-      std::cout << "no checkpoint in " << options.checkpoint_dir << ": starting at step 1\n\n";
-    }
+    if (options.resume) first_step = resume_from_newest(options.checkpoint_dir, *model, *optimizer, rank0);
   });
   if (bad_checkpoint) {
     shutdown();
@@ -241,11 +262,13 @@ void add_train_command(CLI::App& app, int& exit_code) {
   add_train_options(*train_cmd, *options);
   train_cmd->add_option("--metrics", options->metrics, "Write one JSON line per step to this file");
   train_cmd->add_option("--plot", options->plot, "Write the loss curve to this SVG file");
-  train_cmd->add_option("--log-every", options->log_every, "Progress line every N steps when not on a terminal");
+  train_cmd->add_option("--log-every", options->log_every, "Progress line every N steps when not on a terminal")
+      ->check(whole_number(0));
   train_cmd->add_option("--checkpoint-dir", options->checkpoint_dir,
                         "Save sharded checkpoints here (DIR/step-N; the two newest are kept)");
   train_cmd->add_option("--checkpoint-every", options->checkpoint_every,
-                        "Steps between checkpoints (0: after the last step only)");
+                        "Steps between checkpoints (0: after the last step only)")
+      ->check(whole_number(0));
   train_cmd->add_flag("--resume", options->resume,
                       "Continue from the newest complete checkpoint in --checkpoint-dir");
   train_cmd->add_option("--init-from", options->init_from,
@@ -258,8 +281,10 @@ void add_train_command(CLI::App& app, int& exit_code) {
                       "Also train in one process and fail unless the losses match");
   train_cmd->add_option("--verify-tolerance", options->verify_tolerance,
                         "Largest relative loss difference --verify accepts (0: 1e-4, or 2e-3 with --precision bf16)")
+      ->check(real_number(/*positive=*/false))
       ->capture_default_str();
   train_cmd->add_option("--sample-length", options->sample_length, "gpt: characters of generated text")
+      ->check(whole_number(0))
       ->capture_default_str();
   train_cmd->callback([options, train_cmd, &exit_code] { exit_code = run_train(*train_cmd, *options); });
 }

@@ -16,16 +16,22 @@ bool multi_process() { return is_initialized() && num_processes() > 1; }
 
 void run_agreed(const std::string& operation, const std::function<void()>& step) {
   std::exception_ptr error;
+  std::string message;
   try {
     step();
+  } catch (const std::exception& e) {
+    error = std::current_exception();
+    message = e.what();
   } catch (...) {
     error = std::current_exception();
+    message = "an exception that is not a std::exception";
   }
   const int first_failed = comm::first_failed_rank(error != nullptr);
+  if (first_failed < 0) return;
+  // Every process learns the first failing rank's own words, so that rank 0 can print them.
+  const auto messages = all_gather_text(message);
   if (error) std::rethrow_exception(error);
-  if (first_failed >= 0)
-    kdist::detail::failure("checkpoint", operation, " failed on rank ", first_failed,
-                           " (its error is in its output)");
+  kdist::detail::failure("checkpoint", operation, " failed on rank ", first_failed, ": ", messages[first_failed]);
 }
 
 std::vector<std::string> all_gather_text(const std::string& text) {

@@ -8,7 +8,8 @@
 namespace kdist::checkpoint {
 
 // Runs `step` on every process, then agrees: if it threw anywhere, every process throws:
-// its own exception, or std::runtime_error naming the first rank that failed. A single
+// its own exception, or std::runtime_error naming the first rank that failed and carrying that
+// rank's message ("load failed on rank 1: [kdist.checkpoint] checksum mismatch ..."). A single
 // process (or none initialized) just runs it.
 void run_agreed(const std::string& operation, const std::function<void()>& step);
 

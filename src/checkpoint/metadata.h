@@ -1,16 +1,17 @@
 #pragma once
 // metadata.json of a checkpoint: format version, every tensor's dtype, global shape and
-// chunks, and the optimizer's kind and step counts.
+// chunks, the optimizer's kind and step counts, and (version 2) the CRC-32 of all of that.
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace kdist::checkpoint {
 
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // 2 added the metadata's own checksum
 
 struct Chunk {
   std::vector<int64_t> offsets, sizes;  // the block within the global tensor
@@ -37,7 +38,13 @@ std::string dtype_name(c10::ScalarType type);  // "float32", ...; throws for oth
 c10::ScalarType dtype_named(const std::string& name, const std::string& path);  // its inverse
 
 std::string to_json(const Metadata& metadata);
-// Throws std::invalid_argument naming `path` for bad JSON, a different format or version.
+// Reads and checks everything a load would otherwise trust: every value of its JSON type (integers
+// as integers), known dtypes, shapes and chunk blocks inside their tensors, each chunk's
+// byte_length its block's bytes, chunks disjoint and covering their tensor exactly, files named
+// plainly inside the checkpoint directory, an optimizer kind kdist knows with step counts >= 0
+// and state tensors shaped as their parameters. Throws std::invalid_argument naming `path` and
+// the value, and std::runtime_error for a checksum mismatch (a byte changed since it was saved).
+// Version 1 files, which have no checksum, are checked for the rest.
 Metadata metadata_from_json(const std::string& text, const std::string& path);
 
 // One process's chunks, exchanged as JSON text while saving.

@@ -27,10 +27,15 @@ struct SafetensorsHeader {
   std::vector<SafetensorsEntry> entries;
   int64_t data_start = 0;  // the data's first byte in the file
 };
-// Parses and checks the header of a file of `file_size` bytes starting at `file`: its length
-// fits, the JSON is an object of well-formed entries of known dtypes, each entry's byte range
-// holds exactly its shape's elements and lies within the file. Throws std::invalid_argument
-// naming `path` and the tensor.
+// The largest header a safetensors reader accepts (the reference reader's limit).
+constexpr uint64_t kMaxSafetensorsHeader = 100000000;
+
+// Parses and checks the header of a file of `file_size` bytes starting at `file` by the format's
+// rules, as Python's reader does: a header length within the file and kMaxSafetensorsHeader, a
+// JSON object starting with '{' that names each tensor once, entries of known dtypes with
+// integer shapes and data_offsets, each range holding exactly its shape's bytes (sizes computed
+// without overflow), and the ranges back to back from the first data byte to the file's end (no
+// overlap, no gap, nothing after). Throws std::invalid_argument naming `path` and the tensor.
 SafetensorsHeader decode_safetensors_header(const char* file, int64_t file_size, const std::string& path);
 
 }  // namespace kdist::checkpoint

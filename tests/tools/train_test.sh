@@ -275,6 +275,45 @@ error_layout_syntax)
   "$kdist" train --model mlp --layout 'fc1/kernel' >"$work/out" 2>"$work/err"
   expect_error $? "layout 'fc1/kernel' is not REGEX=AXES"
   ;;
+checkpoint_dir_reused)  # another run's checkpoints: refused before any step, and left as they were
+  small=(--model gpt --width 32 --heads 2 --layers 1 --mesh batch=2 --checkpoint-every 2)
+  launch 2 "${small[@]}" --steps 4 --checkpoint-dir "$work/ck" || fail "run A failed"
+  launch 2 "${small[@]}" --steps 2 --seed 5 --checkpoint-dir "$work/ck"
+  expect_error $? "checkpoint-dir '$work/ck' holds checkpoints of an earlier run (step-2, step-4): pass --resume to continue it, or give this run a directory of its own"
+  [ -f "$work/ck/step-4/metadata.json" ] && [ -f "$work/ck/step-2/metadata.json" ] || fail "run A's checkpoints were touched"
+  "$kdist" export "$work/ck" --out "$work/a.safetensors" >"$work/out" 2>"$work/err" || fail "export of the directory failed"
+  grep -q "^wrote $work/a.safetensors (.* MiB) from $work/ck/step-4 (the newest checkpoint in $work/ck)$" "$work/out" \
+    || fail "export did not take the directory's newest checkpoint"
+  ;;
+resume_damaged)  # damaged newest checkpoint: say so, take the one before; all damaged: an error
+  small=(--model gpt --width 32 --heads 2 --layers 1 --mesh batch=1,model=2 --checkpoint-every 2)
+  launch 2 "${small[@]}" --steps 4 --checkpoint-dir "$work/ck" || fail "first run failed"
+  # A byte of rank 1's shard: only rank 1 reads it, and rank 0 prints rank 1's own words.
+  python3 - "$work/ck/step-4/shard-1.bin" <<'PY'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read()); data[100] ^= 0x40; open(sys.argv[1], "wb").write(data)
+PY
+  launch 2 "${small[@]}" --steps 6 --checkpoint-dir "$work/ck" --resume || fail "the resumed run failed"
+  grep -q "^\[rank 0\] cannot resume from $work/ck/step-4: \[kdist.checkpoint\] load failed on rank 1: \[kdist.checkpoint\] checksum mismatch in tensor '" "$work/out" \
+    || fail "rank 1's checksum error not printed by rank 0"
+  grep -q "^\[rank 0\] resumed from $work/ck/step-2$" "$work/out" || fail "did not fall back to step-2"
+  grep -q "^\[rank 0\] step 3/6" "$work/out" || fail "did not continue at step 3"
+  # Now every checkpoint damaged: a flipped byte in each metadata.json.
+  for m in "$work"/ck/step-*/metadata.json; do sed -i '0,/"processes": 2/s//"processes": 3/' "$m"; done
+  launch 2 "${small[@]}" --steps 8 --checkpoint-dir "$work/ck" --resume
+  expect_error $? "resume: no checkpoint in '$work/ck' loads ("
+  grep -q "checksum mismatch in metadata '$work/ck/step-6/metadata.json'" "$work/err" || fail "the damage not named"
+  ;;
+checkpoint_dir_read_only)  # found before step 1, not at the first save (needs root: a read-only mount)
+  mkdir -p "$work/ro"
+  unshare --mount bash -c '
+    mount -t tmpfs tmpfs "$1/ro" && mkdir "$1/ro/ck" && mount -o remount,ro "$1/ro" || exit 99
+    "$2" launch --grace 2 -n 2 -- "$2" train --model mlp --steps 3 --checkpoint-dir "$1/ro/ck" >"$1/out" 2>"$1/err"' \
+    _ "$work" "$kdist"
+  rc=$?
+  [ $rc != 99 ] || fail "cannot make a read-only mount (this test needs root)"
+  expect_error $rc "cannot write in --checkpoint-dir '$work/ro/ck': Read-only file system"
+  ;;
 *) echo "unknown case $case"; exit 2 ;;
 esac
 echo "PASS $case"

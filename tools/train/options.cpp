@@ -1,6 +1,8 @@
 // Shared options of `kdist train` and `kdist plan`, JSON config files, and the mesh.
 #include "options.h"
 
+#include "../validators.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
@@ -63,10 +65,10 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
   c.add_option("--model", o.model, "Built-in model: gpt or mlp")
       ->check(CLI::IsMember({"gpt", "mlp"}))
       ->capture_default_str();
-  c.add_option("--width", o.width, "Model width (0: gpt 128, mlp 256)")->check(CLI::NonNegativeNumber);
-  c.add_option("--layers", o.layers, "gpt: transformer blocks")->check(CLI::PositiveNumber)->capture_default_str();
-  c.add_option("--heads", o.heads, "gpt: attention heads")->check(CLI::PositiveNumber)->capture_default_str();
-  c.add_option("--context", o.context, "gpt: characters per sample")->check(CLI::PositiveNumber)->capture_default_str();
+  c.add_option("--width", o.width, "Model width (0: gpt 128, mlp 256)")->check(whole_number(0));
+  c.add_option("--layers", o.layers, "gpt: transformer blocks")->check(whole_number(1))->capture_default_str();
+  c.add_option("--heads", o.heads, "gpt: attention heads")->check(whole_number(1))->capture_default_str();
+  c.add_option("--context", o.context, "gpt: characters per sample")->check(whole_number(1))->capture_default_str();
   c.add_option("--data", o.data, "gpt: a text file (default: the shipped corpus)");
   auto* mesh = c.add_option("--mesh", o.mesh, "Mesh axes, e.g. batch=2,model=2 (default: all processes)")
                    ->check([](const std::string& text) {
@@ -78,7 +80,7 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
                      return std::string();
                    });
   c.add_option("--devices", o.devices, "A 1-D 'batch' mesh of this many devices")
-      ->check(CLI::PositiveNumber)
+      ->check(whole_number(1))
       ->excludes(mesh);
   c.add_option("--distribution", o.distribution,
                "data (DataParallel) or model (ModelParallel); default: model if the mesh has a "
@@ -90,15 +92,15 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
                "entry REGEX=AXES (Keras-style key, torch or Keras names; AXES like null,model); "
                "repeatable, entries are added to the chosen map");
   c.add_flag("--no-default-layout", o.no_default_layout, "Use only the --layout entries");
-  c.add_option("--batch-size", o.batch_size, "Global batch size")->check(CLI::PositiveNumber)->capture_default_str();
-  c.add_option("--steps", o.steps, "Training steps")->check(CLI::PositiveNumber)->capture_default_str();
-  c.add_option("--lr", o.lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  c.add_option("--batch-size", o.batch_size, "Global batch size")->check(whole_number(1))->capture_default_str();
+  c.add_option("--steps", o.steps, "Training steps")->check(whole_number(1))->capture_default_str();
+  c.add_option("--lr", o.lr, "Learning rate")->check(real_number(/*positive=*/true))->capture_default_str();
   c.add_option("--grad-clip", o.grad_clip, "Clip the global gradient norm to this before each step (0: off)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(real_number(/*positive=*/false))->capture_default_str();
   c.add_option("--accumulate", o.accumulate,
                "Micro-batches per step: each process's rows in N pieces, gradients accumulated "
                "without communication and synchronised on the last")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(whole_number(1))->capture_default_str();
   c.add_flag("--loss-parallel", o.loss_parallel,
              "gpt: the head column parallel over 'model' with its logits left sharded, the loss "
              "computed from the shards (kdist::nn::parallel_cross_entropy)");
