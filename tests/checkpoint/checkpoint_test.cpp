@@ -407,13 +407,19 @@ TEST(CheckpointLoad1, BadSafetensorsFilesAreNamed) {
   write_safetensors(path, "{" + weight + "}", six, /*cut_at=*/5);
   expect_error<std::invalid_argument>(load_it, {"[kdist.checkpoint] safetensors file '" + path + "' has 5 bytes"});
   write_safetensors(path, "{" + weight + "}", six, /*cut_at=*/static_cast<int64_t>(8 + weight.size() + 2 + 10));
-  expect_error<std::invalid_argument>(load_it, {"holds tensor 'weight' up to data byte 24", "(truncated?)"});
-  write_safetensors(path, "not json at all", six);
+  expect_error<std::invalid_argument>(
+      load_it, {"its tensors' data ends at byte 24 after the header, but 10 bytes follow the header (truncated?)"});
+  write_safetensors(path, "{not json at all", six);
   expect_error<std::invalid_argument>(load_it, {"has a header that is not JSON"});
   {
     std::ofstream(path, std::ios::binary) << std::string("\xff\xff\xff\xff\x00\x00\x00\x00{}", 10);
   }
-  expect_error<std::invalid_argument>(load_it, {"declares a header of 4294967295 bytes, but only 2 follow"});
+  expect_error<std::invalid_argument>(
+      load_it, {"declares a header of 4294967295 bytes; safetensors readers refuse more than 100000000"});
+  {
+    std::ofstream(path, std::ios::binary) << std::string("\xe8\x03\x00\x00\x00\x00\x00\x00{}", 10);
+  }
+  expect_error<std::invalid_argument>(load_it, {"declares a header of 1000 bytes, but only 2 follow"});
   write_safetensors(path, R"({"weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})", six);
   expect_error<std::invalid_argument>(load_it, {"tensor 'weight' has data_offsets [0, 20]: 20 bytes, its dtype and shape need 24"});
   write_safetensors(path, R"({"weight":{"dtype":"C64","shape":[2,3],"data_offsets":[0,24]}})", six);
