@@ -10,6 +10,7 @@
 #include "debug_log.h"
 #include "errors.h"
 #include "job_config.h"
+#include "supervision.h"
 
 namespace kdist {
 namespace {
@@ -38,6 +39,7 @@ void initialize(std::optional<std::string> job_addresses, std::optional<int> num
   const auto previous = detail::job_place();
   detail::set_job_place({devices_of(default_device_type(), config.num_processes), config.process_id,
                          config.num_processes});
+  detail::start_supervision(env);  // before the rendezvous: a rank stuck in it is watched too
   try {
     comm::detail::start(config, timeout);
   } catch (...) {
@@ -72,6 +74,7 @@ void shutdown() {
   std::lock_guard<std::mutex> lock(g_mutex);
   comm::detail::stop();
   detail::set_job_place({});
+  detail::leave_supervision();
 }
 
 }  // namespace kdist

@@ -87,6 +87,69 @@ root_cause)  # rank 2 leaves while the others wait in a collective: rank 2 is to
     done
   done
   ;;
+launcher_killed)  # SIGKILL to the launcher: every rank ends within 2 s, a wrapped one too
+  # Rank 0: kdist directly; rank 1: a program that is not kdist; rank 2: kdist under a shell,
+  # a grandchild of the launcher. Ranks 0 and 2 wait in the rendezvous for rank 1 meanwhile.
+  tag="kdist-orphan-$$"
+  "$kdist" launch --grace 2 -n 3 -- bash -c '
+    case $RANK in
+      0) exec "$0" train --model mlp --steps 1000000 --seed 919190 ;;
+      1) exec -a "$1-direct" sleep 300 ;;
+      *) "$0" train --model mlp --steps 1000000 --seed 919191; true ;;
+    esac' "$kdist" "$tag" >"$work/out" 2>&1 &
+  launcher=$!
+  alive() { pgrep -f "$tag-direct" >/dev/null || pgrep -f "seed 91919[01]" >/dev/null; }
+  for _ in $(seq 100); do
+    pgrep -f "$tag-direct" >/dev/null && [ "$(pgrep -cf "seed 91919[01]")" -ge 2 ] && break
+    sleep 0.1
+  done
+  [ "$(pgrep -cf "seed 91919[01]")" -ge 2 ] || fail "the kdist ranks did not start"
+  sleep 1.5  # into initialize, which starts the watch
+  kill -KILL $launcher
+  start=$(date +%s.%N)
+  for _ in $(seq 40); do alive || break; sleep 0.1; done
+  elapsed=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+  ! pgrep -f "$tag-direct" >/dev/null || fail "the direct child outlived its launcher: $(pgrep -af "$tag-direct")"
+  ! pgrep -f "seed 91919[01]" >/dev/null || fail "a kdist rank outlived its launcher by ${elapsed} s: $(pgrep -af "seed 91919")"
+  python3 -c "import sys; sys.exit(0 if $elapsed < 2.0 else 1)" || fail "ranks took ${elapsed} s to end"
+  ;;
+stopped_rank)  # SIGSTOP to a rank: named first, within 10 s, under default settings
+  "$kdist" launch --grace 2 -n 2 -- "$kdist" train --model mlp --steps 1000000 --log-every 1000000 --seed 828282 \
+    >"$work/out" 2>&1 &
+  launcher=$!
+  target=""
+  for _ in $(seq 100); do
+    for pid in $(pgrep -f "seed 828282"); do
+      tr '\0' '\n' </proc/$pid/environ 2>/dev/null | grep -qx "RANK=1" && [ "$(cat /proc/$pid/comm)" = kdist ] && target=$pid
+    done
+    [ -n "$target" ] && grep -q "step 1/" "$work/out" && break
+    sleep 0.1
+  done
+  [ -n "$target" ] || fail "rank 1 did not start"
+  kill -STOP "$target"
+  start=$(date +%s.%N)
+  wait $launcher
+  rc=$?
+  elapsed=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+  [ $rc != 0 ] || fail "the job succeeded"
+  python3 -c "import sys; sys.exit(0 if $elapsed < 10.0 else 1)" || fail "took ${elapsed} s to name the stopped rank"
+  grep -Eq "^\[kdist.launch\] failed: rank 1 stopped responding: no heartbeat for [5-9]\.[0-9] s \(its process is stopped \(state T: SIGSTOP\?\)\)$" "$work/out" \
+    || fail "the stopped rank not named first"
+  grep -q "then rank 0 was stopped by the launcher" "$work/out" || fail "rank 0 not listed as a consequence"
+  ! kill -0 "$target" 2>/dev/null || fail "the stopped rank is still there"
+  ;;
+left_early)  # a rank that exits 0 while the others wait for it is the root cause
+  mp_tests=$3
+  "$kdist" launch --grace 2 -n 3 -- "$mp_tests" --gtest_filter='LaunchRootCause.RankOneLeavesQuietly' >"$work/out" 2>&1
+  rc=$?
+  [ $rc = 1 ] || fail "exit code $rc, expected 1"
+  grep -qx "\[kdist.launch\] failed: rank 1 exited with code 0 without leaving the job (kdist::shutdown) while other ranks still ran" "$work/out" \
+    || fail "rank 1 not blamed"
+  grep -Eq "then rank [02] exited with code 1, after rank 1 failed" "$work/out" || fail "the others not listed after it"
+  # A rank that exits 0 without shutdown at the end of a successful job is no failure.
+  "$kdist" launch -n 2 -- "$mp_tests" --gtest_filter='LaunchRootCause.EveryRankLeavesQuietly' >"$work/out" 2>&1 \
+    || fail "a job whose ranks all exit 0 failed"
+  ;;
 torchrun)
   mp_tests=$3 torchrun=$4
   "$torchrun" --standalone --nproc-per-node 2 --no-python "$mp_tests" \

@@ -26,6 +26,10 @@ void add_launch_command(CLI::App& app, int& exit_code) {
   launch_cmd->add_option("--grace", options->grace_seconds,
                          "Seconds between SIGTERM and SIGKILL when stopping ranks")
       ->check(real_number(/*positive=*/false));
+  launch_cmd->add_option("--heartbeat-timeout", options->heartbeat_timeout_seconds,
+                         "Seconds without a heartbeat after which a kdist rank has stopped responding (0: not watched)")
+      ->check(real_number(/*positive=*/false))
+      ->capture_default_str();
   launch_cmd->add_option("command", options->command, "PROGRAM ARGS... (after --)")->required();
   launch_cmd->callback([options, &exit_code] {
     if (const char* timeout = std::getenv("KDIST_TIMEOUT_S"); timeout && std::atof(timeout) > 0)

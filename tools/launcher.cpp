@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -41,13 +43,24 @@ void on_signal(int signo) {
   [[maybe_unused]] auto n = write(g_signal_pipe[1], &byte, 1);
 }
 
-// One rank's process and the unfinished last line of each of its streams.
+// One rank's process, the unfinished last line of each of its streams, and its liveness.
 struct Rank {
   int global_rank = 0;
   pid_t pid = -1;
   int pidfd = -1;         // readable once the process has ended: when it ended, to the poll
   int fds[2] = {-1, -1};  // stdout, stderr
   std::string partial[2];
+  // src/supervision.h: the rank beats on heartbeat_fd; launcher_fd's write end, held here alone,
+  // hangs up when the launcher dies.
+  int heartbeat_fd = -1;
+  int launcher_fd = -1;
+  bool beating = false;   // a beat came: the rank is a kdist job member, watched
+  bool left_job = false;  // it said it left the job (shutdown): no longer watched
+  Clock::time_point last_beat;
+  double pipe_closed_at = 0;  // when its heartbeat pipe hung up: the process was ending
+  std::string unresponsive;   // why the launcher declared it stopped responding
+  double unresponsive_at = 0;
+  bool left_early = false;    // exited 0 without leaving the job while others ran
   bool exited = false;
   bool signalled_by_us = false;
   int status = 0;
@@ -142,11 +155,12 @@ std::string resolve_program(const std::string& program) {
 }
 
 // torchrun's environment for one rank, with the store the launcher serves.
-std::vector<std::string> rank_environment(const LaunchOptions& o, int global_rank, int local_rank, int port) {
+std::vector<std::string> rank_environment(const LaunchOptions& o, int global_rank, int local_rank, int port,
+                                          int heartbeat_fd, int launcher_fd) {
   std::vector<std::string> env;
   const std::vector<std::string> ours{"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK",
                                       "LOCAL_WORLD_SIZE", "GROUP_RANK", "TORCHELASTIC_USE_AGENT_STORE",
-                                      "TORCHELASTIC_RESTART_COUNT"};
+                                      "TORCHELASTIC_RESTART_COUNT", "KDIST_HEARTBEAT_FD", "KDIST_LAUNCHER_FD"};
   for (char** e = environ; *e != nullptr; ++e) {
     std::string entry = *e;
     const std::string name = entry.substr(0, entry.find('='));
@@ -162,6 +176,8 @@ std::vector<std::string> rank_environment(const LaunchOptions& o, int global_ran
   // The launcher of node 0 serves the store (as torchrun's agent does): every rank connects.
   env.push_back("TORCHELASTIC_USE_AGENT_STORE=True");
   env.push_back("TORCHELASTIC_RESTART_COUNT=0");
+  env.push_back("KDIST_HEARTBEAT_FD=" + std::to_string(heartbeat_fd));
+  env.push_back("KDIST_LAUNCHER_FD=" + std::to_string(launcher_fd));
   // glibc returns a freed block of 128 KiB or more to the kernel (munmap, or a trim of the
   // heap), and the next allocation of that size faults every page in again. Training frees
   // and reallocates the same large tensors every step (FSDP's gathered weights, gradients):
@@ -175,11 +191,13 @@ std::vector<std::string> rank_environment(const LaunchOptions& o, int global_ran
 }
 
 void spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+  int out[2], err[2], beat[2], alive[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(beat, O_CLOEXEC) != 0 ||
+      pipe2(alive, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("[kdist.launch] pipe: ") + std::strerror(errno));
   const std::string program = resolve_program(o.command.front());
-  const auto env_strings = rank_environment(o, rank.global_rank, local_rank, port);
+  const auto env_strings = rank_environment(o, rank.global_rank, local_rank, port, beat[1], alive[0]);
+  const pid_t launcher = getpid();
   std::vector<char*> argv, envp;
   for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -202,6 +220,10 @@ void spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
     signal(SIGPIPE, SIG_DFL);
     sigprocmask(SIG_SETMASK, &previous, nullptr);
     setpgid(0, 0);  // its own group: the launcher can stop the rank and its children together
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // the launcher's death ends it, whatever killed the launcher
+    if (getppid() != launcher) _exit(137);  // it died before that line
+    fcntl(beat[1], F_SETFD, 0);  // these two, alone of the launcher's pipes, cross execve
+    fcntl(alive[0], F_SETFD, 0);
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     execve(program.c_str(), argv.data(), envp.data());
@@ -215,6 +237,11 @@ void spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
   setpgid(pid, pid);
   close(out[1]);
   close(err[1]);
+  close(beat[1]);
+  close(alive[0]);
+  fcntl(beat[0], F_SETFL, O_NONBLOCK);
+  rank.heartbeat_fd = beat[0];
+  rank.launcher_fd = alive[1];
   rank.pid = pid;
   rank.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   rank.fds[0] = out[0];
@@ -238,12 +265,37 @@ Failure failure_of(const LaunchOptions& o, const Rank& r) {
   Failure f;
   f.wall_time = r.ended_at;
   f.who = rank_name(o, r.global_rank);
+  if (!r.unresponsive.empty()) {  // its end, by the launcher's SIGKILL, followed from this
+    f.wall_time = r.unresponsive_at;
+    f.what = r.unresponsive;
+    return f;
+  }
   f.what = describe_status(r.status);
   f.exit_code = exit_code_of(r.status);
   f.by_signal = WIFSIGNALED(r.status);
   f.stopped_by_launcher = r.signalled_by_us;
   if (r.signalled_by_us) f.what = "was stopped by the launcher (" + f.what + ")";
+  if (r.left_early) {
+    f.what = "exited with code 0 without leaving the job (kdist::shutdown) while other ranks still ran";
+    f.exit_code = 1;
+    f.clean_exit = true;
+  }
   return f;
+}
+
+// The scheduler's state of a process, for the message of one that stopped responding.
+std::string process_state(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto paren = text.rfind(')');
+  const char state = paren != std::string::npos && paren + 2 < text.size() ? text[paren + 2] : '?';
+  switch (state) {
+    case 'T': return "its process is stopped (state T: SIGSTOP?)";
+    case 't': return "its process is stopped by a debugger (state t)";
+    case 'D': return "its process waits in the kernel (state D)";
+    case 'R': case 'S': return std::string("its process still exists (state ") + state + ") but does not beat";
+    default: return std::string("its process is in state ") + state;
+  }
 }
 
 // The job's store: served here on node 0 (so it outlives every rank), reached by the others.
@@ -320,40 +372,105 @@ struct Supervisor {
     stopping = true;
     kill_deadline = std::min(kill_deadline, grace_from_now());
   }
-  void reap(Rank& r) {
+  bool others_running(const Rank& r) const {
+    for (const auto& other : ranks)
+      if (&other != &r && !other.exited) return true;
+    return false;
+  }
+  void reap(Rank& r, double ended_at) {
     if (r.exited || waitpid(r.pid, &r.status, WNOHANG) != r.pid) return;
     r.exited = true;
-    r.ended_at = wall_now();
+    r.ended_at = ended_at;
     if (r.pidfd >= 0) close(r.pidfd), r.pidfd = -1;
+    if (r.launcher_fd >= 0) close(r.launcher_fd), r.launcher_fd = -1;  // what it left behind sees us go
     kill(-r.pid, SIGKILL);  // whatever the rank left behind in its group
-    if (failed(r.status) && !stopping && !forwarded_signal) {
+    r.left_early = !failed(r.status) && r.beating && !r.left_job && others_running(r);
+    if (failed(r.status) && !stopping && !forwarded_signal && r.unresponsive.empty()) {
       if (watch) watch->report(failure_of(o, r));
       stop(rank_name(o, r.global_rank) + " " + describe_status(r.status));
     }
   }
   // Ended processes first, before their output: the order of their ends is the verdict's.
   // Several can end between two polls on a busy machine (a peer that sees a rank die fails
-  // within milliseconds): they are reaped in the order they exited, not in rank order.
-  void reap_in_order_of_exit() {
-    std::vector<std::pair<double, Rank*>> ended;
+  // within milliseconds), so each end is dated by when its heartbeat pipe hung up: a process
+  // closes its files, that pipe (a low descriptor) before the sockets its peers notice, early
+  // in its exit. Ends seen in one poll are ordered by when each last ran, and reaped in that
+  // order, not in rank order.
+  void reap_in_order_of_exit(double now) {
+    struct Ended {
+      double at, last_ran;
+      Rank* rank;
+    };
+    std::vector<Ended> ended;
     for (auto& r : ranks)
-      if (!r.exited && has_ended(r.pid)) ended.emplace_back(last_ran_ms(r.pid), &r);
-    std::stable_sort(ended.begin(), ended.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (auto& [when, r] : ended) reap(*r);
+      if (!r.exited && has_ended(r.pid)) {
+        const bool dated = r.pipe_closed_at > 0 && now - r.pipe_closed_at < 2.0;
+        ended.push_back({dated ? r.pipe_closed_at : now, last_ran_ms(r.pid), &r});
+      }
+    std::stable_sort(ended.begin(), ended.end(), [](const Ended& a, const Ended& b) {
+      return a.at != b.at ? a.at < b.at : a.last_ran < b.last_ran;
+    });
+    double previous = 0;
+    for (auto& e : ended) {
+      previous = std::max(e.at, previous + 1e-6);  // ties keep their order in the verdict
+      reap(*e.rank, previous);
+    }
+  }
+  // A rank's beats: 'B' alive, 'D' left the job; the end of the pipe: the process is ending.
+  void read_heartbeats(Rank& r, double now) {
+    char bytes[256];
+    for (;;) {
+      const ssize_t n = read(r.heartbeat_fd, bytes, sizeof bytes);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return;  // EAGAIN: all read
+      if (n == 0) {
+        if (r.pipe_closed_at == 0) r.pipe_closed_at = now;
+        close(r.heartbeat_fd);
+        r.heartbeat_fd = -1;
+        return;
+      }
+      for (ssize_t i = 0; i < n; ++i) {
+        if (bytes[i] == 'B') r.beating = true, r.left_job = false, r.last_beat = Clock::now();
+        if (bytes[i] == 'D') r.left_job = true;
+      }
+    }
+  }
+  // A member whose beats stopped for the heartbeat timeout stopped responding: it is the
+  // failure, named first, whatever times out because of it later.
+  void check_liveness() {
+    if (o.heartbeat_timeout_seconds <= 0 || stopping || forwarded_signal) return;
+    const auto now = Clock::now();
+    for (auto& r : ranks) {
+      if (r.exited || !r.beating || r.left_job || r.heartbeat_fd < 0) continue;
+      const double silent = std::chrono::duration<double>(now - r.last_beat).count();
+      if (silent <= o.heartbeat_timeout_seconds) continue;
+      char seconds[32];
+      std::snprintf(seconds, sizeof seconds, "%.1f", silent);
+      r.unresponsive = std::string("stopped responding: no heartbeat for ") + seconds + " s (" + process_state(r.pid) + ")";
+      r.unresponsive_at = wall_now() - silent;
+      if (watch) watch->report(failure_of(o, r));
+      stop(rank_name(o, r.global_rank) + " " + r.unresponsive);
+      return;
+    }
   }
   void poll_once() {
     std::vector<pollfd> fds{{g_signal_pipe[0], POLLIN, 0}};
-    std::vector<std::pair<int, int>> owners{{-1, -1}};  // rank index, stream (2: its pidfd)
+    // rank index, stream: 0 stdout, 1 stderr, 2 its pidfd, 3 its heartbeat pipe
+    std::vector<std::pair<int, int>> owners{{-1, -1}};
     for (int i = 0; i < static_cast<int>(ranks.size()); ++i) {
       for (int s = 0; s < 2; ++s)
         if (ranks[i].fds[s] >= 0) fds.push_back({ranks[i].fds[s], POLLIN, 0}), owners.emplace_back(i, s);
       if (ranks[i].pidfd >= 0) fds.push_back({ranks[i].pidfd, POLLIN, 0}), owners.emplace_back(i, 2);
+      if (ranks[i].heartbeat_fd >= 0) fds.push_back({ranks[i].heartbeat_fd, POLLIN, 0}), owners.emplace_back(i, 3);
     }
     poll(fds.data(), fds.size(), 100);
-    reap_in_order_of_exit();
+    const double now = wall_now();
+    for (size_t f = 0; f < fds.size(); ++f)
+      if (owners[f].second == 3 && (fds[f].revents & (POLLIN | POLLHUP | POLLERR)))
+        read_heartbeats(ranks[owners[f].first], now);
+    reap_in_order_of_exit(now);
     for (size_t f = 0; f < fds.size(); ++f) {
-      if (!(fds[f].revents & (POLLIN | POLLHUP | POLLERR)) || owners[f].second == 2) continue;
+      if (!(fds[f].revents & (POLLIN | POLLHUP | POLLERR)) || owners[f].second >= 2) continue;
       if (owners[f].first < 0) {
         unsigned char signo;
         while (read(g_signal_pipe[0], &signo, 1) == 1) forward(signo);
@@ -361,6 +478,7 @@ struct Supervisor {
         pump(ranks[owners[f].first], owners[f].second);
       }
     }
+    check_liveness();
     if (watch && watch->job_failed() && !stopping) {
       auto remote = watch->first_remote_failure();
       stop(remote ? remote->who + " " + remote->what : std::string("another node failed"));
@@ -395,7 +513,7 @@ int launch(const LaunchOptions& o) {
   }
   std::vector<Failure> failures;
   for (const auto& r : supervisor.ranks)
-    if (failed(r.status)) failures.push_back(failure_of(o, r));
+    if (failed(r.status) || r.left_early || !r.unresponsive.empty()) failures.push_back(failure_of(o, r));
   if (watch) {
     // This node's earliest failure, should the loop not have reported one (it was stopping).
     auto earliest = std::min_element(failures.begin(), failures.end(),

@@ -13,6 +13,9 @@ struct LaunchOptions {
   int master_port = 0;  // 0: a free port (single node only)
   double grace_seconds = 3.0;  // SIGTERM, then SIGKILL after this long
   double connect_timeout_seconds = 300;  // nodes > 0: how long to try reaching node 0's store
+  // A rank that beats (src/supervision.h) and then stays silent this long stopped responding
+  // (0: not watched).
+  double heartbeat_timeout_seconds = 5;
   std::vector<std::string> command;
 };
 
@@ -21,6 +24,14 @@ struct LaunchOptions {
 // with "[rank r] ". The launcher of node 0 serves the job's store on master_addr:master_port
 // (TORCHELASTIC_USE_AGENT_STORE=True tells the ranks, as torchrun's agent does), so the
 // store outlives any rank.
+//
+// Liveness: each rank gets two pipes (src/supervision.h). A kdist rank beats every second
+// while it is a job member; one silent for heartbeat_timeout_seconds (stopped by SIGSTOP,
+// frozen) is the failure, named first ("rank 2 stopped responding: no heartbeat for 5.1 s (its
+// process is stopped ...)"), not the ranks that time out waiting for it. No rank outlives the
+// launcher: the direct child has PR_SET_PDEATHSIG, and a kdist rank under a wrapper ends its
+// process group when the launcher's pipe hangs up. A kdist rank that exits 0 without
+// kdist::shutdown() while others still run is named as the root cause should the job then fail.
 //
 // When a rank fails, the others get SIGTERM (SIGKILL after grace_seconds). With nnodes > 1
 // the launchers watch each other through the store (launch/job_watch.h): a failure on any

@@ -381,5 +381,24 @@ TEST(LaunchRootCause, RankTwoLeavesDuringACollective) {
   }
 }
 
+// Rank 1 leaves without kdist::shutdown(), exit code 0, while the others wait for it.
+TEST(LaunchRootCause, RankOneLeavesQuietly) {
+  if (process_id() == 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::_Exit(0);
+  }
+  try {
+    for (int i = 0; i < 1000; ++i) barrier(*world());
+  } catch (const std::exception&) {
+    std::_Exit(1);
+  }
+}
+
+// Every rank ends with code 0 without kdist::shutdown(), after a last barrier.
+TEST(LaunchRootCause, EveryRankLeavesQuietly) {
+  barrier(*world());
+  std::_Exit(0);
+}
+
 }  // namespace
 }  // namespace kdist::comm

@@ -39,8 +39,23 @@ TEST(LaunchVerdict, NoFailureIsSuccess) {
   EXPECT_EQ(v.exit_code, 0);
 }
 
+// A rank that left with code 0 while others needed it is a failure only when the job fails.
+TEST(LaunchVerdict, AnEarlyCleanExitIsTheRootCauseOnlyOfAFailedJob) {
+  const Failure left{10.0, "rank 1", "exited with code 0 without leaving the job", 1, false, false, true};
+  EXPECT_EQ(judge({left}).exit_code, 0);
+  EXPECT_TRUE(judge({left}).lines.empty());
+  auto v = judge({{12.0, "rank 0", "exited with code 1", 1}, left});
+  ASSERT_EQ(v.lines.size(), 2u);
+  EXPECT_EQ(v.lines[0], "failed: rank 1 exited with code 0 without leaving the job");
+  EXPECT_EQ(v.lines[1], "  then rank 0 exited with code 1, after rank 1 failed");
+  EXPECT_EQ(v.exit_code, 1);
+  v = judge({{9.0, "rank 0", "exited with code 4", 4}, left});  // the failure came first
+  EXPECT_EQ(v.lines[0], "failed: rank 0 exited with code 4");
+  EXPECT_EQ(v.exit_code, 4);
+}
+
 TEST(LaunchVerdict, FailuresTravelThroughTheStoreUnchanged) {
-  Failure f{1700000000.123456, "rank 3 (node 1)", "was killed by signal 9 (Killed)", 137, true, false};
+  Failure f{1700000000.123456, "rank 3 (node 1)", "was killed by signal 9 (Killed)", 137, true, false, true};
   auto back = Failure::parse(f.serialize());
   ASSERT_TRUE(back.has_value());
   EXPECT_DOUBLE_EQ(back->wall_time, f.wall_time);
@@ -49,6 +64,7 @@ TEST(LaunchVerdict, FailuresTravelThroughTheStoreUnchanged) {
   EXPECT_EQ(back->exit_code, 137);
   EXPECT_TRUE(back->by_signal);
   EXPECT_FALSE(back->stopped_by_launcher);
+  EXPECT_TRUE(back->clean_exit);
   EXPECT_FALSE(Failure::parse("garbage").has_value());
 }
 

@@ -9,7 +9,7 @@ std::string Failure::serialize() const {
   std::ostringstream out;
   out.precision(17);
   out << wall_time << '\t' << exit_code << '\t' << by_signal << '\t' << stopped_by_launcher << '\t'
-      << who << '\t' << what;
+      << clean_exit << '\t' << who << '\t' << what;
   return out.str();
 }
 
@@ -26,6 +26,8 @@ std::optional<Failure> Failure::parse(const std::string& text) {
     f.by_signal = field == "1";
     std::getline(in, field, '\t');
     f.stopped_by_launcher = field == "1";
+    std::getline(in, field, '\t');
+    f.clean_exit = field == "1";
   } catch (const std::exception&) {
     return std::nullopt;
   }
@@ -35,7 +37,7 @@ std::optional<Failure> Failure::parse(const std::string& text) {
 
 Verdict judge(std::vector<Failure> failures) {
   Verdict verdict;
-  if (failures.empty()) return verdict;
+  if (std::all_of(failures.begin(), failures.end(), [](const Failure& f) { return f.clean_exit; })) return verdict;
   // Earliest first; among equal times, the ones the launchers did not cause, then exit codes.
   std::stable_sort(failures.begin(), failures.end(), [](const Failure& a, const Failure& b) {
     if (a.stopped_by_launcher != b.stopped_by_launcher) return !a.stopped_by_launcher;

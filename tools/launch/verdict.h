@@ -24,6 +24,9 @@ struct Failure {
   int exit_code = 1;          // the launcher's exit code if this is the root cause
   bool by_signal = false;     // ended by a signal (prefer others at equal times)
   bool stopped_by_launcher = false;
+  // An exit with code 0 that is a failure only if the job fails: a rank that left while the
+  // others still needed it. Alone (no real failure) the job succeeded.
+  bool clean_exit = false;
 
   std::string serialize() const;  // one line, for the job's store
   static std::optional<Failure> parse(const std::string& text);
