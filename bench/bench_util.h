@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -15,6 +16,14 @@
 #include <vector>
 
 namespace kdist::bench {
+
+// What comm chose for a group the benchmark times, on stderr (rank 0): a figure is only
+// comparable with one of the same transport.
+inline void say_transport(const comm::Group& group) {
+  if (group.rank() == 0)
+    std::fprintf(stderr, "[bench] %s runs on %s\n", group.name().c_str(),
+                 comm::to_string(comm::transport(group)).c_str());
+}
 
 struct Op {
   std::string name;
@@ -85,7 +94,8 @@ class TensorBytes final : public c10::Allocator {
       sizes_[data] = static_cast<int64_t>(n);
     }
     const int64_t now = live_.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
-    for (int64_t seen = peak_.load(); now > seen && !peak_.compare_exchange_weak(seen, now);) {}
+    for (int64_t seen = peak_.load(); now > seen && !peak_.compare_exchange_weak(seen, now);) {
+    }
     return {data, data, &release, device};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }

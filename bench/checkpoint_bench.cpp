@@ -18,7 +18,8 @@
 
 struct StackImpl : torch::nn::Module {
   StackImpl() {
-    for (int i = 0; i < 4; ++i) layers.push_back(register_module("l" + std::to_string(i), kdist::nn::Linear(2048, 2048)));
+    for (int i = 0; i < 4; ++i)
+      layers.push_back(register_module("l" + std::to_string(i), kdist::nn::Linear(2048, 2048)));
   }
   std::vector<kdist::nn::Linear> layers;
 };
@@ -53,11 +54,13 @@ int main(int argc, char** argv) {
   // Bytes per rank: what this rank writes (replicated biases once) and what it holds.
   const double mib = summary.local_bytes / 1048576.0;
   if (rank == 0)
-    std::printf("kdist_save_ms %.2f kdist_load_ms %.2f local_mib %.2f\n", ops[0].median_ms, ops[1].median_ms, mib);
+    std::printf("kdist_save_ms %.2f kdist_load_ms %.2f local_mib %.2f\n", ops[0].median_ms, ops[1].median_ms,
+                mib);
 
   // The same bytes in one process with LibTorch's own serialization (no fsync).
   std::vector<at::Tensor> whole;
-  for (const auto& p : model->named_parameters()) whole.push_back(kdist::as_dtensor(p.value())->full_tensor());
+  for (const auto& p : model->named_parameters())
+    whole.push_back(kdist::as_dtensor(p.value())->full_tensor());
   if (rank == 0) {
     double total = 0;
     for (const auto& t : whole) total += t.numel() * 4 / 1048576.0;

@@ -20,8 +20,7 @@
 #include <vector>
 
 #include "bench_util.h"
-#include "comm/context.h"  // the raw c10d backend behind a Gloo group
-#include "comm/gloo_backend.h"
+#include "raw_gloo.h"
 
 using kdist::bench::Op;
 using kdist::comm::ReduceOp;
@@ -34,7 +33,8 @@ int main(int argc, char** argv) {
                                                   std::vector<std::string>{"x"});
   auto chosen = kdist::comm::world();
   auto gloo = kdist::comm::axis_group(*mesh, "x", {kdist::comm::Transport::kGloo});
-  auto& raw = gloo->impl().gloo->raw();
+  auto raw_backend = kdist::bench::raw_gloo();  // c10d Gloo among the same ranks, beside kdist
+  auto& raw = *raw_backend;
   const int k = chosen->size(), me = chosen->rank();
   std::string transport = kdist::comm::to_string(kdist::comm::transport(*chosen));
   std::replace(transport.begin(), transport.end(), ' ', '_');  // one word: "shared_memory"
@@ -53,12 +53,17 @@ int main(int argc, char** argv) {
       auto& g = *group;
       ops.push_back({who + " all_reduce", 0, [&] { kdist::comm::all_reduce(full, ReduceOp::kSum, g); }});
       ops.push_back({who + " all_gather", 0, [&] { kdist::comm::all_gather(shard, 0, g, even); }});
-      ops.push_back({who + " all_gather_uneven", 0, [&] { kdist::comm::all_gather(shard_uneven, 0, g, uneven); }});
-      ops.push_back({who + " reduce_scatter", 0, [&] { kdist::comm::reduce_scatter(full, 0, ReduceOp::kSum, g); }});
+      ops.push_back(
+          {who + " all_gather_uneven", 0, [&] { kdist::comm::all_gather(shard_uneven, 0, g, uneven); }});
+      ops.push_back(
+          {who + " reduce_scatter", 0, [&] { kdist::comm::reduce_scatter(full, 0, ReduceOp::kSum, g); }});
       ops.push_back({who + " reduce_scatter_uneven", 0,
                      [&] { kdist::comm::reduce_scatter(full_uneven, 0, ReduceOp::kSum, g); }});
     }
-    ops.push_back({"raw gloo all_reduce", 0, [&] { std::vector<at::Tensor> t{full}; raw.allreduce(t)->wait(); }});
+    ops.push_back({"raw gloo all_reduce", 0, [&] {
+                     std::vector<at::Tensor> t{full};
+                     raw.allreduce(t)->wait();
+                   }});
     ops.push_back({"raw gloo all_gather", 0, [&] { raw._allgather_base(gathered, shard)->wait(); }});
     ops.push_back({"raw gloo reduce_scatter", 0, [&] { raw._reduce_scatter_base(out, full)->wait(); }});
     kdist::bench::measure(ops, rounds);

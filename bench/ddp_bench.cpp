@@ -23,12 +23,12 @@
 #include <cstdio>
 
 #include "bench_util.h"
-#include "comm/context.h"
-#include "comm/gloo_backend.h"
+#include "raw_gloo.h"
 
 struct MlpImpl : torch::nn::Module {
-  MlpImpl() : fc1(register_module("fc1", torch::nn::Linear(1024, 4096))),
-              fc2(register_module("fc2", torch::nn::Linear(4096, 1024))) {}
+  MlpImpl()
+      : fc1(register_module("fc1", torch::nn::Linear(1024, 4096))),
+        fc2(register_module("fc2", torch::nn::Linear(4096, 1024))) {}
   at::Tensor forward(const at::Tensor& x) { return fc2(at::relu(fc1(x))); }
   torch::nn::Linear fc1, fc2;
 };
@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
   auto flat = at::randn({numel});
   auto& world = *comm::world();  // shared memory: every rank is on this host
   auto& gloo_world = *comm::axis_group(*dp.device_mesh(), 0, {comm::Transport::kGloo});
-  auto& raw = gloo_world.impl().gloo->raw();
+  auto raw_backend = kdist::bench::raw_gloo();  // c10d Gloo among the same ranks, beside kdist
+  auto& raw = *raw_backend;
   // Buffers the sizes of GradientSync's buckets, in private memory and in comm's memory.
   std::vector<at::Tensor> buckets, shm_buckets;
   int64_t shm_bytes = 0;
@@ -90,12 +91,21 @@ int main(int argc, char** argv) {
   std::vector<bench::Op> ops{
       {"step", 0, step},
       {"gloo_step", 0, step_of(gloo_model, gloo_optimizer)},
-      {"compute", 0, [&] { auto guard = sync.no_sync(); step(); }},
+      {"compute", 0,
+       [&] {
+         auto guard = sync.no_sync();
+         step();
+       }},
       {"comm", 0, [&] { comm::all_reduce(flat, comm::ReduceOp::kSum, gloo_world); }},
       {"shm_buckets", 0, [&] { sum_buckets(shm_buckets, world); }},
       {"gloo_buckets", 0, [&] { sum_buckets(buckets, gloo_world); }},
-      {"raw", 0, [&] { std::vector<at::Tensor> t{flat}; raw.allreduce(t)->wait(); }},
+      {"raw", 0,
+       [&] {
+         std::vector<at::Tensor> t{flat};
+         raw.allreduce(t)->wait();
+       }},
   };
+  bench::say_transport(sync.group());
   bench::measure(ops, rounds);
   if (process_id() == 0) {
     for (const auto& op : ops) std::printf("%s %.3f ", op.name.c_str(), op.median_ms);

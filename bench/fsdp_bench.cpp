@@ -7,9 +7,10 @@
 //
 // Prints on rank 0 (medians of the slowest rank, ms; bytes of rank 0):
 //   fsdp <FSDP step> fsdp_keep <FSDP step, gathered weights kept until backward>
-//   fsdp_prefetch <FSDP step, next weight's gather started early> dp <data-parallel step> state_bytes <parameters + gradients + SGD momentum on this rank>
-//   one_process_state_bytes <the same for the whole model> peak_rss_growth <bytes>
-//   peak_tensor_growth <the most bytes tensors held during a step, over what they held before> ...
+//   fsdp_prefetch <FSDP step, next weight's gather started early> dp <data-parallel step> state_bytes
+//   <parameters + gradients + SGD momentum on this rank> one_process_state_bytes <the same for the whole
+//   model> peak_rss_growth <bytes> peak_tensor_growth <the most bytes tensors held during a step, over what
+//   they held before> ...
 #include <ATen/ATen.h>
 #include <kdist/nn.h>
 #include <kdist/runtime.h>
@@ -22,8 +23,9 @@
 #include "bench_util.h"
 
 struct MlpImpl : torch::nn::Module {
-  MlpImpl() : fc1(register_module("fc1", kdist::nn::Linear(1024, 4096))),
-              fc2(register_module("fc2", kdist::nn::Linear(4096, 1024))) {}
+  MlpImpl()
+      : fc1(register_module("fc1", kdist::nn::Linear(1024, 4096))),
+        fc2(register_module("fc2", kdist::nn::Linear(4096, 1024))) {}
   at::Tensor forward(const at::Tensor& x) { return fc2(at::relu(fc1(x))); }
   kdist::nn::Linear fc1, fc2;
 };
@@ -35,7 +37,8 @@ int main(int argc, char** argv) {
   const int rounds = kdist::bench::rounds_from_args(argc, argv, 20);
   at::set_num_threads(1);
   kdist::initialize();
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()}, std::vector<std::string>{"batch"});
+  auto mesh =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()}, std::vector<std::string>{"batch"});
   LayoutMap map(mesh);
   map.set("fc1/kernel", {"batch", std::nullopt});  // Keras (in, out): torch (4096, 1024) on dim 1
   map.set("fc2/kernel", {std::nullopt, "batch"});  // torch (1024, 4096) on dim 0
@@ -56,7 +59,8 @@ int main(int argc, char** argv) {
     options.prefetch = prefetch;
     distribute_module(*run.model, distribution, options);
     run.sync = std::make_unique<GradientSync>(*run.model, distribution);
-    run.optimizer = std::make_unique<torch::optim::SGD>(run.model->parameters(), torch::optim::SGDOptions(1e-3).momentum(0.9));
+    run.optimizer = std::make_unique<torch::optim::SGD>(run.model->parameters(),
+                                                        torch::optim::SGDOptions(1e-3).momentum(0.9));
     return run;
   };
   auto step = [&x](Run& run) {
@@ -91,15 +95,20 @@ int main(int argc, char** argv) {
 
   Run sharded = make(fsdp, true), kept = make(fsdp, false), prefetched = make(fsdp, true, true),
       replicated = make(dp, true);
-  std::vector<kdist::bench::Op> ops{{"fsdp", 1, step(sharded)}, {"fsdp_keep", 1, step(kept)},
-                                    {"fsdp_prefetch", 1, step(prefetched)}, {"dp", 1, step(replicated)}};
+  std::vector<kdist::bench::Op> ops{{"fsdp", 1, step(sharded)},
+                                    {"fsdp_keep", 1, step(kept)},
+                                    {"fsdp_prefetch", 1, step(prefetched)},
+                                    {"dp", 1, step(replicated)}};
+  kdist::bench::say_transport(*kdist::comm::world());
   kdist::bench::measure(ops, rounds);
   if (process_id() == 0)
-    std::printf("fsdp %.3f fsdp_keep %.3f fsdp_prefetch %.3f dp %.3f state_bytes %lld one_process_state_bytes %lld "
-                "peak_rss_growth %lld peak_tensor_growth %lld largest_unit_bytes %lld\n",
-                ops[0].median_ms, ops[1].median_ms, ops[2].median_ms, ops[3].median_ms, static_cast<long long>(fsdp_state),
-                static_cast<long long>(one_process_state), static_cast<long long>(fsdp_growth),
-                static_cast<long long>(tensor_growth), static_cast<long long>(4096 * 1024 * 4));
+    std::printf(
+        "fsdp %.3f fsdp_keep %.3f fsdp_prefetch %.3f dp %.3f state_bytes %lld one_process_state_bytes %lld "
+        "peak_rss_growth %lld peak_tensor_growth %lld largest_unit_bytes %lld\n",
+        ops[0].median_ms, ops[1].median_ms, ops[2].median_ms, ops[3].median_ms,
+        static_cast<long long>(fsdp_state), static_cast<long long>(one_process_state),
+        static_cast<long long>(fsdp_growth), static_cast<long long>(tensor_growth),
+        static_cast<long long>(4096 * 1024 * 4));
   kdist::shutdown();
   return 0;
 }

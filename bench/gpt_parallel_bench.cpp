@@ -29,8 +29,12 @@ Shape shape_from_args(int argc, char** argv) {
   Shape s;
   for (int i = 1; i + 1 < argc; ++i) {
     const std::string flag = argv[i];
-    int64_t* field = flag == "--vocab" ? &s.vocab : flag == "--context" ? &s.context : flag == "--width" ? &s.width
-                     : flag == "--heads" ? &s.heads : flag == "--batch" ? &s.batch : nullptr;
+    int64_t* field = flag == "--vocab"     ? &s.vocab
+                     : flag == "--context" ? &s.context
+                     : flag == "--width"   ? &s.width
+                     : flag == "--heads"   ? &s.heads
+                     : flag == "--batch"   ? &s.batch
+                                           : nullptr;
     if (field) *field = std::stoll(argv[i + 1]);
   }
   return s;
@@ -56,7 +60,8 @@ Run make(const Shape& s, const Distribution& distribution, bool loss_parallel, b
     for (const char* name : {"ln1", "ln2", "ln_f"})
       nn::sum_gradients_over_sequence(*children[name], *run.model->head->parallel.sequence);
   }
-  run.optimizer = std::make_unique<torch::optim::Adam>(run.model->parameters(), torch::optim::AdamOptions(1e-4));
+  run.optimizer =
+      std::make_unique<torch::optim::Adam>(run.model->parameters(), torch::optim::AdamOptions(1e-4));
   return run;
 }
 
@@ -76,8 +81,9 @@ int main(int argc, char** argv) {
     return [&run, &ids, &targets, vocab] {
       run.optimizer->zero_grad();
       auto logits = run.model->forward(ids);
-      auto loss = run.loss_parallel ? nn::parallel_cross_entropy(logits, targets, run.model->head->parallel)
-                                    : at::cross_entropy_loss(logits.reshape({-1, vocab}), targets.reshape({-1}));
+      auto loss = run.loss_parallel
+                      ? nn::parallel_cross_entropy(logits, targets, run.model->head->parallel)
+                      : at::cross_entropy_loss(logits.reshape({-1, vocab}), targets.reshape({-1}));
       loss.backward();
       run.optimizer->step();
     };
@@ -107,9 +113,11 @@ int main(int argc, char** argv) {
   kdist::bench::measure(ops, rounds);
   if (process_id() == 0) {
     for (size_t i = 0; i < ops.size(); ++i)
-      std::printf("%s %.3f %s_peak %lld %s_tensors %lld ", ops[i].name.c_str(), ops[i].median_ms, ops[i].name.c_str(),
-                  static_cast<long long>(peaks[i]), ops[i].name.c_str(), static_cast<long long>(tensor_peaks[i]));
-    std::printf("whole_logits_bytes %lld residual_bytes %lld\n", static_cast<long long>(s.batch * s.context * s.vocab * 4),
+      std::printf("%s %.3f %s_peak %lld %s_tensors %lld ", ops[i].name.c_str(), ops[i].median_ms,
+                  ops[i].name.c_str(), static_cast<long long>(peaks[i]), ops[i].name.c_str(),
+                  static_cast<long long>(tensor_peaks[i]));
+    std::printf("whole_logits_bytes %lld residual_bytes %lld\n",
+                static_cast<long long>(s.batch * s.context * s.vocab * 4),
                 static_cast<long long>(s.batch * s.context * s.width * 4));
   }
   kdist::shutdown();

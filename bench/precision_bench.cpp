@@ -37,7 +37,8 @@ Run make(const Distribution& distribution, bool bf16) {
   distribute_module(*run.model, distribution, options);
   if (bf16) run.model->head->precision->output_dtype = at::kFloat;  // the loss in fp32
   run.sync = std::make_unique<GradientSync>(*run.model, distribution);
-  run.optimizer = std::make_unique<torch::optim::Adam>(run.model->parameters(), torch::optim::AdamOptions(1e-4));
+  run.optimizer =
+      std::make_unique<torch::optim::Adam>(run.model->parameters(), torch::optim::AdamOptions(1e-4));
   return run;
 }
 
@@ -45,7 +46,8 @@ int main(int argc, char** argv) {
   const int rounds = kdist::bench::rounds_from_args(argc, argv, 5);
   at::set_num_threads(1);
   kdist::initialize();
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()}, std::vector<std::string>{"batch"});
+  auto mesh =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()}, std::vector<std::string>{"batch"});
   LayoutMap map(mesh);
   map.set("(q|k|v|o|up|down|head)/kernel", {"batch", std::nullopt});
   map.set("(tok|pos)/embeddings", {"batch", std::nullopt});
@@ -71,11 +73,12 @@ int main(int argc, char** argv) {
   std::vector<kdist::bench::Op> ops{{"fp32", 1, step(fp32)}, {"bf16", 1, step(bf16)}};
   kdist::bench::measure(ops, rounds);
   if (process_id() == 0)
-    std::printf("fp32 %.3f bf16 %.3f fp32_gather_bytes %lld fp32_reduce_bytes %lld bf16_gather_bytes %lld "
-                "bf16_reduce_bytes %lld\n",
-                ops[0].median_ms, ops[1].median_ms, static_cast<long long>(fp32_bytes.first),
-                static_cast<long long>(fp32_bytes.second), static_cast<long long>(bf16_bytes.first),
-                static_cast<long long>(bf16_bytes.second));
+    std::printf(
+        "fp32 %.3f bf16 %.3f fp32_gather_bytes %lld fp32_reduce_bytes %lld bf16_gather_bytes %lld "
+        "bf16_reduce_bytes %lld\n",
+        ops[0].median_ms, ops[1].median_ms, static_cast<long long>(fp32_bytes.first),
+        static_cast<long long>(fp32_bytes.second), static_cast<long long>(bf16_bytes.first),
+        static_cast<long long>(bf16_bytes.second));
   kdist::shutdown();
   return 0;
 }

@@ -13,8 +13,7 @@
 #include <cstdio>
 
 #include "bench_util.h"
-#include "comm/context.h"  // the raw c10d backend behind a Gloo group
-#include "comm/gloo_backend.h"
+#include "raw_gloo.h"
 
 int main(int argc, char** argv) {
   const int rounds = kdist::bench::rounds_from_args(argc, argv, 20);
@@ -22,7 +21,8 @@ int main(int argc, char** argv) {
   kdist::initialize();
   using namespace kdist;
   auto world = comm::world();
-  auto& raw = world->impl().gloo->raw();  // Gloo among the same ranks, whatever kdist runs on
+  auto raw_backend = kdist::bench::raw_gloo();  // c10d Gloo among the same ranks, beside kdist
+  auto& raw = *raw_backend;
   const int k = world->size();
   auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{k}, std::vector<std::string>{"x"});
   for (int64_t side : {1024, 2048}) {
@@ -42,16 +42,22 @@ int main(int argc, char** argv) {
         {"S(1)->R", 0, [&] { s1.redistribute({Replicate{}}); }},
         {"R->S(0)", 0, [&] { r.redistribute({Shard{0}}); }},
         {"S(0)->S(1)", 0, [&] { s0.redistribute({Shard{1}}); }},
-        {"raw alltoall_base", 0, [&] {
+        {"raw alltoall_base", 0,
+         [&] {
            std::vector<int64_t> none;
            auto in = shard.view({-1});
            auto out = at::empty_like(in);
            raw.alltoall_base(out, in, none, none)->wait();
          }},
         {"P->R", 0, [&] { p.redistribute({Replicate{}}); }},
-        {"raw allreduce", 0, [&] { std::vector<at::Tensor> t{full}; raw.allreduce(t)->wait(); }},
+        {"raw allreduce", 0,
+         [&] {
+           std::vector<at::Tensor> t{full};
+           raw.allreduce(t)->wait();
+         }},
         {"P->S(0)", 0, [&] { p.redistribute({Shard{0}}); }},
-        {"raw alltoall_base (full)", 0, [&] {
+        {"raw alltoall_base (full)", 0,
+         [&] {
            std::vector<int64_t> none;
            raw.alltoall_base(flat_out, flat, none, none)->wait();
          }},
@@ -66,8 +72,8 @@ int main(int argc, char** argv) {
     auto line = [&](const char* transition, const char* raw_name) {
       double raw_ms = raw_name ? ms(raw_name) : -1;
       if (raw_ms >= 0)
-        std::printf("%s %lldx%lld %.3f %.3f\n", transition, (long long)side, (long long)side,
-                    ms(transition), raw_ms);
+        std::printf("%s %lldx%lld %.3f %.3f\n", transition, (long long)side, (long long)side, ms(transition),
+                    raw_ms);
       else
         std::printf("%s %lldx%lld %.3f -\n", transition, (long long)side, (long long)side, ms(transition));
     };

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
                                        model->forward(x).pow(2).mean().backward();
                                        optimizer.step();
                                      }}};
+  kdist::bench::say_transport(*kdist::comm::world());
   kdist::bench::measure(ops, rounds);
   if (kdist::process_id() == 0)
     std::printf("step_ms %.3f param_bytes %lld\n", ops[0].median_ms, (long long)summary.local_bytes);

@@ -3,7 +3,8 @@
 # and does nothing but checks when it has already run.
 #   - Debian packages: Gloo headers (types only; LibTorch carries its own Gloo),
 #     GoogleTest, Google Benchmark, ccache, CLI11, nlohmann-json, zlib, CMake, Ninja, and
-#     iproute2 and util-linux for the multi-host tests (ip netns, unshare).
+#     iproute2 and util-linux for the multi-host tests (ip netns, unshare), clang-format for
+#     the style test.
 #   - LibTorch 2.13 from the pinned CPU wheel torch==2.13.0 in .venv/ inside the
 #     checkout. Never an unpinned torch: that pulls several GB of CUDA packages.
 # Prints which LibTorch, BLAS/oneDNN and collective backends it found, and writes
@@ -15,7 +16,8 @@ cd "$root"
 TORCH_PIN="torch==2.13.0"
 DEBIAN_PACKAGES=(libgloo-dev libgtest-dev libgmock-dev libbenchmark-dev ccache
                  libcli11-dev nlohmann-json3-dev zlib1g-dev cmake ninja-build g++ python3-venv
-                 iproute2 util-linux)  # the last two: the multi-host tests' namespaces
+                 iproute2 util-linux  # the multi-host tests' namespaces
+                 clang-format)
 
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do

@@ -1,5 +1,6 @@
 // The KERAS_DISTRIBUTION_DEBUG trace of src/debug_log.cpp, as seen through the API.
 #include <kdist/distribution.h>
+#include <kdist/job.h>
 
 #include <cstdlib>
 
@@ -24,22 +25,23 @@ TEST_F(DebugLog, ScopeAndSetDistributionAreTraced) {
   std::string log = ::testing::internal::GetCapturedStderr();
   const std::string dp_text = dp->to_string();
   EXPECT_NE(log.find("DEBUG | [Rank 0/1] scope() entering with distribution=" + dp_text + "\n"),
-            std::string::npos) << log;
-  EXPECT_NE(log.find("DEBUG | [Rank 0/1] set_distribution(" + dp_text + ")\n"), std::string::npos)
+            std::string::npos)
       << log;
+  EXPECT_NE(log.find("DEBUG | [Rank 0/1] set_distribution(" + dp_text + ")\n"), std::string::npos) << log;
   EXPECT_NE(log.find("DEBUG | [Rank 0/1] scope() exiting " + dp_text + ", restoring None\n"),
-            std::string::npos) << log;
+            std::string::npos)
+      << log;
   EXPECT_NE(log.find("DEBUG | [Rank 0/1] set_distribution(None)\n"), std::string::npos) << log;
 }
 
-// The prefix is the place runtime pushes down at initialize (detail::job_place, mesh.h).
+// The prefix is the place runtime pushes down at initialize (current_job, job.h).
 TEST_F(DebugLog, LinesNameTheProcessOfTheJob) {
   setenv("KERAS_DISTRIBUTION_DEBUG", "1", 1);
-  detail::set_job_place({testing::fake_devices(4), 2, 4});
+  detail::set_current_job({2, 4, testing::fake_devices(4)});
   ::testing::internal::CaptureStderr();
   set_distribution(nullptr);
   std::string log = ::testing::internal::GetCapturedStderr();
-  detail::set_job_place({});
+  detail::set_current_job({});
   EXPECT_EQ(log, "DEBUG | [Rank 2/4] set_distribution(None)\n");
 }
 

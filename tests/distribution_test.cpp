@@ -1,4 +1,5 @@
 #include <kdist/distribution.h>
+#include <kdist/job.h>
 
 #include <thread>
 
@@ -27,8 +28,8 @@ TEST(DataParallel, FromMeshDevicesOrAll) {
 
 TEST(DataParallel, LayoutsAreReplicatedExceptTheBatch) {
   DataParallel dp(mesh({4}, {"batch"}));
-  EXPECT_EQ(dp.get_data_layout({16, 3, 5}), TensorLayout({"batch", std::nullopt, std::nullopt},
-                                                         dp.device_mesh()));
+  EXPECT_EQ(dp.get_data_layout({16, 3, 5}),
+            TensorLayout({"batch", std::nullopt, std::nullopt}, dp.device_mesh()));
   EXPECT_EQ(dp.get_variable_layout("dense/kernel", {8, 4}),
             TensorLayout({std::nullopt, std::nullopt}, dp.device_mesh()));
   EXPECT_EQ(dp.get_tensor_layout("dense/output"), std::nullopt);
@@ -88,12 +89,12 @@ TEST(DataSharding, KerasCases) {
 }
 
 // A Distribution reads where its process stands from the place runtime pushes down at
-// initialize (detail::job_place, mesh.h), at construction, as Keras's reads process_id().
+// initialize (current_job, job.h), at construction, as Keras's reads process_id().
 TEST(DataSharding, FromTheJobsPlace) {
   struct RestoreAlone {
-    ~RestoreAlone() { detail::set_job_place({}); }
+    ~RestoreAlone() { detail::set_current_job({}); }
   } restore;
-  detail::set_job_place({fake_devices(4), 3, 4});  // process 3 of a 4-process job
+  detail::set_current_job({3, 4, fake_devices(4)});  // process 3 of a 4-process job
   DataParallel dp;
   EXPECT_EQ(dp.device_mesh()->devices(), fake_devices(4));
   EXPECT_EQ(dp.num_data_shards(), 4);
@@ -104,7 +105,7 @@ TEST(DataSharding, FromTheJobsPlace) {
   EXPECT_EQ(mp.num_data_shards(), 2);
   EXPECT_EQ(mp.data_shard_id(), 1);
   // 2 replicas over 4 processes that are not the mesh's devices: Keras's rule.
-  detail::set_job_place({fake_devices(4), 2, 4});
+  detail::set_current_job({2, 4, fake_devices(4)});
   DataParallel two(fake_devices(2));
   EXPECT_EQ(two.num_data_shards(), 2);
   EXPECT_EQ(two.data_shard_id(), 1);

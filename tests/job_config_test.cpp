@@ -1,4 +1,4 @@
-#include "job_config.h"
+#include "runtime/resolve_job_config.h"
 
 #include <map>
 
@@ -46,8 +46,11 @@ TEST(JobConfig, AddressListAloneGivesTheProcessCount) {
 
 TEST(JobConfig, TorchrunVariables) {
   auto c = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
-                              env_of({{"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29400"},
-                                      {"WORLD_SIZE", "4"}, {"RANK", "3"}, {"LOCAL_RANK", "1"}}));
+                              env_of({{"MASTER_ADDR", "127.0.0.1"},
+                                      {"MASTER_PORT", "29400"},
+                                      {"WORLD_SIZE", "4"},
+                                      {"RANK", "3"},
+                                      {"LOCAL_RANK", "1"}}));
   EXPECT_EQ(c.coordinator_host, "127.0.0.1");
   EXPECT_EQ(c.coordinator_port, 29400);
   EXPECT_EQ(c.num_processes, 4);
@@ -56,23 +59,28 @@ TEST(JobConfig, TorchrunVariables) {
   EXPECT_EQ(c.source, "MASTER_ADDR/MASTER_PORT, WORLD_SIZE, RANK");
   EXPECT_FALSE(c.store_served_by_launcher);
   auto elastic = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
-                                    env_of({{"MASTER_ADDR", "localhost"}, {"MASTER_PORT", "29400"},
-                                            {"WORLD_SIZE", "2"}, {"RANK", "0"},
+                                    env_of({{"MASTER_ADDR", "localhost"},
+                                            {"MASTER_PORT", "29400"},
+                                            {"WORLD_SIZE", "2"},
+                                            {"RANK", "0"},
                                             {"TORCHELASTIC_USE_AGENT_STORE", "True"}}));
   EXPECT_TRUE(elastic.store_served_by_launcher) << "torchrun's agent serves the store";
 }
 
 TEST(JobConfig, SlurmAndOpenMpiRanks) {
   auto slurm = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
-                                  env_of({{"MASTER_ADDR", "node1"}, {"MASTER_PORT", "5000"},
-                                          {"SLURM_NTASKS", "8"}, {"SLURM_PROCID", "5"},
+                                  env_of({{"MASTER_ADDR", "node1"},
+                                          {"MASTER_PORT", "5000"},
+                                          {"SLURM_NTASKS", "8"},
+                                          {"SLURM_PROCID", "5"},
                                           {"SLURM_LOCALID", "1"}}));
   EXPECT_EQ(slurm.num_processes, 8);
   EXPECT_EQ(slurm.process_id, 5);
   EXPECT_EQ(slurm.local_rank, 1);
   auto mpi = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
                                 env_of({{"KERAS_DISTRIBUTION_JOB_ADDRESSES", "node1:5000"},
-                                        {"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "1"}}));
+                                        {"OMPI_COMM_WORLD_SIZE", "2"},
+                                        {"OMPI_COMM_WORLD_RANK", "1"}}));
   EXPECT_EQ(mpi.num_processes, 2);
   EXPECT_EQ(mpi.process_id, 1);
 }
@@ -96,12 +104,12 @@ TEST(JobConfig, Errors) {
                     "job_addresses address 'nohost' is not of the form host:port");
   EXPECT_THROW_WITH(resolve_job_config("h:99999", 2, 0, none), std::invalid_argument,
                     "port 99999 is outside 1..65535");
-  EXPECT_THROW_WITH(resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
-                                       env_of({{"WORLD_SIZE", "two"}})),
-                    std::invalid_argument, "WORLD_SIZE='two' is not an integer");
-  EXPECT_THROW_WITH(resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
-                                       env_of({{"MASTER_ADDR", "h"}})),
-                    std::invalid_argument, "MASTER_ADDR is set but MASTER_PORT is not");
+  EXPECT_THROW_WITH(
+      resolve_job_config(std::nullopt, std::nullopt, std::nullopt, env_of({{"WORLD_SIZE", "two"}})),
+      std::invalid_argument, "WORLD_SIZE='two' is not an integer");
+  EXPECT_THROW_WITH(
+      resolve_job_config(std::nullopt, std::nullopt, std::nullopt, env_of({{"MASTER_ADDR", "h"}})),
+      std::invalid_argument, "MASTER_ADDR is set but MASTER_PORT is not");
 }
 
 // comm's settings come from the environment here, once, and travel in the config.
@@ -110,9 +118,9 @@ TEST(JobConfig, CommSettings) {
   EXPECT_EQ(defaults.transport, "auto");
   EXPECT_EQ(defaults.shared_memory_dir, "/dev/shm");
   EXPECT_EQ(defaults.host_label, "");
-  auto c = resolve_job_config(std::nullopt, std::nullopt, std::nullopt,
-                              env_of({{"KDIST_TRANSPORT", "gloo"}, {"KDIST_SHM_DIR", "/run/big-tmpfs"},
-                                      {"KDIST_HOST", "a"}}));
+  auto c = resolve_job_config(
+      std::nullopt, std::nullopt, std::nullopt,
+      env_of({{"KDIST_TRANSPORT", "gloo"}, {"KDIST_SHM_DIR", "/run/big-tmpfs"}, {"KDIST_HOST", "a"}}));
   EXPECT_EQ(c.transport, "gloo");
   EXPECT_EQ(c.shared_memory_dir, "/run/big-tmpfs");
   EXPECT_EQ(c.host_label, "a");

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Behaviour of `kdist launch` (tools/launcher.cpp) with real processes.
+# Behaviour of `kdist launch` (tools/launch/launcher.cpp) with real processes.
 # usage: launch_test.sh KDIST CASE [MP_TESTS TORCHRUN]
 set -uo pipefail
 kdist=$1 case=$2

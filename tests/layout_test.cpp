@@ -27,8 +27,8 @@ TEST(TensorLayout, Validation) {
                     "(batch, modle) is not in mesh axes (batch, model)");
   EXPECT_THROW_WITH(TensorLayout({"model", "model"}), std::invalid_argument,
                     "axis 'model' is used by dimensions 0 and 1");
-  EXPECT_THROW_WITH(TensorLayout({std::vector<std::string>{"model", "batch"}}, m),
-                    std::invalid_argument, "must list its axes in mesh-axis order (batch, model)");
+  EXPECT_THROW_WITH(TensorLayout({std::vector<std::string>{"model", "batch"}}, m), std::invalid_argument,
+                    "must list its axes in mesh-axis order (batch, model)");
   EXPECT_THROW_WITH(TensorLayout({""}), std::invalid_argument, "empty axis name");
 }
 
@@ -38,17 +38,14 @@ TEST(TensorLayout, MeshCanBeSetOnceAndIsValidatedThen) {
   EXPECT_EQ(layout.device_mesh(), nullptr);
   layout.set_device_mesh(m);
   EXPECT_EQ(layout.device_mesh(), m);
-  EXPECT_THROW_WITH(layout.set_device_mesh(m), std::invalid_argument,
-                    "Cannot override device mesh");
+  EXPECT_THROW_WITH(layout.set_device_mesh(m), std::invalid_argument, "Cannot override device mesh");
   TensorLayout unknown({"data"});
-  EXPECT_THROW_WITH(unknown.set_device_mesh(m), std::invalid_argument,
-                    "Invalid axis names for Layout");
+  EXPECT_THROW_WITH(unknown.set_device_mesh(m), std::invalid_argument, "Invalid axis names for Layout");
 }
 
 TEST(TensorLayout, Transposed) {
   auto m = mesh({2}, {"model"});
-  EXPECT_EQ(TensorLayout({std::nullopt, "model"}, m).transposed(),
-            TensorLayout({"model", std::nullopt}, m));
+  EXPECT_EQ(TensorLayout({std::nullopt, "model"}, m).transposed(), TensorLayout({"model", std::nullopt}, m));
 }
 
 TEST(Placements, OnePerMeshDimension) {
@@ -67,11 +64,9 @@ TEST(Placements, OnePerMeshDimension) {
 
 TEST(Placements, Errors) {
   auto m = mesh({2}, {"model"});
-  EXPECT_THROW_WITH(to_placements(TensorLayout({std::nullopt, "model"}, m), 3),
-                    std::invalid_argument,
+  EXPECT_THROW_WITH(to_placements(TensorLayout({std::nullopt, "model"}, m), 3), std::invalid_argument,
                     "layout TensorLayout(None, model) has 2 dimensions, the tensor has 3");
-  EXPECT_THROW_WITH(to_placements(TensorLayout({"model"}), 1), std::invalid_argument,
-                    "has no device mesh");
+  EXPECT_THROW_WITH(to_placements(TensorLayout({"model"}), 1), std::invalid_argument, "has no device mesh");
 }
 
 }  // namespace

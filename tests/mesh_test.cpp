@@ -1,3 +1,4 @@
+#include <kdist/job.h>
 #include <kdist/mesh.h>
 
 #include "test_util.h"
@@ -27,8 +28,7 @@ TEST(DeviceMesh, ErrorsComeInKerasOrder) {
   EXPECT_THROW_WITH(DeviceMesh({2, 2}, {"batch"}, fake_devices(3)), std::invalid_argument,
                     "Shape and axis_names should have same size: shape (2, 2) has 2, "
                     "axis_names (batch) has 1");
-  EXPECT_THROW_WITH(DeviceMesh({4, 2}, {"batch", "model"}, fake_devices(6)),
-                    std::invalid_argument,
+  EXPECT_THROW_WITH(DeviceMesh({4, 2}, {"batch", "model"}, fake_devices(6)), std::invalid_argument,
                     "Shape does not match the number of devices: shape (4, 2) has 8 positions, "
                     "got 6 devices");
 }
@@ -91,10 +91,10 @@ TEST(DeviceMesh, WithoutDevicesTakesTheJobsOnFirstUse) {
   EXPECT_THROW_WITH(mesh.size(), std::invalid_argument,
                     "[kdist.mesh] Shape does not match the number of devices: shape (2, 2) has 4 "
                     "positions, got 1 devices (the job's, as the mesh was built without devices)");
-  kdist::detail::set_job_place({fake_devices(4), 0, 4});  // what kdist::initialize does
+  kdist::detail::set_current_job({0, 4, fake_devices(4)});  // what kdist::initialize does
   EXPECT_EQ(mesh.ranks_along("batch", 3), (std::vector<int>{1, 3}));
-  const DeviceMesh copy = mesh;                     // copies share what was resolved
-  kdist::detail::set_job_place({});
+  const DeviceMesh copy = mesh;  // copies share what was resolved
+  kdist::detail::set_current_job({});
   EXPECT_EQ(copy.size(), 4);
   EXPECT_EQ(DeviceMesh({1}, {"batch"}).devices(), (std::vector<std::string>{"cpu:0"}));
 }

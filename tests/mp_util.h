@@ -10,8 +10,7 @@ namespace kdist::testing {
 
 // A 1-D mesh "x" over every process of the job.
 inline DeviceMeshPtr line_mesh() {
-  return std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()},
-                                      std::vector<std::string>{"x"});
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{num_processes()}, std::vector<std::string>{"x"});
 }
 
 // A 1-D mesh over every process of the job, its axis called `name`.
@@ -21,8 +20,7 @@ inline DeviceMeshPtr line_mesh_named(const std::string& name) {
 
 // (batch, model) over 4 processes.
 inline DeviceMeshPtr mesh_2x2() {
-  return std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2},
-                                      std::vector<std::string>{"batch", "model"});
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"batch", "model"});
 }
 
 // A global tensor every rank can build alone: 0, 1, 2, ... in the given shape.

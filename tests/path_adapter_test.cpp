@@ -66,11 +66,11 @@ TEST(PathAdapter, LayoutsOfEveryParameterInTorchOrientation) {
   TinyModel model;
   auto mesh = testing::mesh({2}, {"model"});
   LayoutMap map(mesh);
-  map.set(".*fc1/kernel", {std::nullopt, "model"});       // Keras (in, out): column parallel
+  map.set(".*fc1/kernel", {std::nullopt, "model"});                  // Keras (in, out): column parallel
   map.set("blocks\\.\\d+\\.fc2\\.weight", {std::nullopt, "model"});  // torch (out, in): row parallel
-  map.set("embed/embeddings", {"model", std::nullopt});   // vocab parallel, no transpose
+  map.set("embed/embeddings", {"model", std::nullopt});              // vocab parallel, no transpose
   map.set(".*ln/(gamma|beta)", {std::nullopt});
-  map.set("head.weight", {"model", std::nullopt});        // exact torch key
+  map.set("head.weight", {"model", std::nullopt});  // exact torch key
 
   auto layout_of = [&](const std::string& torch_name) -> std::optional<TensorLayout> {
     for (const auto& p : parameter_paths(*model))
@@ -125,8 +125,7 @@ TEST(PathAdapter, TwoKeysForOneParameterIsAnError) {
   LayoutMap map(mesh);
   map.set("fc1/kernel", {std::nullopt, "model"});
   map.set("fc1.weight", {"model", std::nullopt});
-  EXPECT_THROW_WITH(match_parameter(map, make_parameter_path("fc1.weight", "Linear")),
-                    std::invalid_argument,
+  EXPECT_THROW_WITH(match_parameter(map, make_parameter_path("fc1.weight", "Linear")), std::invalid_argument,
                     "Path 'fc1.weight' (Keras name 'fc1/kernel') matches multiple layout "
                     "specification keys: ['fc1.weight', 'fc1/kernel']");
 }

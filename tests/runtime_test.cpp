@@ -71,16 +71,16 @@ TEST(Runtime, APeerThatNeverArrivesIsATimeoutError) {
 
 TEST(Runtime, AGlooInterfaceThatDoesNotExistIsNamed) {
   setenv("GLOO_SOCKET_IFNAME", "kdist-nosuch0", 1);
-  EXPECT_THROW_WITH(initialize("127.0.0.1:" + std::to_string(free_port()), 2, 0), std::runtime_error,
-                    "[kdist.runtime] GLOO_SOCKET_IFNAME='kdist-nosuch0' names no interface with an address here");
+  EXPECT_THROW_WITH(
+      initialize("127.0.0.1:" + std::to_string(free_port()), 2, 0), std::runtime_error,
+      "[kdist.runtime] GLOO_SOCKET_IFNAME='kdist-nosuch0' names no interface with an address here");
   unsetenv("GLOO_SOCKET_IFNAME");
   EXPECT_FALSE(is_initialized());
 }
 
 TEST(Runtime, InitializeTwiceIsAnError) {
   initialize(std::nullopt, 1, 0);
-  EXPECT_THROW_WITH(initialize(std::nullopt, 1, 0), std::invalid_argument,
-                    "initialize() was already called");
+  EXPECT_THROW_WITH(initialize(std::nullopt, 1, 0), std::invalid_argument, "initialize() was already called");
   shutdown();
 }
 

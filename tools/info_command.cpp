@@ -1,6 +1,7 @@
 // `kdist info`: versions, BLAS, collective backends and devices of this build.
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <kdist/runtime.h>
 #include <kdist/version.h>
 #include <torch/headeronly/version.h>
@@ -21,17 +22,25 @@ std::string build_setting(const std::string& config, const std::string& name) {
   return "unknown";
 }
 
+// "2 (CUDA runtime 13.0)", or why there are none.
+std::string gpu_line() {
+  const auto& cuda = at::detail::getCUDAHooks();
+  if (!cuda.hasCUDA()) return "none (this LibTorch has no CUDA, or no GPU is visible)";
+  const long v = cuda.versionCUDART();
+  return std::to_string(cuda.getNumGPUs()) + " (CUDA runtime " + std::to_string(v / 1000) + "." +
+         std::to_string(v % 1000 / 10) + ")";
+}
+
 void print_info() {
   const std::string config = at::show_config();
   auto on = [&](const char* flag) { return build_setting(config, flag) == "ON"; };
   std::cout << "kdist " << KDIST_VERSION << "\n"
             << "LibTorch " << TORCH_VERSION << "\n"
             << "BLAS " << build_setting(config, "BLAS_INFO") << ", oneDNN "
-            << (on("USE_MKLDNN") ? "yes" : "no") << ", OpenMP threads " << at::get_num_threads()
-            << "\n"
+            << (on("USE_MKLDNN") ? "yes" : "no") << ", OpenMP threads " << at::get_num_threads() << "\n"
             << "collective backends: gloo " << (on("USE_GLOO") ? "yes" : "no") << ", nccl "
-            << (on("USE_NCCL") ? "yes" : "no") << ", mpi " << (on("USE_MPI") ? "yes" : "no")
-            << "\n";
+            << (on("USE_NCCL") ? "yes" : "no") << ", mpi " << (on("USE_MPI") ? "yes" : "no") << "\n";
+  std::cout << "GPUs: " << gpu_line() << "\n";
   auto devices = list_devices();
   std::cout << "devices (" << devices.size() << "):";
   for (const auto& d : devices) std::cout << " " << d;

@@ -2,7 +2,7 @@
 #include <cstdlib>
 
 #include "commands.h"
-#include "launcher.h"
+#include "launch/launcher.h"
 #include "validators.h"
 
 namespace kdist::tools {
@@ -11,23 +11,27 @@ void add_launch_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<LaunchOptions>();
   auto* launch_cmd = app.add_subcommand(
       "launch", "Run PROGRAM as N ranks with torchrun's environment; fail if any rank fails");
-  launch_cmd->add_option("-n,--nproc-per-node", options->nproc_per_node,
-                         "Processes on this node")->required()->check(whole_number(1, 1 << 16));
+  launch_cmd->add_option("-n,--nproc-per-node", options->nproc_per_node, "Processes on this node")
+      ->required()
+      ->check(whole_number(1, 1 << 16));
   auto* nnodes = launch_cmd->add_option("--nnodes", options->nnodes, "Nodes in the job")
                      ->check(whole_number(1, 1 << 16));
   launch_cmd->add_option("--node-rank", options->node_rank, "This node's index (0: serves the job's store)")
       ->check(whole_number(0, 1 << 16))
       ->needs(nnodes);
-  launch_cmd->add_option("--master-addr", options->master_addr,
-                         "Coordinator address (rank 0's host)");
-  launch_cmd->add_option("--master-port", options->master_port,
-                         "Coordinator port (default: a free port; required with --nnodes > 1)")
+  launch_cmd->add_option("--master-addr", options->master_addr, "Coordinator address (rank 0's host)");
+  launch_cmd
+      ->add_option("--master-port", options->master_port,
+                   "Coordinator port (default: a free port; required with --nnodes > 1)")
       ->check(whole_number(0, 65535));
-  launch_cmd->add_option("--grace", options->grace_seconds,
-                         "Seconds between SIGTERM and SIGKILL when stopping ranks")
+  launch_cmd
+      ->add_option("--grace", options->grace_seconds,
+                   "Seconds between SIGTERM and SIGKILL when stopping ranks")
       ->check(real_number(/*positive=*/false));
-  launch_cmd->add_option("--heartbeat-timeout", options->heartbeat_timeout_seconds,
-                         "Seconds without a heartbeat after which a kdist rank has stopped responding (0: not watched)")
+  launch_cmd
+      ->add_option(
+          "--heartbeat-timeout", options->heartbeat_timeout_seconds,
+          "Seconds without a heartbeat after which a kdist rank has stopped responding (0: not watched)")
       ->check(real_number(/*positive=*/false))
       ->capture_default_str();
   launch_cmd->add_option("command", options->command, "PROGRAM ARGS... (after --)")->required();

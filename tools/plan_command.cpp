@@ -15,12 +15,15 @@ namespace kdist::tools {
 
 void add_plan_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<TrainOptions>();
-  auto* plan_cmd = app.add_subcommand(
-      "plan", "Print the sharding plan and per-step collectives of a `kdist train` configuration "
-              "(no processes are started)");
+  auto* plan_cmd =
+      app.add_subcommand("plan",
+                         "Print the sharding plan and per-step collectives of a `kdist train` configuration "
+                         "(no processes are started)");
   add_train_options(*plan_cmd, *options);
   auto rank = std::make_shared<int>(0);
-  plan_cmd->add_option("--rank", *rank, "Plan as the process of this global rank sees it (its shards, its pieces)")
+  plan_cmd
+      ->add_option("--rank", *rank,
+                   "Plan as the process of this global rank sees it (its shards, its pieces)")
       ->check(whole_number(0, std::numeric_limits<int>::max()))
       ->capture_default_str();
   plan_cmd->callback([options, rank, plan_cmd, &exit_code] {
@@ -29,12 +32,13 @@ void add_plan_command(CLI::App& app, int& exit_code) {
       const TrainOptions o = *options;
       const int64_t devices = requested_devices(o);
       if (devices == 0)
-        throw std::invalid_argument("[kdist.plan] give the mesh to plan for: --mesh batch=2,model=4 or --devices N");
+        throw std::invalid_argument(
+            "[kdist.plan] give the mesh to plan for: --mesh batch=2,model=4 or --devices N");
       auto job = prepare_job(o, cpu_devices(devices));
       auto model = job.workload->build();
       if (*rank < 0 || *rank >= devices)
-        throw std::invalid_argument("[kdist.plan] --rank " + std::to_string(*rank) + " is outside the mesh's " +
-                                    std::to_string(devices) + " devices");
+        throw std::invalid_argument("[kdist.plan] --rank " + std::to_string(*rank) +
+                                    " is outside the mesh's " + std::to_string(devices) + " devices");
       auto summary = plan_module(*model, *job.distribution, *rank, distribute_options(o));
       check_plan(job, summary);
       std::cout << sharding_report(job, summary) << "\n"

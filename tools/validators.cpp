@@ -8,7 +8,8 @@
 namespace kdist::tools {
 
 CLI::Validator whole_number(int64_t min, int64_t max) {
-  const std::string expected = "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+  const std::string expected =
+      "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max);
   return CLI::Validator(
       [=](std::string& text) -> std::string {
         int64_t value = 0;

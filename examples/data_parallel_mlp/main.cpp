@@ -55,8 +55,7 @@ int main(int argc, char** argv) {
   kdist::GradientSync sync(*model, *distribution);
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
 
-  auto data = kdist::distribute_dataset(Regression(), /*global_batch_size=*/64, *distribution,
-                                        {/*seed=*/1});
+  auto data = kdist::distribute_dataset(Regression(), /*global_batch_size=*/64, *distribution, {/*seed=*/1});
   if (rank0)
     std::printf("%d processes, %lld samples per process per step\n", kdist::num_processes(),
                 static_cast<long long>(data.batch().batch_size));
@@ -75,8 +74,9 @@ int main(int argc, char** argv) {
       ++steps;
     }
     kdist::comm::all_reduce(total, kdist::comm::ReduceOp::kAvg, *batch_group);
-    if (rank0) std::printf("epoch %d  %lld steps  mean loss %.6f\n", epoch, static_cast<long long>(steps),
-                           total.item<double>() / static_cast<double>(steps));
+    if (rank0)
+      std::printf("epoch %d  %lld steps  mean loss %.6f\n", epoch, static_cast<long long>(steps),
+                  total.item<double>() / static_cast<double>(steps));
   }
 
   // Every replica must hold the same parameters, bit for bit.

@@ -40,14 +40,15 @@ int main() {
 
   Mlp model(1024, 4096, 1024);
   std::cout << distribution->to_string() << "\n\n";
-  std::cout << std::left << std::setw(12) << "parameter" << std::setw(12) << "keras name"
-            << std::setw(14) << "shape" << std::setw(15) << "layout" << "placements\n";
+  std::cout << std::left << std::setw(12) << "parameter" << std::setw(12) << "keras name" << std::setw(14)
+            << "shape" << std::setw(15) << "layout"
+            << "placements\n";
   for (const auto& path : kdist::parameter_paths(*model)) {
     auto sizes = model->named_parameters()[path.torch_name].sizes();
     auto layout = kdist::distribution()->get_parameter_layout(path, sizes.vec());
     std::string axes = layout.to_string().substr(std::string("TensorLayout").size());
-    std::cout << std::setw(12) << path.torch_name << std::setw(12) << path.keras_name
-              << std::setw(14) << shape_string(sizes) << std::setw(15) << axes
+    std::cout << std::setw(12) << path.torch_name << std::setw(12) << path.keras_name << std::setw(14)
+              << shape_string(sizes) << std::setw(15) << axes
               << kdist::to_string(kdist::to_placements(layout, sizes.size())) << "\n";
   }
   return 0;

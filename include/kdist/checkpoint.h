@@ -51,11 +51,10 @@ struct LoadOptions {
   bool allow_unexpected = false;  // tensors of the checkpoint absent from the module are skipped
 };
 
-void save(const std::string& path, torch::nn::Module& module,
-          torch::optim::Optimizer* optimizer = nullptr);
+void save(const std::string& path, torch::nn::Module& module, torch::optim::Optimizer* optimizer = nullptr);
 
-void load(const std::string& path, torch::nn::Module& module,
-          torch::optim::Optimizer* optimizer = nullptr, LoadOptions options = {});
+void load(const std::string& path, torch::nn::Module& module, torch::optim::Optimizer* optimizer = nullptr,
+          LoadOptions options = {});
 
 // Weights in and out as safetensors, Hugging Face's format, which Python's `safetensors` and
 // `transformers` read: an 8-byte little-endian header length, a JSON header

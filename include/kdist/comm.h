@@ -11,7 +11,7 @@
 // axis (axis_group) in the same order; results are cached per rank set. A group of size 1
 // makes every collective a no-op that costs nothing.
 //
-// Sizes along a dimension follow torch.chunk (DESIGN.md): reduce_scatter and all_to_all split
+// Sizes along a dimension follow torch.chunk (chunk_size, layout.h): reduce_scatter and all_to_all split
 // by that rule; all_gather takes each rank's size, so uneven shards work everywhere.
 //
 // Transport: comm picks one per group when it creates the group, from where its processes
@@ -28,9 +28,9 @@
 // Every collective waits at most KDIST_TIMEOUT_S seconds (default 300) and then throws
 // std::runtime_error naming the operation, the group and the rank; a dead peer is reported
 // the same way. Tensors must be contiguous-able CPU tensors of the same dtype on every rank.
+#include <ATen/core/Tensor.h>  // at::Tensor is torch::Tensor
 #include <kdist/layout.h>
 #include <kdist/mesh.h>
-#include <ATen/core/Tensor.h>  // at::Tensor is torch::Tensor
 
 #include <chrono>
 #include <cstdint>
@@ -50,13 +50,13 @@ class Group {
  public:
   struct Impl;
   explicit Group(std::shared_ptr<Impl> impl);
-  int rank() const;                        // this process's index in the group
+  int rank() const;  // this process's index in the group
   int size() const;
-  const std::vector<int>& ranks() const;   // global ranks, in group order
-  const std::string& name() const;         // "world" or "<axis> (ranks 1,3)"
-  Impl& impl() const { return *impl_; }
+  const std::vector<int>& ranks() const;  // global ranks, in group order
+  const std::string& name() const;        // "world" or "<axis> (ranks 1,3)"
 
  private:
+  friend struct GroupAccess;  // comm's own files
   std::shared_ptr<Impl> impl_;
 };
 using GroupPtr = std::shared_ptr<const Group>;
@@ -67,8 +67,10 @@ enum class Transport {
   kGloo,          // c10d's ProcessGroupGloo, TCP: anywhere
   kSharedMemory,  // one shared-memory segment: a group on one host (over hosts: kHierarchical)
   kHierarchical,  // shared memory on each host, Gloo between the hosts' leaders
+  kNccl,          // c10d's ProcessGroupNCCL: a group's CUDA tensors, in builds on a CUDA LibTorch
 };
-std::string to_string(Transport transport);  // "auto", "gloo", "shared memory", "hierarchical"
+// "auto", "gloo", "shared memory", "hierarchical", "nccl"
+std::string to_string(Transport transport);
 
 struct GroupOptions {
   // Asked for, not guaranteed: kSharedMemory throws std::runtime_error where the processes
@@ -102,15 +104,14 @@ at::Tensor all_reduce_copy(const at::Tensor& tensor, ReduceOp op, const Group& g
 // returns the concatenation along `dim`. Without sizes, the sizes are exchanged first (one
 // more, tiny all_gather).
 at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,
-                         std::optional<std::vector<int64_t>> sizes = std::nullopt);
+                      std::optional<std::vector<int64_t>> sizes = std::nullopt);
 // Reduces `full` (same shape on every rank) and returns this rank's torch.chunk piece along dim.
-at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op,
-                             const Group& group);
+at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op, const Group& group);
 // Splits `local` along split_dim by torch.chunk, sends piece j to group rank j, and
 // concatenates what arrives along concat_dim. concat_full_size is the size of the
 // concatenated dimension summed over the group (the pieces follow torch.chunk of it).
 at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
-                         int64_t concat_full_size, const Group& group);
+                      int64_t concat_full_size, const Group& group);
 // A collective launched without waiting. wait() blocks until it is done (at most the
 // timeout) and throws like the blocking collectives; the tensor must stay alive until then.
 class PendingCollective {
@@ -165,60 +166,6 @@ using kdist::chunk_size;
 using kdist::chunk_sizes;
 // Piece `index` of `tensor` along `dim` by that rule (a view).
 at::Tensor chunk_piece(const at::Tensor& tensor, int64_t dim, int64_t k, int64_t index);
-
-// How reduce_scatter and all_gather move data on Gloo. kdist picks kAllToAll for both: measured
-// fastest (bench/collectives_bench.cpp, docs/PERFORMANCE.md); the others exist to
-// be measured. Process-wide settings; every rank must use the same.
-enum class ReduceScatterAlgorithm { kAllToAll, kGloo, kAllReduce };
-void set_reduce_scatter_algorithm(ReduceScatterAlgorithm algorithm);
-enum class AllGatherAlgorithm { kGloo, kAllToAll };
-void set_all_gather_algorithm(AllGatherAlgorithm algorithm);
-
-// The job's key-value store (c10d's TCPStore), as the processes of a job and their launchers
-// share it. kdist launch serves it from the launcher of node 0, so that it outlives any rank,
-// and the launchers coordinate through it (a failure on one host stops every host).
-//
-//   auto store = kdist::comm::JobStore::serve("10.0.0.1", 29500, std::chrono::seconds(30));
-//   store->set("kdist/launch/heartbeat/0", "17");
-//   auto seen = store->get("kdist/launch/heartbeat/1");  // std::nullopt until someone set it
-//
-// Every call throws std::runtime_error naming the store's address when it cannot be reached
-// (its server is gone) within the timeout given at creation.
-class JobStore {
- public:
-  struct Impl;
-  // Serves a store on host:port from this process (port 0: a free port; port() says which)
-  // and connects to it. Binds that address only, not every interface.
-  static std::shared_ptr<JobStore> serve(const std::string& host, int port,
-                                         std::chrono::milliseconds timeout);
-  // Connects to the store at host:port, retrying until `timeout` passes.
-  static std::shared_ptr<JobStore> connect(const std::string& host, int port,
-                                           std::chrono::milliseconds timeout);
-  explicit JobStore(std::shared_ptr<Impl> impl);
-  int port() const;
-  const std::string& address() const;  // "host:port"
-  void set(const std::string& key, const std::string& value);
-  std::optional<std::string> get(const std::string& key);  // never waits for the key
-  int64_t add(const std::string& key, int64_t delta);
-
- private:
-  std::shared_ptr<Impl> impl_;
-};
-
-// One collective as a plan says it will run (DESIGN.md, "Plans are values"): nn's layer plans
-// (LayerPlan), sync's gradient-sync plan (plan_gradient_sync) and `kdist plan` are lists of
-// these, in CollectiveCounter's units, so that a plan can be checked against what ran.
-struct PlannedCollective {
-  std::string phase;       // "forward", "backward" or "step end"
-  std::string kind;        // CollectiveCounter's kind: "all_reduce", "all_gather", "reduce_scatter", ...
-  std::string axis;        // the mesh axis whose group runs it
-  int64_t group_size = 1;  // never 1: a group of one runs nothing, and plans leave it out
-  int64_t bytes = 0;       // as CollectiveCounter records it (the tensor this rank hands in)
-  std::string what;        // what moves: "blocks.0.attn.o (input gradient)"
-  // A gradient reduction: under gradient accumulation (GradientSync::no_sync) it runs once
-  // per step, where forward and backward collectives run once per micro-batch.
-  bool once_per_step = false;
-};
 
 // Counts the collectives this process runs while it is alive (like DTensor's CommDebugMode):
 // by kind ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",

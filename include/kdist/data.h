@@ -67,16 +67,16 @@ class DistributedDataset {
   Epoch epoch(size_t epoch) const {
     const auto size = dataset_.size();
     if (!size) throw std::invalid_argument("[kdist.data] the dataset has no size()");
-    torch::data::samplers::DistributedRandomSampler sampler(
-        *size, static_cast<size_t>(batch_.num_shards), static_cast<size_t>(batch_.shard_id),
-        /*allow_duplicates=*/!options_.drop_last);
+    torch::data::samplers::DistributedRandomSampler sampler(*size, static_cast<size_t>(batch_.num_shards),
+                                                            static_cast<size_t>(batch_.shard_id),
+                                                            /*allow_duplicates=*/!options_.drop_last);
     // LibTorch's sampler shuffles by its epoch alone: fold the seed into it.
     sampler.set_epoch(options_.seed * 1000003u + epoch);
-    return Epoch(std::make_unique<Loader>(
-        dataset_, std::move(sampler),
-        torch::data::DataLoaderOptions(static_cast<size_t>(batch_.batch_size))
-            .workers(options_.workers)
-            .drop_last(options_.drop_last)));
+    return Epoch(
+        std::make_unique<Loader>(dataset_, std::move(sampler),
+                                 torch::data::DataLoaderOptions(static_cast<size_t>(batch_.batch_size))
+                                     .workers(options_.workers)
+                                     .drop_last(options_.drop_last)));
   }
 
   const PerProcessBatch& batch() const { return batch_; }

@@ -53,7 +53,7 @@ class Distribution : public std::enable_shared_from_this<Distribution> {
   const DeviceMeshPtr& device_mesh() const { return mesh_; }
   const std::string& batch_dim_name() const { return batch_dim_name_; }
   virtual int64_t num_model_replicas() const = 0;
-  // From the job's process count and id at construction (detail::job_place(), mesh.h;
+  // From the job's process count and id at construction (current_job(), job.h;
   // see DataSharding).
   int64_t num_data_shards() const { return data_sharding_.num_shards; }
   int64_t data_shard_id() const { return data_sharding_.shard_id; }
@@ -92,12 +92,11 @@ class DataParallel : public Distribution {
   explicit DataParallel(DeviceMeshPtr mesh, bool auto_shard_dataset = true);
   // A 1-D mesh named "batch" over these devices.
   explicit DataParallel(std::vector<std::string> devices, bool auto_shard_dataset = true);
-  // A 1-D mesh named "batch" over the job's devices (detail::job_place(), mesh.h).
+  // A 1-D mesh named "batch" over the job's devices (current_job(), job.h).
   DataParallel();
 
   int64_t num_model_replicas() const override;
-  TensorLayout get_variable_layout(const std::string& path,
-                                   const std::vector<int64_t>& shape) const override;
+  TensorLayout get_variable_layout(const std::string& path, const std::vector<int64_t>& shape) const override;
   TensorLayout get_parameter_layout(const ParameterPath& path,
                                     const std::vector<int64_t>& shape) const override;
   std::optional<TensorLayout> get_tensor_layout(const std::string& path) const override;
@@ -112,8 +111,7 @@ class ModelParallel : public Distribution {
 
   const LayoutMap& layout_map() const { return layout_map_; }
   int64_t num_model_replicas() const override;
-  TensorLayout get_variable_layout(const std::string& path,
-                                   const std::vector<int64_t>& shape) const override;
+  TensorLayout get_variable_layout(const std::string& path, const std::vector<int64_t>& shape) const override;
   TensorLayout get_parameter_layout(const ParameterPath& path,
                                     const std::vector<int64_t>& shape) const override;
   std::optional<TensorLayout> get_tensor_layout(const std::string& path) const override;

@@ -21,8 +21,8 @@
 //
 // Collectives: every rank of the mesh must make the same calls in the same order. Errors:
 // std::invalid_argument for placements that do not fit the mesh or tensor.
-#include <kdist/layout.h>
 #include <ATen/core/Tensor.h>
+#include <kdist/layout.h>
 
 #include <memory>
 #include <optional>
@@ -46,7 +46,7 @@ struct DTensorSpec {
   std::string to_string() const;  // "DTensorSpec(global=(8, 4), placements=[S(0), R])"
 };
 
-// A redistribution as a value (DESIGN.md, "Plans are values"): the single-mesh-dimension
+// A redistribution as a value (plans are values, docs/architecture.md): the single-mesh-dimension
 // transitions redistribute runs on this process, in order, each with the collective it
 // issues, the ranks that run it and the bytes this process puts in (as
 // comm::CollectiveCounter counts them). redistribute() computes exactly this plan and runs
@@ -81,8 +81,7 @@ class DTensor {
  public:
   // Wraps this rank's `local` piece. global_shape empty: inferred as if every shard were the
   // size of this one (exact for even sharding; pass it when shards are uneven).
-  static DTensor from_local(const at::Tensor& local, DeviceMeshPtr mesh,
-                            std::vector<Placement> placements,
+  static DTensor from_local(const at::Tensor& local, DeviceMeshPtr mesh, std::vector<Placement> placements,
                             std::optional<std::vector<int64_t>> global_shape = std::nullopt);
 
   const at::Tensor& to_local() const { return local_; }
@@ -112,10 +111,9 @@ struct DistributeOptions {
 
 // Every rank passes a tensor of the same shape; the one at mesh coordinate 0 of every axis
 // is the source, so ranks holding different data still end up consistent.
-DTensor distribute_tensor(const at::Tensor& full, const TensorLayout& layout,
+DTensor distribute_tensor(const at::Tensor& full, const TensorLayout& layout, DistributeOptions options = {});
+DTensor distribute_tensor(const at::Tensor& full, DeviceMeshPtr mesh, std::vector<Placement> placements,
                           DistributeOptions options = {});
-DTensor distribute_tensor(const at::Tensor& full, DeviceMeshPtr mesh,
-                          std::vector<Placement> placements, DistributeOptions options = {});
 
 // The local shard of `value` under `layout`, as a leaf tensor an optimizer can own (it
 // keeps value's requires_grad). Its spec is recorded: as_dtensor(shard) finds it.
@@ -123,8 +121,7 @@ at::Tensor distribute_variable(const at::Tensor& value, const TensorLayout& layo
                                DistributeOptions options = {});
 // Shards a parameter in place: `param` (a module's own handle) becomes its local shard, keeps
 // its identity and requires_grad, and its spec is recorded for as_dtensor. Collective.
-void distribute_parameter(at::Tensor& param, const TensorLayout& layout,
-                          DistributeOptions options = {});
+void distribute_parameter(at::Tensor& param, const TensorLayout& layout, DistributeOptions options = {});
 // The DTensor view of a tensor made by distribute_variable (or registered by kdist's
 // layers); std::nullopt for any other tensor.
 //

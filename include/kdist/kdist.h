@@ -5,6 +5,7 @@
 #include <kdist/data.h>
 #include <kdist/distribution.h>
 #include <kdist/dtensor.h>
+#include <kdist/job.h>
 #include <kdist/layout.h>
 #include <kdist/layout_map.h>
 #include <kdist/mesh.h>

@@ -26,11 +26,11 @@ namespace kdist {
 
 class AxisSpec {
  public:
-  AxisSpec() = default;                        // replicated
-  AxisSpec(std::nullopt_t) {}                  // NOLINT: implicit on purpose, replicated
-  AxisSpec(const char* name);                  // NOLINT: one mesh axis
-  AxisSpec(std::string name);                  // NOLINT
-  AxisSpec(std::vector<std::string> names);    // NOLINT: sharded over several axes
+  AxisSpec() = default;                      // replicated
+  AxisSpec(std::nullopt_t) {}                // NOLINT: implicit on purpose, replicated
+  AxisSpec(const char* name);                // NOLINT: one mesh axis
+  AxisSpec(std::string name);                // NOLINT
+  AxisSpec(std::vector<std::string> names);  // NOLINT: sharded over several axes
   bool is_replicated() const { return names_.empty(); }
   const std::vector<std::string>& names() const { return names_; }
   std::string to_string() const;  // "None", "model", "(batch, model)"
@@ -90,8 +90,8 @@ int64_t chunk_size(int64_t n, int64_t k, int64_t index);
 int64_t chunk_offset(int64_t n, int64_t k, int64_t index);
 std::vector<int64_t> chunk_sizes(int64_t n, int64_t k);
 
-std::string to_string(const Placement& placement);                 // "R", "S(1)", "P(sum)"
-std::string to_string(const std::vector<Placement>& placements);   // "[S(0), R]"
+std::string to_string(const Placement& placement);                // "R", "S(1)", "P(sum)"
+std::string to_string(const std::vector<Placement>& placements);  // "[S(0), R]"
 
 // One placement per mesh dimension: Shard(d) if tensor dimension d uses that mesh axis,
 // else Replicate(). Throws std::invalid_argument if the layout has no mesh or its rank

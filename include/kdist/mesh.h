@@ -10,7 +10,7 @@
 // position p holds devices()[p], and device "cpu:r" belongs to the process of global
 // rank r. A mesh is immutable; share it as DeviceMeshPtr (copies share the devices).
 //
-// A mesh built without devices is the job's: it takes detail::job_place().devices when it is
+// A mesh built without devices is the job's: it takes current_job().devices (job.h) when it is
 // first used (devices(), size(), ranks, coordinates, to_string, ==), not while it is
 // constructed, so it may be declared before kdist::initialize() and used after it. Its
 // device count is checked then, with the Keras message.
@@ -71,23 +71,6 @@ class DeviceMesh {
 };
 
 using DeviceMeshPtr = std::shared_ptr<const DeviceMesh>;
-
-namespace detail {
-// Where this process stands in its job, as the layers below runtime see it: the job's
-// devices (what a mesh built without devices takes), this process's id and the number of
-// processes (a Distribution's data sharding, the prefix of debug lines). kdist::initialize()
-// (runtime) sets it before the processes meet and shutdown() resets it; a process that never
-// initialized is alone: {"cpu:0"}, process 0 of 1. Runtime pushes it down here so that no
-// layer below runtime calls up into it; comm keeps the identity runtime hands it, which this
-// copies.
-struct JobPlace {
-  std::vector<std::string> devices{"cpu:0"};
-  int process_id = 0;
-  int num_processes = 1;
-};
-void set_job_place(JobPlace place);
-JobPlace job_place();
-}  // namespace detail
 
 // Parses "cpu:3" into ("cpu", 3); throws std::invalid_argument for anything else.
 std::pair<std::string, int> parse_device(const std::string& device);

@@ -40,9 +40,9 @@ class KerasNamed {
 };
 
 struct ParameterPath {
-  std::string torch_name;   // "blocks.0.fc1.weight"
-  std::string keras_name;   // "blocks/0/fc1/kernel"
-  std::string owner_type;   // "Linear", "Embedding", "LayerNorm" or the module's own name()
+  std::string torch_name;         // "blocks.0.fc1.weight"
+  std::string keras_name;         // "blocks/0/fc1/kernel"
+  std::string owner_type;         // "Linear", "Embedding", "LayerNorm" or the module's own name()
   bool keras_transposed = false;  // the Keras variable is the transpose of the torch tensor
 };
 
@@ -58,9 +58,9 @@ std::string keras_owner_type(const torch::nn::Module& module);
 std::vector<ParameterPath> parameter_paths(const torch::nn::Module& module);
 
 struct ParameterMatch {
-  std::string key;         // the LayoutMap key that matched
-  TensorLayout layout;     // in torch orientation
-  bool via_keras_name;     // matched the Keras name only (and was transposed if a kernel)
+  std::string key;      // the LayoutMap key that matched
+  TensorLayout layout;  // in torch orientation
+  bool via_keras_name;  // matched the Keras name only (and was transposed if a kernel)
 };
 
 // The layout a LayoutMap gives a parameter, in torch orientation; std::nullopt if no key matches.

@@ -30,22 +30,22 @@
 // rank keeps no gradient, as it would in one process. Parameters sharded over the batch axis
 // (FSDP) are reduce-scattered, averaged, by their own layers' backward (nn.h's BatchShard),
 // one collective per parameter, as FSDP2 does per unit; no_sync() reaches them too: their
-// unsharded gradients accumulate until the next synchronised backward reduce-scatters the sum. Construction broadcasts every synchronised parameter and buffer from
-// the first replica, so replicas start identical; after each synchronised backward the
-// buffers are broadcast again (broadcast_buffers), so replicas stay identical.
+// unsharded gradients accumulate until the next synchronised backward reduce-scatters the sum. Construction
+// broadcasts every synchronised parameter and buffer from the first replica, so replicas start identical;
+// after each synchronised backward the buffers are broadcast again (broadcast_buffers), so replicas stay
+// identical.
 //
 // Contract: every rank builds the same module and GradientSync and runs backward the same
 // number of times. no_sync() skips synchronisation (gradients accumulate locally) while its
 // guard lives, as DDP's no_sync.
 #include <kdist/comm.h>
 #include <kdist/distribution.h>
+#include <kdist/nn/plan.h>
 #include <torch/nn/module.h>
 
 #include <memory>
 
 namespace kdist {
-
-struct DistributionSummary;  // kdist/nn.h
 
 struct GradientSyncOptions {
   int64_t bucket_bytes = 25 << 20;
@@ -61,8 +61,7 @@ struct GradientSyncOptions {
 
 class GradientSync {
  public:
-  explicit GradientSync(torch::nn::Module& module,
-                        const Distribution& distribution = *kdist::distribution(),
+  explicit GradientSync(torch::nn::Module& module, const Distribution& distribution = *kdist::distribution(),
                         GradientSyncOptions options = {});
   ~GradientSync();  // removes its hooks
   GradientSync(const GradientSync&) = delete;
@@ -102,10 +101,9 @@ class GradientSync {
 // and its one flag per parameter), then one broadcast per buffer (broadcast_buffers). The
 // buckets are the ones GradientSync builds: both come from one function. Empty when the batch
 // axis has one process. `module` gives the buffers.
-std::vector<comm::PlannedCollective> plan_gradient_sync(const DistributionSummary& summary,
-                                                        const Distribution& distribution,
-                                                        torch::nn::Module& module,
-                                                        const GradientSyncOptions& options = {});
+std::vector<PlannedCollective> plan_gradient_sync(const DistributionSummary& summary,
+                                                  const Distribution& distribution, torch::nn::Module& module,
+                                                  const GradientSyncOptions& options = {});
 
 // Gradient clipping over a distributed module, as torch::nn::utils::clip_grad_norm_ on the
 // whole model in one process: returns the global norm of every parameter's gradient, each

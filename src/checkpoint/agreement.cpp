@@ -1,4 +1,4 @@
-#include "agreement.h"
+#include "checkpoint/agreement.h"
 
 #include <ATen/ATen.h>
 #include <kdist/comm.h>
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <exception>
 
-#include "../errors.h"
+#include "base/errors.h"
 
 namespace kdist::checkpoint {
 namespace {
@@ -31,14 +31,16 @@ void run_agreed(const std::string& operation, const std::function<void()>& step)
   // Every process learns the first failing rank's own words, so that rank 0 can print them.
   const auto messages = all_gather_text(message);
   if (error) std::rethrow_exception(error);
-  kdist::detail::failure("checkpoint", operation, " failed on rank ", first_failed, ": ", messages[first_failed]);
+  kdist::detail::failure("checkpoint", operation, " failed on rank ", first_failed, ": ",
+                         messages[first_failed]);
 }
 
 std::vector<std::string> all_gather_text(const std::string& text) {
   if (!multi_process()) return {text};
   const auto& world = *comm::world();
   auto sizes_tensor = comm::all_gather(at::full({1}, static_cast<int64_t>(text.size()), at::kLong), 0, world);
-  std::vector<int64_t> sizes(sizes_tensor.data_ptr<int64_t>(), sizes_tensor.data_ptr<int64_t>() + sizes_tensor.numel());
+  std::vector<int64_t> sizes(sizes_tensor.data_ptr<int64_t>(),
+                             sizes_tensor.data_ptr<int64_t>() + sizes_tensor.numel());
   auto bytes = at::empty({static_cast<int64_t>(text.size())}, at::kByte);
   std::memcpy(bytes.data_ptr(), text.data(), text.size());
   auto all = comm::all_gather(bytes, 0, world, sizes);

@@ -1,4 +1,4 @@
-#include "files.h"
+#include "checkpoint/files.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,7 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "../errors.h"
+#include "base/errors.h"
 
 namespace kdist::checkpoint {
 namespace {
@@ -82,8 +82,8 @@ std::vector<char> read_range(const std::string& path, int64_t offset, int64_t le
   }
   if (info.st_size < offset + length) {
     ::close(fd);
-    kdist::detail::failure("checkpoint", "file '", path, "' is truncated: ", what, " needs bytes [",
-                           offset, ", ", offset + length, ") but the file has ", info.st_size);
+    kdist::detail::failure("checkpoint", "file '", path, "' is truncated: ", what, " needs bytes [", offset,
+                           ", ", offset + length, ") but the file has ", info.st_size);
   }
   std::vector<char> bytes(static_cast<size_t>(length));
   int64_t done = 0;

@@ -6,13 +6,13 @@
 
 #include <set>
 
-#include "../errors.h"
-#include "../text.h"
-#include "agreement.h"
-#include "files.h"
-#include "metadata.h"
-#include "read.h"
-#include "state.h"
+#include "base/errors.h"
+#include "base/text.h"
+#include "checkpoint/agreement.h"
+#include "checkpoint/files.h"
+#include "checkpoint/metadata.h"
+#include "checkpoint/read.h"
+#include "checkpoint/state.h"
 
 namespace kdist {
 namespace checkpoint {
@@ -27,8 +27,8 @@ std::string abridged(const std::vector<std::string>& names, size_t shown = 32) {
 }
 }  // namespace
 
-void check_match(const std::string& source, const std::string& noun, const Metadata& saved, const std::vector<Item>& items,
-                 bool with_optimizer, const LoadOptions& options) {
+void check_match(const std::string& source, const std::string& noun, const Metadata& saved,
+                 const std::vector<Item>& items, bool with_optimizer, const LoadOptions& options) {
   std::vector<std::string> missing, unexpected, different;
   std::set<std::string> wanted;
   for (const auto& item : items) {
@@ -40,8 +40,8 @@ void check_match(const std::string& source, const std::string& noun, const Metad
     }
     const std::string dtype = dtype_name(item.local.scalar_type());
     if (it->second.shape != item.global_shape || it->second.dtype != dtype)
-      different.push_back(item.name + " " + shape_text(it->second.shape) + " " + it->second.dtype +
-                          " in " + noun + ", " + shape_text(item.global_shape) + " " + dtype + " here");
+      different.push_back(item.name + " " + shape_text(it->second.shape) + " " + it->second.dtype + " in " +
+                          noun + ", " + shape_text(item.global_shape) + " " + dtype + " here");
   }
   if (!options.allow_unexpected)
     for (const auto& [name, record] : saved.tensors) {
@@ -109,7 +109,8 @@ void load(const std::string& path, torch::nn::Module& module, torch::optim::Opti
     if (optimizer) {
       const std::string kind = optimizer_kind(*optimizer);
       if (saved.optimizer_kind.empty() && !options.allow_missing)
-        detail::invalid("checkpoint", "checkpoint '", path, "' holds no optimizer state (saved without an "
+        detail::invalid("checkpoint", "checkpoint '", path,
+                        "' holds no optimizer state (saved without an "
                         "optimizer); load without one or set LoadOptions allow_missing");
       if (!saved.optimizer_kind.empty() && saved.optimizer_kind != kind)
         detail::invalid("checkpoint", "checkpoint '", path, "' holds ", saved.optimizer_kind,

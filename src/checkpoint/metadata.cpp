@@ -1,11 +1,11 @@
-#include "metadata.h"
+#include "checkpoint/metadata.h"
 
 #include <nlohmann/json.hpp>
 
 #include <regex>
 
-#include "../errors.h"
-#include "files.h"
+#include "base/errors.h"
+#include "checkpoint/files.h"
 
 namespace kdist::checkpoint {
 
@@ -19,9 +19,10 @@ using nlohmann::json;
 
 const std::vector<std::pair<c10::ScalarType, const char*>>& dtype_names() {
   static const std::vector<std::pair<c10::ScalarType, const char*>> names{
-      {c10::kFloat, "float32"}, {c10::kDouble, "float64"}, {c10::kHalf, "float16"},
-      {c10::kBFloat16, "bfloat16"}, {c10::kLong, "int64"}, {c10::kInt, "int32"},
-      {c10::kShort, "int16"}, {c10::kChar, "int8"}, {c10::kByte, "uint8"}, {c10::kBool, "bool"}};
+      {c10::kFloat, "float32"},     {c10::kDouble, "float64"}, {c10::kHalf, "float16"},
+      {c10::kBFloat16, "bfloat16"}, {c10::kLong, "int64"},     {c10::kInt, "int32"},
+      {c10::kShort, "int16"},       {c10::kChar, "int8"},      {c10::kByte, "uint8"},
+      {c10::kBool, "bool"}};
   return names;
 }
 
@@ -79,7 +80,8 @@ class Reader {
     t.shape = naturals(at(j, "shape", where), where + ".shape");
     const json& chunks = at(j, "chunks", where);
     if (!chunks.is_array()) bad(where + ".chunks", "is not a list");
-    for (size_t i = 0; i < chunks.size(); ++i) t.chunks.push_back(chunk(chunks[i], where + ".chunks[" + std::to_string(i) + "]"));
+    for (size_t i = 0; i < chunks.size(); ++i)
+      t.chunks.push_back(chunk(chunks[i], where + ".chunks[" + std::to_string(i) + "]"));
     return t;
   }
 
@@ -122,22 +124,25 @@ void check_chunks(const std::string& name, const TensorRecord& t, const Reader& 
                     " sizes for a tensor of " + std::to_string(t.shape.size()) + " dimensions");
     for (size_t d = 0; d < t.shape.size(); ++d)
       if (c.offsets[d] > t.shape[d] || c.sizes[d] > t.shape[d] - c.offsets[d])
-        r.bad(at, "spans [" + std::to_string(c.offsets[d]) + ", " + std::to_string(c.offsets[d] + c.sizes[d]) +
-                      ") of dimension " + std::to_string(d) + ", whose size is " + std::to_string(t.shape[d]));
+        r.bad(at, "spans [" + std::to_string(c.offsets[d]) + ", " +
+                      std::to_string(c.offsets[d] + c.sizes[d]) + ") of dimension " + std::to_string(d) +
+                      ", whose size is " + std::to_string(t.shape[d]));
     const int64_t chunk_bytes = checked_bytes(c.sizes, element);
     if (c.byte_length != chunk_bytes)
       r.bad(at, "has byte_length " + std::to_string(c.byte_length) + ", but its block holds " +
                     std::to_string(chunk_bytes) + " bytes of " + t.dtype);
-    if (c.byte_offset > (int64_t(1) << 62)) r.bad(at, "has byte_offset " + std::to_string(c.byte_offset) + ", past any file");
+    if (c.byte_offset > (int64_t(1) << 62))
+      r.bad(at, "has byte_offset " + std::to_string(c.byte_offset) + ", past any file");
     if (!plain_file_name(c.file))
-      r.bad(at, "names file '" + c.file + "', which is not a plain file name inside the checkpoint directory");
+      r.bad(at,
+            "names file '" + c.file + "', which is not a plain file name inside the checkpoint directory");
     for (size_t j = 0; j < i; ++j)
       if (overlap(c, t.chunks[j])) r.bad(at, "overlaps chunk " + std::to_string(j));
     volume += chunk_bytes / element;
   }
   if (volume * element != bytes)
-    r.bad(where, "has chunks holding " + std::to_string(volume) + " of its " + std::to_string(bytes / element) +
-                     " elements");
+    r.bad(where, "has chunks holding " + std::to_string(volume) + " of its " +
+                     std::to_string(bytes / element) + " elements");
 }
 
 // The optimizer's state: a kind kdist knows, step counts of saved parameters, each state tensor
@@ -149,18 +154,23 @@ void check_optimizer(const Metadata& m, const Reader& r) {
       {"adam", {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}},
       {"adamw", {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}}};
   const auto kind = fields.find(m.optimizer_kind);
-  if (kind == fields.end()) r.bad("optimizer.kind", "is '" + m.optimizer_kind + "', expected sgd, adam or adamw");
+  if (kind == fields.end())
+    r.bad("optimizer.kind", "is '" + m.optimizer_kind + "', expected sgd, adam or adamw");
   for (const auto& [param, step] : m.steps) {
-    if (!m.tensors.count(param)) r.bad("optimizer.steps", "names '" + param + "', which is not a saved tensor");
-    if (step < 0) r.bad("optimizer.steps['" + param + "']", "is " + std::to_string(step) + ", expected at least 0");
+    if (!m.tensors.count(param))
+      r.bad("optimizer.steps", "names '" + param + "', which is not a saved tensor");
+    if (step < 0)
+      r.bad("optimizer.steps['" + param + "']", "is " + std::to_string(step) + ", expected at least 0");
   }
   for (const auto& [name, record] : m.tensors) {
     const auto slash = name.rfind('/');
     if (name.rfind("optimizer/", 0) != 0 || slash < 10) continue;
     const std::string param = name.substr(10, slash - 10), field = name.substr(slash + 1);
     const auto owner = m.tensors.find(param);
-    if (owner == m.tensors.end()) r.bad("tensor '" + name + "'", "is the state of '" + param + "', which is not saved");
-    if (!kind->second.count(field)) r.bad("tensor '" + name + "'", "is not a field of " + m.optimizer_kind + "'s state");
+    if (owner == m.tensors.end())
+      r.bad("tensor '" + name + "'", "is the state of '" + param + "', which is not saved");
+    if (!kind->second.count(field))
+      r.bad("tensor '" + name + "'", "is not a field of " + m.optimizer_kind + "'s state");
     if (record.shape != owner->second.shape) r.bad("tensor '" + name + "'", "is not shaped as its parameter");
   }
 }
@@ -180,7 +190,9 @@ c10::ScalarType dtype_named(const std::string& name, const std::string& path) {
 }
 
 std::string to_json(const Metadata& m) {
-  json j{{"format", "kdist-checkpoint"}, {"version", kFormatVersion}, {"processes", m.processes},
+  json j{{"format", "kdist-checkpoint"},
+         {"version", kFormatVersion},
+         {"processes", m.processes},
          {"tensors", m.tensors}};
   if (!m.optimizer_kind.empty()) j["optimizer"] = {{"kind", m.optimizer_kind}, {"steps", m.steps}};
   const std::string text = canonical_text(j);
@@ -201,8 +213,8 @@ Metadata metadata_from_json(const std::string& text, const std::string& path) {
   Metadata m;
   m.version = static_cast<int>(r.integer(r.at(j, "version", "the metadata"), "version"));
   if (m.version != kFormatVersion && m.version != 1)
-    kdist::detail::invalid("checkpoint", "'", path, "' has format version ", m.version, "; this kdist reads versions 1 and ",
-                           kFormatVersion);
+    kdist::detail::invalid("checkpoint", "'", path, "' has format version ", m.version,
+                           "; this kdist reads versions 1 and ", kFormatVersion);
   if (m.version >= 2) {  // version 1 had no checksum of its own
     const int64_t saved = r.natural(r.at(j, "checksum", "the metadata"), "checksum");
     j.erase("checksum");
@@ -224,7 +236,8 @@ Metadata metadata_from_json(const std::string& text, const std::string& path) {
     m.optimizer_kind = r.text(r.at(optimizer, "kind", "optimizer"), "optimizer.kind");
     const json& steps = r.at(optimizer, "steps", "optimizer");
     if (!steps.is_object()) r.bad("optimizer.steps", "is not an object");
-    for (const auto& [param, step] : steps.items()) m.steps[param] = r.integer(step, "optimizer.steps['" + param + "']");
+    for (const auto& [param, step] : steps.items())
+      m.steps[param] = r.integer(step, "optimizer.steps['" + param + "']");
   }
   check_optimizer(m, r);
   return m;

@@ -6,16 +6,16 @@
 #include <string>
 #include <vector>
 
-#include "metadata.h"
-#include "state.h"
+#include "checkpoint/metadata.h"
+#include "checkpoint/state.h"
 
 namespace kdist::checkpoint {
 
 // Names, shapes and dtypes of `saved` against the items to load into; throws
 // std::invalid_argument("<source> does not match the module; missing from <noun>: ...")
 // listing every difference.
-void check_match(const std::string& source, const std::string& noun, const Metadata& saved, const std::vector<Item>& items,
-                 bool with_optimizer, const LoadOptions& options);
+void check_match(const std::string& source, const std::string& noun, const Metadata& saved,
+                 const std::vector<Item>& items, bool with_optimizer, const LoadOptions& options);
 
 // Copies, from every chunk of `record` (files under `directory`) overlapping the item's
 // block, the overlap into the block, checking each chunk's CRC-32.

@@ -12,13 +12,13 @@
 #include <cstring>
 #include <filesystem>
 
-#include "../errors.h"
-#include "agreement.h"
-#include "files.h"
-#include "metadata.h"
-#include "read.h"
-#include "safetensors_format.h"
-#include "state.h"
+#include "base/errors.h"
+#include "checkpoint/agreement.h"
+#include "checkpoint/files.h"
+#include "checkpoint/metadata.h"
+#include "checkpoint/read.h"
+#include "checkpoint/safetensors_format.h"
+#include "checkpoint/state.h"
 
 namespace kdist {
 namespace {
@@ -68,7 +68,8 @@ void export_safetensors(const std::string& checkpoint, const std::string& out) {
   const Metadata saved = metadata_from_json(read_text_file(metadata_path), metadata_path);
   std::vector<SafetensorsEntry> entries;
   for (const auto& [name, record] : saved.tensors)
-    if (!split_optimizer_tensor_name(name)) entries.push_back({name, dtype_named(record.dtype, metadata_path), record.shape});
+    if (!split_optimizer_tensor_name(name))
+      entries.push_back({name, dtype_named(record.dtype, metadata_path), record.shape});
   const std::string header = encode_safetensors_header(entries);
   // Written beside its final name and renamed once complete: a reader never sees half a file.
   const std::string partial = out + ".partial";

@@ -1,4 +1,4 @@
-#include "safetensors_format.h"
+#include "checkpoint/safetensors_format.h"
 
 #include <nlohmann/json.hpp>
 
@@ -6,14 +6,14 @@
 #include <cstring>
 #include <set>
 
-#include "../errors.h"
+#include "base/errors.h"
 
 namespace kdist::checkpoint {
 namespace {
 
 const std::vector<std::pair<c10::ScalarType, const char*>>& dtype_codes() {
   static const std::vector<std::pair<c10::ScalarType, const char*>> codes{
-      {c10::kFloat, "F32"}, {c10::kDouble, "F64"}, {c10::kHalf, "F16"}, {c10::kBFloat16, "BF16"},
+      {c10::kFloat, "F32"}, {c10::kDouble, "F64"}, {c10::kHalf, "F16"},  {c10::kBFloat16, "BF16"},
       {c10::kLong, "I64"},  {c10::kInt, "I32"},    {c10::kShort, "I16"}, {c10::kChar, "I8"},
       {c10::kByte, "U8"},   {c10::kBool, "BOOL"}};
   return codes;
@@ -55,9 +55,12 @@ SafetensorsEntry decode_entry(const std::string& name, const nlohmann::json& j, 
   bool known = false;
   for (const auto& [t, c] : dtype_codes())
     if (code == c) e.dtype = t, known = true;
-  if (!known) return bad("has dtype '" + code + "', which kdist does not read (F32, F64, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
+  if (!known)
+    return bad("has dtype '" + code +
+               "', which kdist does not read (F32, F64, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
   std::vector<int64_t> offsets;
-  if (!naturals(j["shape"], e.shape)) return bad("has shape " + j["shape"].dump() + ", expected a list of integers >= 0");
+  if (!naturals(j["shape"], e.shape))
+    return bad("has shape " + j["shape"].dump() + ", expected a list of integers >= 0");
   if (!naturals(j["data_offsets"], offsets) || offsets.size() != 2)
     return bad("has data_offsets " + j["data_offsets"].dump() + ", expected two integers >= 0");
   e.begin = offsets[0], e.end = offsets[1];
@@ -74,8 +77,8 @@ nlohmann::json parse_header(const char* begin, const char* end, const std::strin
   std::set<std::string> names;
   std::string repeated;
   auto note_names = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if (depth == 1 && event == nlohmann::json::parse_event_t::key && !names.insert(parsed.get<std::string>()).second &&
-        repeated.empty())
+    if (depth == 1 && event == nlohmann::json::parse_event_t::key &&
+        !names.insert(parsed.get<std::string>()).second && repeated.empty())
       repeated = parsed.get<std::string>();
     return true;
   };
@@ -83,8 +86,8 @@ nlohmann::json parse_header(const char* begin, const char* end, const std::strin
   try {
     j = nlohmann::json::parse(begin, end, note_names);
   } catch (const nlohmann::json::exception& e) {
-    kdist::detail::invalid("checkpoint", "safetensors file '", path, "' has a header that is not JSON: ",
-                           std::string(e.what()).substr(0, 200));
+    kdist::detail::invalid("checkpoint", "safetensors file '", path,
+                           "' has a header that is not JSON: ", std::string(e.what()).substr(0, 200));
   }
   if (!repeated.empty())
     kdist::detail::invalid("checkpoint", "safetensors file '", path, "' names tensor '", repeated, "' twice");
@@ -101,10 +104,11 @@ void check_layout(std::vector<SafetensorsEntry> entries, int64_t data_size, cons
   std::string before = "the data's start";
   for (const auto& e : entries) {
     if (e.begin != at)
-      kdist::detail::invalid("checkpoint", "safetensors file '", path, "': tensor '", e.name, "' has data_offsets [",
-                             e.begin, ", ", e.end, "], but ", before, " is at ", at,
-                             e.begin < at ? " (the two overlap)" : " (bytes between them belong to no tensor)",
-                             ": tensors lie back to back");
+      kdist::detail::invalid(
+          "checkpoint", "safetensors file '", path, "': tensor '", e.name, "' has data_offsets [", e.begin,
+          ", ", e.end, "], but ", before, " is at ", at,
+          e.begin < at ? " (the two overlap)" : " (bytes between them belong to no tensor)",
+          ": tensors lie back to back");
     at = e.end;
     before = "the end of tensor '" + e.name + "'";
   }
@@ -139,12 +143,13 @@ SafetensorsHeader decode_safetensors_header(const char* file, int64_t file_size,
     kdist::detail::invalid("checkpoint", "safetensors file '", path, "' ", why);
   };
   if (file_size < 8)
-    return bad("has " + std::to_string(file_size) + " bytes: a safetensors file starts with an 8-byte header length");
+    return bad("has " + std::to_string(file_size) +
+               " bytes: a safetensors file starts with an 8-byte header length");
   uint64_t length = 0;
   for (int i = 0; i < 8; ++i) length |= uint64_t(static_cast<unsigned char>(file[i])) << (8 * i);
   if (length > kMaxSafetensorsHeader)
-    return bad("declares a header of " + std::to_string(length) + " bytes; safetensors readers refuse more than " +
-               std::to_string(kMaxSafetensorsHeader));
+    return bad("declares a header of " + std::to_string(length) +
+               " bytes; safetensors readers refuse more than " + std::to_string(kMaxSafetensorsHeader));
   if (length > uint64_t(file_size - 8))
     return bad("declares a header of " + std::to_string(length) + " bytes, but only " +
                std::to_string(file_size - 8) + " follow (truncated, or not safetensors)");

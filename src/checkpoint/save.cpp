@@ -6,11 +6,11 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "../errors.h"
-#include "agreement.h"
-#include "files.h"
-#include "metadata.h"
-#include "state.h"
+#include "base/errors.h"
+#include "checkpoint/agreement.h"
+#include "checkpoint/files.h"
+#include "checkpoint/metadata.h"
+#include "checkpoint/state.h"
 
 namespace kdist {
 namespace {
@@ -28,7 +28,7 @@ std::string shard_file(int rank) { return "shard-" + std::to_string(rank) + ".bi
 
 // Writes this process's blocks; returns their chunk records.
 std::map<std::string, std::vector<Chunk>> write_blocks(const std::vector<Item>& items,
-                                                        const std::string& directory) {
+                                                       const std::string& directory) {
   std::map<std::string, std::vector<Chunk>> chunks;
   const std::string file = shard_file(process_id());
   FileWriter out(directory + "/" + file);
@@ -36,8 +36,8 @@ std::map<std::string, std::vector<Chunk>> write_blocks(const std::vector<Item>& 
     if (!item.writer || item.local.numel() == 0) continue;
     at::Tensor bytes = item.local.detach().contiguous();
     const size_t length = bytes.numel() * bytes.element_size();
-    Chunk chunk{item.offset, item.local.sizes().vec(), file, 0, static_cast<int64_t>(length),
-                crc32(bytes.data_ptr(), length)};
+    Chunk chunk{item.offset, item.local.sizes().vec(),     file,
+                0,           static_cast<int64_t>(length), crc32(bytes.data_ptr(), length)};
     chunk.byte_offset = out.append(bytes.data_ptr(), length);
     chunks[item.name].push_back(chunk);
     fault_point("writing");

@@ -1,4 +1,4 @@
-#include "state.h"
+#include "checkpoint/state.h"
 
 #include <kdist/dtensor.h>
 #include <kdist/runtime.h>
@@ -6,7 +6,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
-#include "../errors.h"
+#include "base/errors.h"
 
 namespace kdist::checkpoint {
 namespace {
@@ -58,8 +58,7 @@ const std::string& name_of(const std::map<void*, std::string>& names, const at::
 }
 
 template <typename State>
-void add_adam_tensors(const State& s, const std::string& name, const at::Tensor& p,
-                      OptimizerState& out) {
+void add_adam_tensors(const State& s, const std::string& name, const at::Tensor& p, OptimizerState& out) {
   auto add = [&](const char* field, const at::Tensor& t) {
     if (t.defined()) out.tensors.push_back(block_of(optimizer_tensor_name(name, field), t, p));
   };
@@ -84,11 +83,15 @@ std::unique_ptr<State> fresh_adam(const at::Tensor& p, const std::string& name,
   auto state = std::make_unique<State>();
   state->step(step);
   for (const auto& field : fields) {
-    if (field == "exp_avg") state->exp_avg(zeros_to_read(name, field, p, items));
-    else if (field == "exp_avg_sq") state->exp_avg_sq(zeros_to_read(name, field, p, items));
-    else if (field == "max_exp_avg_sq") state->max_exp_avg_sq(zeros_to_read(name, field, p, items));
-    else kdist::detail::invalid("checkpoint", "optimizer state field '", optimizer_tensor_name(name, field),
-                                "' is not one of Adam's");
+    if (field == "exp_avg")
+      state->exp_avg(zeros_to_read(name, field, p, items));
+    else if (field == "exp_avg_sq")
+      state->exp_avg_sq(zeros_to_read(name, field, p, items));
+    else if (field == "max_exp_avg_sq")
+      state->max_exp_avg_sq(zeros_to_read(name, field, p, items));
+    else
+      kdist::detail::invalid("checkpoint", "optimizer state field '", optimizer_tensor_name(name, field),
+                             "' is not one of Adam's");
   }
   return state;
 }
@@ -117,7 +120,8 @@ std::string optimizer_kind(const torch::optim::Optimizer& optimizer) {
   if (dynamic_cast<const torch::optim::SGD*>(&optimizer)) return "sgd";
   if (dynamic_cast<const torch::optim::AdamW*>(&optimizer)) return "adamw";
   if (dynamic_cast<const torch::optim::Adam*>(&optimizer)) return "adam";
-  kdist::detail::invalid("checkpoint", "kdist checkpoints hold the state of SGD, Adam and AdamW; "
+  kdist::detail::invalid("checkpoint",
+                         "kdist checkpoints hold the state of SGD, Adam and AdamW; "
                          "this optimizer is none of them");
 }
 
@@ -131,7 +135,8 @@ OptimizerState optimizer_state(torch::optim::Optimizer& optimizer, torch::nn::Mo
     if (it == optimizer.state().end()) continue;  // never stepped: nothing to save
     if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
       if (s->momentum_buffer().defined())
-        out.tensors.push_back(block_of(optimizer_tensor_name(name, "momentum_buffer"), s->momentum_buffer(), p));
+        out.tensors.push_back(
+            block_of(optimizer_tensor_name(name, "momentum_buffer"), s->momentum_buffer(), p));
     } else if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
       add_adam_tensors(*s, name, p, out);
     } else if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {

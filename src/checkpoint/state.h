@@ -15,10 +15,10 @@ namespace kdist::checkpoint {
 
 struct Item {
   std::string name;
-  at::Tensor local;                   // this process's block: the module's own tensor
+  at::Tensor local;  // this process's block: the module's own tensor
   std::vector<int64_t> global_shape;
-  std::vector<int64_t> offset;        // of `local` within the global tensor
-  bool writer = false;                // the lowest rank holding this block writes it
+  std::vector<int64_t> offset;  // of `local` within the global tensor
+  bool writer = false;          // the lowest rank holding this block writes it
 };
 
 // Parameters and buffers by torch name. A tensor with a DTensor spec (as_dtensor) is its
@@ -31,9 +31,9 @@ std::string optimizer_tensor_name(const std::string& param, const std::string& f
 std::optional<std::pair<std::string, std::string>> split_optimizer_tensor_name(const std::string& name);
 
 struct OptimizerState {
-  std::string kind;                        // "sgd", "adam", "adamw"
-  std::vector<Item> tensors;               // "optimizer/<param>/<field>"
-  std::map<std::string, int64_t> steps;    // Adam/AdamW step count per parameter
+  std::string kind;                      // "sgd", "adam", "adamw"
+  std::vector<Item> tensors;             // "optimizer/<param>/<field>"
+  std::map<std::string, int64_t> steps;  // Adam/AdamW step count per parameter
 };
 
 // "sgd", "adam" or "adamw"; throws std::invalid_argument for other optimizers.

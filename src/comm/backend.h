@@ -1,14 +1,18 @@
 #pragma once
-// Backend: one transport's implementation of comm's collectives for one group. A group holds
-// one, chosen when comm creates the group (context.cpp, DESIGN.md "Transports"):
+// Backend: one transport's implementation of comm's collectives for one group: the
+// collectives, their async forms and allocate_buffer, nothing else (a transport is one file
+// behind this interface; see transports/). A group holds one, chosen when comm creates the
+// group (transport_choice.h, backend_factory.cpp):
 //
-//   gloo_backend.cpp          c10d's ProcessGroupGloo: TCP, any placement
-//   shared_memory_backend.cpp one segment in /dev/shm: every process of the group on one host
-//   hierarchical_backend.cpp  shared memory on each host, Gloo between one leader per host
+//   transports/gloo.cpp          c10d's ProcessGroupGloo: TCP, any placement
+//   transports/shared_memory.cpp one segment in /dev/shm: every process of the group on one host,
+//                                Gloo once it cannot be had (transports/fallback.cpp)
+//   transports/hierarchical.cpp  shared memory on each host, Gloo between one leader per host
 //
 // collectives.cpp checks arguments, counts (CollectiveCounter), short-cuts groups of one and
-// then calls the group's backend, so a backend sees valid input: contiguous CPU tensors,
-// dims normalised, sizes with one entry per rank that match this rank's tensor. A backend
+// then calls the group's backend for the tensor's device (its CPU transport, or NCCL for CUDA
+// tensors: transports/nccl.h), so a backend sees valid input: contiguous tensors on its
+// device, dims normalised, sizes with one entry per rank that match this rank's tensor. A backend
 // never calls comm's public collectives (they would count twice); one that builds on another
 // calls that backend directly. Failures throw std::runtime_error naming the operation, the
 // group and the rank; a backend that has failed may refuse every later call.
@@ -41,31 +45,12 @@ class Backend {
   virtual void all_reduce(at::Tensor& tensor, ReduceOp op) = 0;
   // The reduction in a new tensor, `tensor` unchanged. By default a copy reduced in place.
   virtual at::Tensor all_reduce_copy(const at::Tensor& tensor, ReduceOp op);
-  virtual at::Tensor all_gather(const at::Tensor& local, int64_t dim,
-                                const std::vector<int64_t>& sizes) = 0;
+  virtual at::Tensor all_gather(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes) = 0;
   virtual at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op) = 0;
   virtual at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
                                 int64_t concat_full_size) = 0;
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
-  // The two halves of a reduce_scatter whose middle runs elsewhere (the hierarchical one's,
-  // between hosts). reduce: the reduction on `root` alone, undefined elsewhere; by default
-  // all_reduce_copy. scatter: each process's piece (`sizes` along `dim`) of `whole`, which
-  // only `root` fills (the others pass a tensor of its shape and dtype); by default a
-  // broadcast of the whole.
-  virtual at::Tensor reduce(const at::Tensor& tensor, ReduceOp op, int root);
-  virtual at::Tensor scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root);
-  // An all_reduce with a step in its middle (the hierarchical one's, between hosts): the
-  // group's reduction reaches `root`, which runs `between` on it in place, and every process
-  // ends with what `between` left. By default reduce, `between` and broadcast.
-  using Between = std::function<void(at::Tensor&)>;
-  virtual void all_reduce_around(at::Tensor& tensor, ReduceOp op, int root, const Between& between);
-  // An all_gather with a step in its middle: the group's blocks (`sizes` along `dim`, in rank
-  // order) reach `root` in their place in a tensor `full_size` long along `dim`, from
-  // `offset` on; `root` runs `between` on it (it fills the rest), and every process returns
-  // what `between` left. By default all_gather, `between` and broadcast.
-  virtual at::Tensor all_gather_around(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes,
-                                       int64_t full_size, int64_t offset, int root, const Between& between);
 
   // Started now, or (where the transport runs collectives on the caller's thread) run when
   // waited for: either way every rank waits in the order it launched.

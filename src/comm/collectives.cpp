@@ -1,13 +1,15 @@
 // comm.h's collectives: argument checks, counting, groups of one; then the group's backend
 // (backend.h), the transport comm chose when it made the group.
 #include <ATen/ATen.h>
+#include <kdist/job.h>
 
 #include <mutex>
 
-#include "../errors.h"
-#include "backend.h"
-#include "context.h"
-#include "pieces.h"
+#include "base/errors.h"
+#include "comm/backend.h"
+#include "comm/context.h"
+#include "comm/pieces.h"
+#include "comm/transports/nccl.h"
 
 namespace kdist::comm {
 namespace {
@@ -22,14 +24,22 @@ int64_t normalize_dim(int64_t dim, int64_t ndim, const char* op) {
   return dim < 0 ? dim + ndim : dim;
 }
 
-void check_cpu(const at::Tensor& t, const char* op) {
+void check_defined(const at::Tensor& t, const char* op) {
   if (!t.defined()) kdist::detail::invalid("comm", op, ": the tensor is undefined");
-  if (!t.device().is_cpu())
-    kdist::detail::invalid("comm", op, ": tensor on ", t.device().str(),
-                           "; this build's collectives run on CPU tensors (Gloo, shared memory)");
 }
 
-Backend& backend_of(const Group& group) { return *group.impl().backend; }
+// The group's transport for a tensor's device: its CPU transport, or NCCL for CUDA tensors.
+Backend& backend_for(const Group& group, const at::Tensor& t, const char* op) {
+  auto& impl = GroupAccess::impl(group);
+  if (t.device().is_cpu()) return *impl.backend;
+  if (t.device().is_cuda() && impl.cuda) return *impl.cuda;
+  kdist::detail::invalid(
+      "comm", op, " on ", group.name(), ": tensor on ", t.device().str(),
+      t.device().is_cuda() && nccl_version().empty()
+          ? "; this kdist was built on a LibTorch without CUDA, whose collectives run on CPU "
+            "tensors (Gloo, shared memory)"
+          : "; collectives run on CPU tensors, and on CUDA tensors where a GPU is visible");
+}
 
 // An all_gather's sizes: one per rank of the group, this rank's its tensor's along dim.
 void check_sizes(const char* op, const Group& group, const at::Tensor& local, int64_t dim,
@@ -61,40 +71,6 @@ struct Deferred final : PendingCollective::Impl {
 
 at::Tensor Backend::allocate_buffer(int64_t bytes) { return at::zeros({bytes}, at::kByte); }
 
-at::Tensor Backend::reduce(const at::Tensor& tensor, ReduceOp op, int root) {
-  auto reduced = all_reduce_copy(tensor, op);
-  return group_rank() == root ? reduced : at::Tensor();
-}
-
-at::Tensor Backend::scatter(const at::Tensor& whole, int64_t dim, const std::vector<int64_t>& sizes, int root) {
-  at::Tensor copy = group_rank() == root ? whole : at::empty_like(whole);
-  broadcast(copy, root);
-  return copy.narrow(dim, detail::offset_of(sizes, group_rank()), sizes[group_rank()]).contiguous();
-}
-
-void Backend::all_reduce_around(at::Tensor& tensor, ReduceOp op, int root, const Between& between) {
-  auto reduced = reduce(tensor, op, root);
-  if (group_rank() == root) {
-    between(reduced);
-    tensor.copy_(reduced);
-  }
-  broadcast(tensor, root);
-}
-
-at::Tensor Backend::all_gather_around(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& sizes,
-                                      int64_t full_size, int64_t offset, int root, const Between& between) {
-  auto block = all_gather(local, dim, sizes);
-  auto shape = local.sizes().vec();
-  shape[dim] = full_size;
-  auto full = at::empty(shape, local.options());
-  if (group_rank() == root) {
-    full.narrow(dim, offset, block.size(dim)).copy_(block);
-    between(full);
-  }
-  broadcast(full, root);
-  return full;
-}
-
 at::Tensor Backend::all_reduce_copy(const at::Tensor& tensor, ReduceOp op) {
   auto out = tensor.clone();
   all_reduce(out, op);
@@ -113,67 +89,67 @@ at::Tensor chunk_piece(const at::Tensor& tensor, int64_t dim, int64_t k, int64_t
 }
 
 void all_reduce(at::Tensor& tensor, ReduceOp op, const Group& group) {
-  check_cpu(tensor, "all_reduce");
+  check_defined(tensor, "all_reduce");
   if (group.size() == 1) return;
   record("all_reduce", nbytes(tensor));
-  in_place(tensor, [&](at::Tensor& t) { backend_of(group).all_reduce(t, op); });
+  in_place(tensor, [&](at::Tensor& t) { backend_for(group, t, "all_reduce").all_reduce(t, op); });
 }
 
 at::Tensor all_reduce_copy(const at::Tensor& tensor, ReduceOp op, const Group& group) {
-  check_cpu(tensor, "all_reduce");
+  check_defined(tensor, "all_reduce");
   if (group.size() == 1) return tensor.clone();
   record("all_reduce", nbytes(tensor));
-  return backend_of(group).all_reduce_copy(tensor.contiguous(), op);
+  return backend_for(group, tensor, "all_reduce").all_reduce_copy(tensor.contiguous(), op);
 }
 
 at::Tensor all_gather(const at::Tensor& local, int64_t dim, const Group& group,
                       std::optional<std::vector<int64_t>> sizes) {
-  check_cpu(local, "all_gather");
+  check_defined(local, "all_gather");
   dim = normalize_dim(dim, local.dim(), "all_gather");
   const int k = group.size();
   if (k == 1) return local;
   if (!sizes) {
     auto mine = at::full({1}, local.size(dim), at::kLong);
     record("all_gather", nbytes(mine));
-    auto all = backend_of(group).all_gather(mine, 0, std::vector<int64_t>(k, 1));
+    auto all = backend_for(group, mine, "all_gather").all_gather(mine, 0, std::vector<int64_t>(k, 1));
     sizes = std::vector<int64_t>(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + k);
   }
   check_sizes("all_gather", group, local, dim, *sizes);
   record("all_gather", nbytes(local));
-  return backend_of(group).all_gather(local.contiguous(), dim, *sizes);
+  return backend_for(group, local, "all_gather").all_gather(local.contiguous(), dim, *sizes);
 }
 
 at::Tensor reduce_scatter(const at::Tensor& full, int64_t dim, ReduceOp op, const Group& group) {
-  check_cpu(full, "reduce_scatter");
+  check_defined(full, "reduce_scatter");
   dim = normalize_dim(dim, full.dim(), "reduce_scatter");
   if (group.size() == 1) return full;
   record("reduce_scatter", nbytes(full));
-  return backend_of(group).reduce_scatter(full.contiguous(), dim, op);
+  return backend_for(group, full, "reduce_scatter").reduce_scatter(full.contiguous(), dim, op);
 }
 
 at::Tensor all_to_all(const at::Tensor& local, int64_t split_dim, int64_t concat_dim,
                       int64_t concat_full_size, const Group& group) {
-  check_cpu(local, "all_to_all");
+  check_defined(local, "all_to_all");
   split_dim = normalize_dim(split_dim, local.dim(), "all_to_all");
   concat_dim = normalize_dim(concat_dim, local.dim(), "all_to_all");
   const int k = group.size();
   const int me = group.rank();
   if (local.size(concat_dim) != chunk_size(concat_full_size, k, me))
-    kdist::detail::invalid("comm", "all_to_all on ", group.name(), ": local size ",
-                           local.size(concat_dim), " along dim ", concat_dim,
-                           " is not piece ", me, " of ", concat_full_size, " split in ", k);
+    kdist::detail::invalid("comm", "all_to_all on ", group.name(), ": local size ", local.size(concat_dim),
+                           " along dim ", concat_dim, " is not piece ", me, " of ", concat_full_size,
+                           " split in ", k);
   if (k == 1) return local;
   record("all_to_all", nbytes(local));
-  return backend_of(group).all_to_all(local.contiguous(), split_dim, concat_dim, concat_full_size);
+  return backend_for(group, local, "all_to_all")
+      .all_to_all(local.contiguous(), split_dim, concat_dim, concat_full_size);
 }
 
 PendingCollective all_reduce_async(const at::Tensor& tensor, ReduceOp op, const Group& group) {
-  check_cpu(tensor, "all_reduce_async");
-  if (!tensor.is_contiguous())
-    kdist::detail::invalid("comm", "all_reduce_async needs a contiguous tensor");
+  check_defined(tensor, "all_reduce_async");
+  if (!tensor.is_contiguous()) kdist::detail::invalid("comm", "all_reduce_async needs a contiguous tensor");
   if (group.size() == 1) return deferred([] {});
   record("all_reduce", nbytes(tensor));
-  return backend_of(group).all_reduce_async(tensor, op);
+  return backend_for(group, tensor, "all_reduce_async").all_reduce_async(tensor, op);
 }
 
 void PendingCollective::wait() {
@@ -184,11 +160,12 @@ void PendingCollective::wait() {
 
 PendingGather all_gather_async(const at::Tensor& local, int64_t dim, const Group& group,
                                const std::vector<int64_t>& sizes) {
-  check_cpu(local, "all_gather_async");
+  check_defined(local, "all_gather_async");
   dim = normalize_dim(dim, local.dim(), "all_gather_async");
   check_sizes("all_gather_async", group, local, dim, sizes);
   if (group.size() == 1) return PendingGather();
-  auto pending = backend_of(group).all_gather_async(local.contiguous(), dim, sizes);
+  auto pending =
+      backend_for(group, local, "all_gather_async").all_gather_async(local.contiguous(), dim, sizes);
   if (pending.valid()) record("all_gather", nbytes(local));
   return pending;
 }
@@ -200,28 +177,29 @@ at::Tensor PendingGather::wait() {
 }
 
 void broadcast(at::Tensor& tensor, int root, const Group& group) {
-  check_cpu(tensor, "broadcast");
+  check_defined(tensor, "broadcast");
   if (root < 0 || root >= group.size())
     kdist::detail::invalid("comm", "broadcast root ", root, " is outside ", group.name());
   if (group.size() == 1) return;
   record("broadcast", nbytes(tensor));
-  in_place(tensor, [&](at::Tensor& t) { backend_of(group).broadcast(t, root); });
+  in_place(tensor, [&](at::Tensor& t) { backend_for(group, t, "broadcast").broadcast(t, root); });
 }
 
 void barrier(const Group& group) {
   if (group.size() == 1) return;
   record("barrier", 0);
-  backend_of(group).barrier();
+  GroupAccess::impl(group).backend->barrier();
 }
 
 at::Tensor allocate_buffer(const Group& group, int64_t bytes) {
   if (bytes < 0) kdist::detail::invalid("comm", "allocate_buffer: ", bytes, " bytes");
   if (group.size() == 1) return at::zeros({bytes}, at::kByte);
-  return backend_of(group).allocate_buffer(bytes);
+  return GroupAccess::impl(group).backend->allocate_buffer(bytes);
 }
 
 int first_failed_rank(bool failed) {
-  if (!detail::started() || detail::num_processes() == 1) return failed ? detail::process_id() : -1;
+  const Job job = current_job();
+  if (!detail::started() || job.num_processes == 1) return failed ? job.process_id : -1;
   auto flags = all_gather(at::full({1}, failed ? 1.0f : 0.0f), 0, *world());
   auto failing = flags.nonzero();
   return failing.numel() > 0 ? static_cast<int>(failing[0].item<int64_t>()) : -1;
@@ -238,7 +216,6 @@ void record(const std::string& kind, int64_t bytes) {
   for (auto* counter : g_counters) counter->record(kind, bytes);
 }
 }  // namespace
-
 
 CollectiveCounter::CollectiveCounter() {
   std::lock_guard<std::mutex> lock(g_counters_mutex);

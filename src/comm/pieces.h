@@ -36,8 +36,8 @@ inline std::vector<int64_t> block_counts(at::IntArrayRef local_shape, int64_t di
 
 // Flat blocks as they arrived, rank i's with sizes[i] along dim, concatenated along dim into
 // a fresh tensor.
-inline at::Tensor concat_blocks(const std::vector<at::Tensor>& flat, at::IntArrayRef local_shape,
-                                int64_t dim, const std::vector<int64_t>& sizes) {
+inline at::Tensor concat_blocks(const std::vector<at::Tensor>& flat, at::IntArrayRef local_shape, int64_t dim,
+                                const std::vector<int64_t>& sizes) {
   std::vector<at::Tensor> blocks;
   auto shape = local_shape.vec();
   for (size_t i = 0; i < flat.size(); ++i) {
@@ -51,8 +51,8 @@ inline at::Tensor concat_blocks(const std::vector<at::Tensor>& flat, at::IntArra
 // `local` (this rank's tensor): piece `to` of the split dim, rank `from`'s size along the
 // concatenated one.
 inline std::vector<int64_t> all_to_all_piece_shape(const at::Tensor& local, int64_t split_dim,
-                                                   int64_t concat_dim, int64_t concat_full_size,
-                                                   int64_t k, int64_t from, int64_t to) {
+                                                   int64_t concat_dim, int64_t concat_full_size, int64_t k,
+                                                   int64_t from, int64_t to) {
   auto shape = local.sizes().vec();
   shape[split_dim] = chunk_size(local.size(split_dim), k, to);
   shape[concat_dim] = chunk_size(concat_full_size, k, from);

@@ -1,9 +1,8 @@
 #pragma once
 // ResultPool: memory for the tensors collectives return, reused once the caller has let go.
 // A fresh multi-megabyte tensor is fresh pages from the kernel (glibc maps large blocks and
-// unmaps them on free), and faulting them in cost more than moving the bytes: a 32 MB
-// shared-memory all_gather took 30 ms into fresh memory and 11 ms into reused memory
-// (bench/collectives_bench.cpp). The pool keeps the last few large results; take() hands
+// unmaps them on free), and faulting them in cost more than moving the bytes (the figures
+// are in docs/PERFORMANCE.md). The pool keeps the last few large results; take() hands
 // one out again only when nothing but the pool refers to its storage (no tensor, view or
 // autograd graph of the caller's), so a result is never overwritten while anyone can see it.
 #include <ATen/ATen.h>

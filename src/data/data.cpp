@@ -1,16 +1,15 @@
 #include <kdist/data.h>
 #include <kdist/runtime.h>
 
-#include "../errors.h"
+#include "base/errors.h"
 
 namespace kdist {
 
 PerProcessBatch per_process_batch(int64_t global_batch_size, const Distribution& distribution) {
   const int64_t shards = distribution.num_data_shards();
   if (global_batch_size <= 0 || global_batch_size % shards != 0)
-    detail::invalid("data", "global batch size ", global_batch_size, " does not divide by the ",
-                    shards, " data shards of ", distribution.to_string(),
-                    "; use a multiple of ", shards);
+    detail::invalid("data", "global batch size ", global_batch_size, " does not divide by the ", shards,
+                    " data shards of ", distribution.to_string(), "; use a multiple of ", shards);
   return {shards, distribution.data_shard_id(), global_batch_size / shards};
 }
 

@@ -10,10 +10,10 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "../debug_log.h"
-#include "../errors.h"
-#include "../text.h"
-#include "redistribute.h"
+#include "base/errors.h"
+#include "base/text.h"
+#include "dtensor/redistribute.h"
+#include "job/debug_log.h"
 
 namespace kdist {
 using detail::invalid;
@@ -37,8 +37,7 @@ at::Tensor slice_block(const at::Tensor& full, const DTensorSpec& spec,
 DTensor::DTensor(at::Tensor local, std::shared_ptr<const DTensorSpec> spec)
     : local_(std::move(local)), spec_(std::move(spec)) {}
 
-DTensor DTensor::from_local(const at::Tensor& local, DeviceMeshPtr mesh,
-                            std::vector<Placement> placements,
+DTensor DTensor::from_local(const at::Tensor& local, DeviceMeshPtr mesh, std::vector<Placement> placements,
                             std::optional<std::vector<int64_t>> global_shape) {
   if (!local.defined()) invalid("dtensor", "from_local: the local tensor is undefined");
   auto spec = std::make_shared<DTensorSpec>();
@@ -50,8 +49,7 @@ DTensor DTensor::from_local(const at::Tensor& local, DeviceMeshPtr mesh,
   } else {
     spec->global_shape = local.sizes().vec();
     for (size_t i = 0; i < spec->placements.size(); ++i)
-      if (auto* s = std::get_if<Shard>(&spec->placements[i]);
-          s && s->dim >= 0 && s->dim < local.dim())
+      if (auto* s = std::get_if<Shard>(&spec->placements[i]); s && s->dim >= 0 && s->dim < local.dim())
         spec->global_shape[s->dim] *= spec->mesh->shape()[i];
   }
   spec->validate();
@@ -81,11 +79,11 @@ std::vector<int64_t> DTensor::local_offset() const {
   return spec_->local_offset(detail::my_coordinate(*spec_->mesh));
 }
 
-DTensor distribute_tensor(const at::Tensor& full, DeviceMeshPtr mesh,
-                          std::vector<Placement> placements, DistributeOptions options) {
+DTensor distribute_tensor(const at::Tensor& full, DeviceMeshPtr mesh, std::vector<Placement> placements,
+                          DistributeOptions options) {
   if (!full.defined()) invalid("dtensor", "distribute_tensor: the tensor is undefined");
-  auto spec = std::make_shared<DTensorSpec>(
-      DTensorSpec{std::move(mesh), std::move(placements), full.sizes().vec()});
+  auto spec =
+      std::make_shared<DTensorSpec>(DTensorSpec{std::move(mesh), std::move(placements), full.sizes().vec()});
   spec->validate();
   if (spec->has_partial())
     invalid("dtensor", "distribute_tensor to ", spec->to_string(),
@@ -104,8 +102,7 @@ DTensor distribute_tensor(const at::Tensor& full, DeviceMeshPtr mesh,
   return DTensor::from_local(local, spec->mesh, spec->placements, spec->global_shape);
 }
 
-DTensor distribute_tensor(const at::Tensor& full, const TensorLayout& layout,
-                          DistributeOptions options) {
+DTensor distribute_tensor(const at::Tensor& full, const TensorLayout& layout, DistributeOptions options) {
   return distribute_tensor(full, layout.device_mesh(), to_placements(layout, full.dim()), options);
 }
 
@@ -131,10 +128,9 @@ void record_spec(const at::Tensor& local, DTensorSpec spec) {
       it = it->second.tensor.expired() ? g_registry.erase(it) : std::next(it);
     g_sweep_at = std::max<size_t>(64, 2 * g_registry.size());
   }
-  g_registry.insert_or_assign(
-      local.unsafeGetTensorImpl(),
-      Recorded{c10::weak_intrusive_ptr<c10::TensorImpl>(local.getIntrusivePtr()),
-               std::make_shared<const DTensorSpec>(std::move(spec))});
+  g_registry.insert_or_assign(local.unsafeGetTensorImpl(),
+                              Recorded{c10::weak_intrusive_ptr<c10::TensorImpl>(local.getIntrusivePtr()),
+                                       std::make_shared<const DTensorSpec>(std::move(spec))});
 }
 
 std::optional<DTensor> as_dtensor(const at::Tensor& distributed_variable) {
@@ -146,8 +142,7 @@ std::optional<DTensor> as_dtensor(const at::Tensor& distributed_variable) {
     if (it == g_registry.end() || it->second.tensor.expired()) return std::nullopt;
     spec = it->second.spec;
   }
-  return DTensor::from_local(distributed_variable, spec->mesh, spec->placements,
-                             spec->global_shape);
+  return DTensor::from_local(distributed_variable, spec->mesh, spec->placements, spec->global_shape);
 }
 
 namespace {
@@ -162,11 +157,10 @@ DTensor shard_traced(const at::Tensor& value, const TensorLayout& layout, Distri
   auto dtensor = distribute_tensor(value.detach(), layout, options);
   bool sharded = false;
   for (const auto& p : dtensor.placements()) sharded |= std::holds_alternative<Shard>(p);
-  detail::debug_log("distribute_variable: layout=" + layout.to_string() +
-                    " placements=" + to_string(dtensor.placements()) +
-                    " global=" + shape_string(value.sizes()) +
-                    " local=" + shape_string(dtensor.to_local().sizes()) +
-                    (sharded ? " sharded" : " replicated"));
+  detail::debug_log(
+      "distribute_variable: layout=" + layout.to_string() + " placements=" + to_string(dtensor.placements()) +
+      " global=" + shape_string(value.sizes()) + " local=" + shape_string(dtensor.to_local().sizes()) +
+      (sharded ? " sharded" : " replicated"));
   return dtensor;
 }
 }  // namespace

@@ -1,6 +1,6 @@
 // redistribute: one function per single-mesh-dimension transition, looked up from a table,
 // and a planner that orders the transitions of a multi-dimensional change.
-#include "redistribute.h"
+#include "dtensor/redistribute.h"
 
 #include <ATen/ATen.h>
 #include <kdist/comm.h>
@@ -9,7 +9,7 @@
 
 #include <array>
 
-#include "../errors.h"
+#include "base/errors.h"
 
 namespace kdist::detail {
 namespace {
@@ -36,8 +36,7 @@ int64_t level_extent(const Step& s, int64_t d) {
 
 at::Tensor shard_to_replicate(const at::Tensor& local, const Step& s) {
   const int64_t d = shard_dim(s.before.placements[s.mesh_dim]);
-  return comm::all_gather(local, d, s.group,
-                          comm::chunk_sizes(level_extent(s, d), s.group.size()));
+  return comm::all_gather(local, d, s.group, comm::chunk_sizes(level_extent(s, d), s.group.size()));
 }
 
 at::Tensor replicate_to_shard(const at::Tensor& local, const Step& s) {
@@ -48,8 +47,7 @@ at::Tensor replicate_to_shard(const at::Tensor& local, const Step& s) {
 at::Tensor shard_to_shard(const at::Tensor& local, const Step& s) {
   const int64_t from = shard_dim(s.before.placements[s.mesh_dim]);
   const int64_t to = shard_dim(s.after.placements[s.mesh_dim]);
-  return comm::all_to_all(local, /*split_dim=*/to, /*concat_dim=*/from, level_extent(s, from),
-                          s.group);
+  return comm::all_to_all(local, /*split_dim=*/to, /*concat_dim=*/from, level_extent(s, from), s.group);
 }
 
 at::Tensor partial_to_replicate(const at::Tensor& local, const Step& s) {
@@ -57,8 +55,8 @@ at::Tensor partial_to_replicate(const at::Tensor& local, const Step& s) {
 }
 
 at::Tensor partial_to_shard(const at::Tensor& local, const Step& s) {
-  return comm::reduce_scatter(local, shard_dim(s.after.placements[s.mesh_dim]),
-                              comm::ReduceOp::kSum, s.group);
+  return comm::reduce_scatter(local, shard_dim(s.after.placements[s.mesh_dim]), comm::ReduceOp::kSum,
+                              s.group);
 }
 
 // One transition: the function that runs it and the collective it issues (empty: none).
@@ -119,8 +117,8 @@ struct Planner {
 std::vector<PlannedStep> plan_steps(const DTensorSpec& from, const DTensorSpec& to) {
   to.validate();
   if (from.global_shape != to.global_shape || !(*from.mesh == *to.mesh))
-    invalid("dtensor", "redistribute keeps the mesh and global shape: ", from.to_string(),
-            " -> ", to.to_string());
+    invalid("dtensor", "redistribute keeps the mesh and global shape: ", from.to_string(), " -> ",
+            to.to_string());
   const int64_t n = from.mesh->ndim();
   Planner plan{from, {}};
   const auto& target = to.placements;
@@ -150,7 +148,8 @@ std::vector<PlannedStep> plan_steps(const DTensorSpec& from, const DTensorSpec& 
   }
   // 2. Pending sums: all_reduce, or reduce_scatter straight into a shard.
   for (int64_t i = n - 1; i >= 0; --i) {
-    if (!std::holds_alternative<Partial>(plan.current.placements[i]) || target[i] == plan.current.placements[i])
+    if (!std::holds_alternative<Partial>(plan.current.placements[i]) ||
+        target[i] == plan.current.placements[i])
       continue;
     if (auto* e = std::get_if<Shard>(&target[i])) plan.unshard_inner(i, {e->dim});
     plan.apply(i, target[i]);
@@ -172,8 +171,7 @@ std::vector<int64_t> my_coordinate(const DeviceMesh& mesh) {
   return mesh.coordinate_of(process_id());
 }
 
-at::Tensor redistribute_local(const at::Tensor& local, const DTensorSpec& from,
-                              const DTensorSpec& to) {
+at::Tensor redistribute_local(const at::Tensor& local, const DTensorSpec& from, const DTensorSpec& to) {
   const auto steps = plan_steps(from, to);
   const auto coordinate = my_coordinate(*from.mesh);
   at::Tensor out = local;
@@ -217,8 +215,7 @@ struct RedistributeFunction : torch::autograd::Function<RedistributeFunction> {
 
 }  // namespace
 
-at::Tensor redistribute_autograd(const at::Tensor& local, const DTensorSpec& from,
-                                 const DTensorSpec& to) {
+at::Tensor redistribute_autograd(const at::Tensor& local, const DTensorSpec& from, const DTensorSpec& to) {
   if (from.placements == to.placements && from.global_shape == to.global_shape) return local;
   if (!local.requires_grad()) return redistribute_local(local, from, to);
   return RedistributeFunction::apply(local, c10::make_intrusive<SpecPair>(from, to));
@@ -276,8 +273,9 @@ std::string RedistributePlan::to_string() const {
     for (int r : s.ranks) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
     out += "mesh dim " + std::to_string(s.mesh_dim) + ": " + kdist::to_string(s.before) + " -> " +
            kdist::to_string(s.after) + "  " +
-           (s.collective.empty() ? std::string("local") : s.collective + " over ranks " + ranks + ", " +
-                                                              std::to_string(s.bytes) + " bytes") +
+           (s.collective.empty()
+                ? std::string("local")
+                : s.collective + " over ranks " + ranks + ", " + std::to_string(s.bytes) + " bytes") +
            "\n";
   }
   return out;

@@ -2,8 +2,8 @@
 #include <kdist/comm.h>
 #include <kdist/dtensor.h>
 
-#include "../errors.h"
-#include "../text.h"
+#include "base/errors.h"
+#include "base/text.h"
 
 namespace kdist {
 using detail::invalid;
@@ -25,8 +25,8 @@ void DTensorSpec::validate() const {
 
 // Applies the mesh dimensions in order: each Shard(d) takes this coordinate's torch.chunk
 // piece of what the outer mesh dimensions left of dimension d.
-static void block(const DTensorSpec& spec, const std::vector<int64_t>& coordinate,
-                  std::vector<int64_t>& size, std::vector<int64_t>& offset) {
+static void block(const DTensorSpec& spec, const std::vector<int64_t>& coordinate, std::vector<int64_t>& size,
+                  std::vector<int64_t>& offset) {
   size = spec.global_shape;
   offset.assign(size.size(), 0);
   for (size_t i = 0; i < spec.placements.size(); ++i) {

@@ -5,8 +5,8 @@
 #include <set>
 #include <sstream>
 
-#include "../errors.h"
-#include "../text.h"
+#include "base/errors.h"
+#include "base/text.h"
 
 namespace kdist {
 
@@ -16,7 +16,10 @@ std::string visualize_sharding(const DTensorSpec& spec) {
   if (ndim < 1 || ndim > 2)
     detail::invalid("dtensor", "visualize_sharding shows 1-D and 2-D tensors, got shape ",
                     detail::tuple_string(spec.global_shape));
-  struct Block { int64_t r0, r1, c0, c1; int rank; };
+  struct Block {
+    int64_t r0, r1, c0, c1;
+    int rank;
+  };
   std::vector<Block> blocks;
   std::set<int64_t> row_cuts{0}, col_cuts{0};
   for (int64_t p = 0; p < spec.mesh->size(); ++p) {

@@ -1,10 +1,10 @@
-#include "averaging.h"
+#include "nn/averaging.h"
 
 #include <kdist/dtensor.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/variable.h>
 
-#include "../errors.h"
+#include "base/errors.h"
 
 namespace kdist::nn::detail {
 
@@ -29,7 +29,8 @@ void require_averaging(const at::Tensor& param, const std::string& name, DeviceM
     if (!spec || spec->device_mesh() != mesh || is_averaged(self)) return grad;
     kdist::detail::invalid(
         "nn", "the gradient of '", name, "' is not averaged over the batch axis '", batch_axis, "' (",
-        processes, " processes): each process would step its replica with its own rows' gradient and the "
+        processes,
+        " processes): each process would step its replica with its own rows' gradient and the "
         "replicas would drift apart. Build a kdist::GradientSync(module, distribution) after "
         "distribute_module and keep it alive while training");
   });

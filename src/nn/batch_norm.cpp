@@ -7,8 +7,8 @@
 
 #include <ostream>
 
-#include "../errors.h"
-#include "parallel_ops.h"
+#include "base/errors.h"
+#include "nn/parallel_ops.h"
 
 namespace kdist::nn {
 namespace {
@@ -16,8 +16,10 @@ namespace {
 // The stock layer's options, parameters and buffers: the same tensors.
 template <typename Stock>
 void adopt(SyncBatchNormImpl& layer, Stock& stock) {
-  layer.weight = layer.register_parameter("weight", stock.weight, stock.weight.defined() && stock.weight.requires_grad());
-  layer.bias = layer.register_parameter("bias", stock.bias, stock.bias.defined() && stock.bias.requires_grad());
+  layer.weight = layer.register_parameter("weight", stock.weight,
+                                          stock.weight.defined() && stock.weight.requires_grad());
+  layer.bias =
+      layer.register_parameter("bias", stock.bias, stock.bias.defined() && stock.bias.requires_grad());
   layer.running_mean = layer.register_buffer("running_mean", stock.running_mean);
   layer.running_var = layer.register_buffer("running_var", stock.running_var);
   layer.num_batches_tracked = layer.register_buffer("num_batches_tracked", stock.num_batches_tracked);
@@ -39,14 +41,19 @@ std::vector<int64_t> channel_shape(const at::Tensor& x) {
 
 }  // namespace
 
-SyncBatchNormImpl::SyncBatchNormImpl(const torch::nn::BatchNormOptions& options_) : options(options_) { reset(); }
-SyncBatchNormImpl::SyncBatchNormImpl(torch::nn::BatchNorm1dImpl& stock) : options(stock.options), spatial_dims(1) {
+SyncBatchNormImpl::SyncBatchNormImpl(const torch::nn::BatchNormOptions& options_) : options(options_) {
+  reset();
+}
+SyncBatchNormImpl::SyncBatchNormImpl(torch::nn::BatchNorm1dImpl& stock)
+    : options(stock.options), spatial_dims(1) {
   adopt(*this, stock);
 }
-SyncBatchNormImpl::SyncBatchNormImpl(torch::nn::BatchNorm2dImpl& stock) : options(stock.options), spatial_dims(2) {
+SyncBatchNormImpl::SyncBatchNormImpl(torch::nn::BatchNorm2dImpl& stock)
+    : options(stock.options), spatial_dims(2) {
   adopt(*this, stock);
 }
-SyncBatchNormImpl::SyncBatchNormImpl(torch::nn::BatchNorm3dImpl& stock) : options(stock.options), spatial_dims(3) {
+SyncBatchNormImpl::SyncBatchNormImpl(torch::nn::BatchNorm3dImpl& stock)
+    : options(stock.options), spatial_dims(3) {
   adopt(*this, stock);
 }
 
@@ -62,7 +69,8 @@ void SyncBatchNormImpl::reset() {
   const bool track = options.track_running_stats();
   running_mean = register_buffer("running_mean", track ? at::zeros({c}) : at::Tensor());
   running_var = register_buffer("running_var", track ? at::ones({c}) : at::Tensor());
-  num_batches_tracked = register_buffer("num_batches_tracked", track ? at::zeros({}, at::kLong) : at::Tensor());
+  num_batches_tracked =
+      register_buffer("num_batches_tracked", track ? at::zeros({}, at::kLong) : at::Tensor());
   reset_parameters();
 }
 
@@ -94,7 +102,9 @@ void check_input(const SyncBatchNormImpl& layer, const at::Tensor& x) {
   const int spatial = layer.spatial_dims;
   const bool rank_ok = spatial == 0 ? d >= 2 : spatial == 1 ? (d == 2 || d == 3) : d == spatial + 2;
   if (!rank_ok) {
-    const std::string expected = spatial == 0 ? "at least 2-D" : spatial == 1 ? "2-D or 3-D" : std::to_string(spatial + 2) + "-D";
+    const std::string expected = spatial == 0   ? "at least 2-D"
+                                 : spatial == 1 ? "2-D or 3-D"
+                                                : std::to_string(spatial + 2) + "-D";
     kdist::detail::invalid("nn", "SyncBatchNorm(", layer.options.num_features(), ") expects ", expected,
                            " inputs (N, C, ...), got ", d, "-D input of shape ", x.sizes());
   }
@@ -152,7 +162,8 @@ at::Tensor SyncBatchNormImpl::forward(const at::Tensor& input) {
     at::NoGradGuard no_grad;
     running_mean.mul_(1 - momentum).add_(stats.mean.detach().to(running_mean.scalar_type()), momentum);
     const double unbiased = stats.count / (stats.count - 1);
-    running_var.mul_(1 - momentum).add_(stats.var.detach().to(running_var.scalar_type()), momentum * unbiased);
+    running_var.mul_(1 - momentum)
+        .add_(stats.var.detach().to(running_var.scalar_type()), momentum * unbiased);
   }
   return reduced ? y.to(input.scalar_type()) : y;
 }

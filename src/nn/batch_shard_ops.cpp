@@ -1,9 +1,9 @@
-#include "batch_shard_ops.h"
+#include "nn/batch_shard_ops.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include "autograd_state.h"
+#include "nn/autograd_state.h"
 
 namespace kdist::nn::detail {
 namespace {
@@ -26,7 +26,8 @@ struct GatherBatchShard : torch::autograd::Function<GatherBatchShard> {
     return gather(shard, *state);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {in_dtype_of(shard_gradient(grads[0], saved(ctx)), stashed<c10::ScalarType>(ctx, "dtype")), at::Tensor()};
+    return {in_dtype_of(shard_gradient(grads[0], saved(ctx)), stashed<c10::ScalarType>(ctx, "dtype")),
+            at::Tensor()};
   }
 };
 
@@ -58,7 +59,8 @@ struct LinearWithBatchShard : torch::autograd::Function<LinearWithBatchShard> {
 at::Tensor gather(const at::Tensor& shard, BatchShard& s, Pass pass) {
   at::Tensor full = take_prefetched(s);
   if (!full.defined())
-    full = comm::all_gather(in_param_dtype(shard, s.precision), s.dim, *s.group, comm::chunk_sizes(s.full_size, s.group->size()));
+    full = comm::all_gather(in_param_dtype(shard, s.precision), s.dim, *s.group,
+                            comm::chunk_sizes(s.full_size, s.group->size()));
   prefetch_next(s, pass);
   return full;
 }

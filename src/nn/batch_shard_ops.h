@@ -2,7 +2,8 @@
 // The autograd operations of parameters sharded over the batch axis (nn.h's BatchShard).
 #include <kdist/nn.h>
 
-#include "prefetch.h"
+#include "nn/batch_shard.h"
+#include "nn/prefetch.h"
 
 namespace kdist::nn::detail {
 
@@ -14,9 +15,9 @@ at::Tensor gather(const at::Tensor& shard, BatchShard& state, Pass pass = Pass::
 // gradient): a layer's weight and input, a batch shard as it travels.
 at::Tensor in_param_dtype(const at::Tensor& t, const std::optional<MixedPrecision>& precision);
 
-// The shard's gradient from the whole tensor's (in the precision's reduce_dtype, if any): the batch average, reduce-scattered. Under
-// no_sync (state.sync false) it is kept, unsharded, in state.unsynced_grad for the next
-// synchronised backward, and the result is undefined.
+// The shard's gradient from the whole tensor's (in the precision's reduce_dtype, if any): the batch average,
+// reduce-scattered. Under no_sync (state.sync false) it is kept, unsharded, in state.unsynced_grad for the
+// next synchronised backward, and the result is undefined.
 at::Tensor shard_gradient(at::Tensor full, BatchShard& state);
 
 // The whole parameter: forward all_gather of `shard` over the batch group along its dim;

@@ -2,36 +2,38 @@
 // plan, then shard in place. Nothing is changed unless the whole plan is valid.
 #include <ATen/ATen.h>
 #include <c10/util/accumulate.h>
+#include <kdist/dtensor.h>
 #include <kdist/nn.h>
-#include <kdist/runtime.h>
 #include <kdist/nn/batch_norm.h>
+#include <kdist/runtime.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 
 #include <cstdlib>
-#include <iostream>
 #include <iomanip>
+#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
 
-#include "../debug_log.h"
-#include "../errors.h"
-#include "../text.h"
-#include "averaging.h"
-#include "prefetch.h"
-#include "stock_layers.h"
+#include "base/errors.h"
+#include "base/text.h"
+#include "job/debug_log.h"
+#include "nn/averaging.h"
+#include "nn/batch_shard.h"
+#include "nn/prefetch.h"
+#include "nn/stock_layers.h"
 
 namespace kdist {
 using detail::invalid;
 
 namespace {
 
-LayerPlan layer_plan(std::string path, std::string kind) {
+LayerPlan layer_plan(std::string path, LayerKind kind) {
   LayerPlan plan;
   plan.layer = std::move(path);
-  plan.kind = std::move(kind);
+  plan.kind = kind;
   return plan;
 }
 
@@ -57,18 +59,18 @@ using nn::detail::StockSwaps;
 using nn::detail::Units;
 
 // What kind of layer a module is to the planner.
-struct LayerKind {
+struct ModuleKind {
   bool linear = false;
   bool embedding = false;
-  bool batch_norm = false;                           // SyncBatchNorm, or a stock one it replaces
-  nn::TensorParallel* parallel = nullptr;            // kdist layers: their configuration
+  bool batch_norm = false;                 // SyncBatchNorm, or a stock one it replaces
+  nn::TensorParallel* parallel = nullptr;  // kdist layers: their configuration
   const torch::nn::EmbeddingOptions* embedding_options = nullptr;  // any Embedding's
-  bool gathers_output = false;                       // a swapped stock layer's (StockSwap)
+  bool gathers_output = false;                                     // a swapped stock layer's (StockSwap)
   bool can_run_parallel() const { return linear || embedding; }
 };
 
-LayerKind layer_kind(torch::nn::Module& module, const StockSwaps& swaps) {
-  LayerKind kind;
+ModuleKind layer_kind(torch::nn::Module& module, const StockSwaps& swaps) {
+  ModuleKind kind;
   const auto swap = swaps.find(&module);
   if (auto* linear = dynamic_cast<nn::LinearImpl*>(&module)) {
     kind.linear = true;
@@ -93,7 +95,7 @@ LayerKind layer_kind(torch::nn::Module& module, const StockSwaps& swaps) {
 struct ModulePlan {
   torch::nn::Module* module;
   std::string path;
-  LayerKind kind;
+  ModuleKind kind;
   nn::TensorParallel* parallel = nullptr;  // kdist layers only
   nn::FullyShardImpl* unit = nullptr;      // stock modules in a unit: the unit gathers them
   nn::TensorParallel config;
@@ -117,8 +119,8 @@ std::string what_to_use(const torch::nn::Module& module, const torch::nn::Module
                            "' instead (FSDP), wrap it in a kdist::nn::FullyShard unit";
   if (owner && dynamic_cast<const torch::nn::MultiheadAttentionImpl*>(owner))
     return "it belongs to a torch::nn::MultiheadAttention, whose forward kdist cannot run tensor "
-           "parallel: replicate it (or write the attention with kdist::nn::Linear projections)" + fsdp +
-           " (FullyShardImpl(attention, forward) takes a forward of your own for its several inputs)";
+           "parallel: replicate it (or write the attention with kdist::nn::Linear projections)" +
+           fsdp + " (FullyShardImpl(attention, forward) takes a forward of your own for its several inputs)";
   if (dynamic_cast<const torch::nn::LinearImpl*>(&module))
     return "a torch::nn::Linear outside a torch::nn::Sequential cannot run in parallel: declare "
            "it as kdist::nn::Linear";
@@ -126,7 +128,8 @@ std::string what_to_use(const torch::nn::Module& module, const torch::nn::Module
     return "a torch::nn::Embedding outside a torch::nn::Sequential cannot run in parallel: "
            "declare it as kdist::nn::Embedding";
   return "kdist runs tensor parallelism only in kdist::nn::Linear and kdist::nn::Embedding: replicate it "
-         "over the model axes" + fsdp;
+         "over the model axes" +
+         fsdp;
 }
 
 // The module that holds each module of the tree (the root: none).
@@ -159,9 +162,12 @@ void check_gatherable(const ParameterPlan& entry, const Distribution& distributi
   if (batch_dim_of(entry, distribution) < 0) return;
   invalid("nn", "parameter '", entry.path.torch_name, "' of ", module.name(), " has layout ",
           layout_text(entry), ", which shards it over '", distribution.batch_dim_name(),
-          "', the batch axis of ", distribution.to_string(), ": only kdist::nn::Linear, "
+          "', the batch axis of ", distribution.to_string(),
+          ": only kdist::nn::Linear, "
           "kdist::nn::Embedding and kdist::nn::FullyShard units gather such parameters before use "
-          "(FSDP); replicate it over '", distribution.batch_dim_name(), "', declare the layer as a "
+          "(FSDP); replicate it over '",
+          distribution.batch_dim_name(),
+          "', declare the layer as a "
           "kdist::nn layer, or wrap it in a kdist::nn::FullyShard unit");
 }
 
@@ -171,12 +177,16 @@ void check_unit_parameter(ParameterPlan& entry, const Distribution& distribution
                           const torch::nn::Module& module) {
   for (const auto& placement : model_placements(entry, distribution))
     if (!std::holds_alternative<Replicate>(placement))
-      invalid("nn", "parameter '", entry.path.torch_name, "' of ", module.name(), " in a "
-              "kdist::nn::FullyShard unit has layout ", layout_text(entry), ": a unit shards "
-              "stock modules' parameters over the batch axis '", distribution.batch_dim_name(),
+      invalid("nn", "parameter '", entry.path.torch_name, "' of ", module.name(),
+              " in a "
+              "kdist::nn::FullyShard unit has layout ",
+              layout_text(entry),
+              ": a unit shards "
+              "stock modules' parameters over the batch axis '",
+              distribution.batch_dim_name(),
               "' only; replicate it over the other axes, or use a kdist::nn layer for tensor "
               "parallelism");
-  if (batch_dim_of(entry, distribution) >= 0) entry.style = "fsdp";
+  if (batch_dim_of(entry, distribution) >= 0) entry.batch_sharded = true;
 }
 
 // One dimension cannot be gathered over the batch axis and split over another at once.
@@ -198,9 +208,8 @@ struct Plan {
 };
 
 // The summary entries of a module's own parameters, with the layouts the distribution asks.
-void plan_parameters(const std::string& prefix, torch::nn::Module& module,
-                     const Distribution& distribution, ModulePlan& plan,
-                     DistributionSummary& summary, std::set<std::string>& used_keys) {
+void plan_parameters(const std::string& prefix, torch::nn::Module& module, const Distribution& distribution,
+                     ModulePlan& plan, DistributionSummary& summary, std::set<std::string>& used_keys) {
   const auto* model_parallel = dynamic_cast<const ModelParallel*>(&distribution);
   const std::string owner_type = keras_owner_type(module);
   for (const auto& p : module.named_parameters(/*recurse=*/false)) {
@@ -208,8 +217,10 @@ void plan_parameters(const std::string& prefix, torch::nn::Module& module,
     ParameterPath path = make_parameter_path(name, owner_type);
     auto shape = p.value().sizes().vec();
     if (nn::detail::is_averaged(p.value()))
-      invalid("nn", "parameter '", name, "' is already averaged by a kdist::GradientSync built before "
-              "distribute_module, for other shards and layers: build the GradientSync after distribute_module");
+      invalid(
+          "nn", "parameter '", name,
+          "' is already averaged by a kdist::GradientSync built before "
+          "distribute_module, for other shards and layers: build the GradientSync after distribute_module");
     std::optional<std::string> key;
     bool transposed = false;
     if (model_parallel)
@@ -219,16 +230,24 @@ void plan_parameters(const std::string& prefix, torch::nn::Module& module,
       }
     if (key) used_keys.insert(*key);
     TensorLayout layout = distribution.get_parameter_layout(path, shape);
-    summary.parameters.push_back(ParameterPlan{path, shape, layout, to_placements(layout, shape.size()), {},
-                                               "replicated", key, p.value().scalar_type(),
-                                               p.value().requires_grad(), transposed});
+    summary.parameters.push_back(ParameterPlan{path,
+                                               shape,
+                                               layout,
+                                               to_placements(layout, shape.size()),
+                                               {},
+                                               nn::ParallelStyle::kReplicated,
+                                               /*batch_sharded=*/false,
+                                               key,
+                                               p.value().scalar_type(),
+                                               p.value().requires_grad(),
+                                               transposed});
     check_batch_dim_apart(summary.parameters.back(), distribution);
     plan.parameters.emplace_back(p.value(), summary.parameters.size() - 1);
   }
 }
 
 // The parallel style a layer's weight placement asks for, and this rank's piece of it.
-void plan_weight(const LayerKind& kind, ParameterPlan& weight, const Distribution& distribution,
+void plan_weight(const ModuleKind& kind, ParameterPlan& weight, const Distribution& distribution,
                  const std::vector<int64_t>& coordinate, nn::TensorParallel& config) {
   const auto& mesh = distribution.device_mesh();
   const auto placements = model_placements(weight, distribution);
@@ -242,13 +261,14 @@ void plan_weight(const LayerKind& kind, ParameterPlan& weight, const Distributio
   if (kind.embedding) {
     const auto& o = *kind.embedding_options;
     if (o.padding_idx() || o.max_norm() || o.scale_grad_by_freq() || o.sparse())
-      invalid("nn", "Embedding '", weight.path.torch_name, "' uses padding_idx, max_norm, "
+      invalid("nn", "Embedding '", weight.path.torch_name,
+              "' uses padding_idx, max_norm, "
               "scale_grad_by_freq or sparse, which its parallel lookup does not apply: "
               "replicate its weight or drop those options");
   }
   config.full_size = weight.global_shape[d];
   config.local_offset = DTensorSpec{mesh, weight.placements, weight.global_shape}.local_offset(coordinate)[d];
-  weight.style = nn::to_string(config.style);
+  weight.style = config.style;
 }
 
 // A Linear's bias: a column-parallel layer's follows its weight's output features (with no
@@ -266,14 +286,13 @@ void plan_bias(ParameterPlan& bias, const ParameterPlan& weight, const Distribut
     bias.layout = TensorLayout(axes, mesh);
     bias.placements = follows;
   } else if (model_placements(bias, distribution) != follows) {
-    invalid("nn", "bias '", bias.path.torch_name, "' has layout ", layout_text(bias),
-            " but its weight is ", nn::to_string(style),
+    invalid("nn", "bias '", bias.path.torch_name, "' has layout ", layout_text(bias), " but its weight is ",
+            nn::to_string(style),
             column ? " parallel: shard the bias over the same axis as the weight's output "
                      "features, or give it no layout (it then follows the weight)"
-                   : style == nn::ParallelStyle::kRow
-                         ? " parallel, whose bias is added once after the all_reduce: "
-                           "replicate it"
-                         : ": a replicated layer's bias is replicated");
+            : style == nn::ParallelStyle::kRow ? " parallel, whose bias is added once after the all_reduce: "
+                                                 "replicate it"
+                                               : ": a replicated layer's bias is replicated");
   }
   bias.style = weight.style;
 }
@@ -325,8 +344,12 @@ LayerPlan::Gathered gathered_parameter(const ParameterPlan& entry, const Distrib
   const int64_t gathered_in = precision ? c10::elementSize(precision->param_dtype) : own;
   const int64_t reduced_in = precision ? c10::elementSize(precision->reduce_dtype) : own;
   const auto& batch = distribution.batch_dim_name();
-  return {entry.path.torch_name, batch, distribution.device_mesh()->axis_size(batch),
-          c10::multiply_integers(entry.local_shape) * gathered_in, c10::multiply_integers(whole) * reduced_in, again};
+  return {entry.path.torch_name,
+          batch,
+          distribution.device_mesh()->axis_size(batch),
+          c10::multiply_integers(entry.local_shape) * gathered_in,
+          c10::multiply_integers(whole) * reduced_in,
+          again};
 }
 
 // Whether BatchNorm must be SyncBatchNorm: the batch axis has several processes and the
@@ -339,13 +362,17 @@ bool syncs_batch_norm(const Distribution& distribution, const DistributeModuleOp
 // A SyncBatchNorm's plan: its statistics summed over the batch axis when it syncs them.
 LayerPlan batch_norm_plan(const ModulePlan& module, const Distribution& distribution,
                           const std::vector<int64_t>& coordinate, const DistributeModuleOptions& options) {
-  LayerPlan layer = layer_plan(module.path, "SyncBatchNorm");
+  LayerPlan layer = layer_plan(module.path, LayerKind::kSyncBatchNorm);
   const auto& mesh = distribution.device_mesh();
   const auto& batch = distribution.batch_dim_name();
-  if (auto* bn = dynamic_cast<nn::SyncBatchNormImpl*>(module.module)) layer.in_features = bn->options.num_features();
-  else if (auto* bn1 = dynamic_cast<torch::nn::BatchNorm1dImpl*>(module.module)) layer.in_features = bn1->options.num_features();
-  else if (auto* bn2 = dynamic_cast<torch::nn::BatchNorm2dImpl*>(module.module)) layer.in_features = bn2->options.num_features();
-  else if (auto* bn3 = dynamic_cast<torch::nn::BatchNorm3dImpl*>(module.module)) layer.in_features = bn3->options.num_features();
+  if (auto* bn = dynamic_cast<nn::SyncBatchNormImpl*>(module.module))
+    layer.in_features = bn->options.num_features();
+  else if (auto* bn1 = dynamic_cast<torch::nn::BatchNorm1dImpl*>(module.module))
+    layer.in_features = bn1->options.num_features();
+  else if (auto* bn2 = dynamic_cast<torch::nn::BatchNorm2dImpl*>(module.module))
+    layer.in_features = bn2->options.num_features();
+  else if (auto* bn3 = dynamic_cast<torch::nn::BatchNorm3dImpl*>(module.module))
+    layer.in_features = bn3->options.num_features();
   layer.out_features = layer.in_features;
   if (syncs_batch_norm(distribution, options)) {
     layer.axis = batch;
@@ -370,7 +397,7 @@ void plan_layers(Plan& plan, torch::nn::Module& root, const Distribution& distri
   for (const auto& module : plan.modules) {
     if (module.unit) {
       auto [it, added] = unit_layer.emplace(module.unit, plan.summary.layers.size());
-      if (added) plan.summary.layers.push_back(layer_plan(paths[module.unit], "FullyShard"));
+      if (added) plan.summary.layers.push_back(layer_plan(paths[module.unit], LayerKind::kFullyShard));
       for (const auto& [tensor, index] : module.parameters)
         if (batch_dim_of(entries[index], distribution) >= 0)
           plan.summary.layers[it->second].gathered.push_back(
@@ -382,15 +409,19 @@ void plan_layers(Plan& plan, torch::nn::Module& root, const Distribution& distri
       continue;
     }
     if (!module.kind.can_run_parallel()) continue;
-    LayerPlan layer = layer_plan(module.path, module.kind.linear ? "Linear" : "Embedding");
+    LayerPlan layer =
+        layer_plan(module.path, module.kind.linear ? LayerKind::kLinear : LayerKind::kEmbedding);
     const ParameterPlan* weight = nullptr;
     for (const auto& [tensor, index] : module.parameters)
-      if (leaf_name(entries[index].path.torch_name) == "weight") weight = &entries[index];
-      else if (leaf_name(entries[index].path.torch_name) == "bias") layer.bias = true;
+      if (leaf_name(entries[index].path.torch_name) == "weight")
+        weight = &entries[index];
+      else if (leaf_name(entries[index].path.torch_name) == "bias")
+        layer.bias = true;
     layer.style = module.config.style;
     layer.gather_output = module.config.gather_output;
     if (layer.style != nn::ParallelStyle::kReplicated) {
-      const int64_t mesh_dim = sharding_mesh_dim(model_placements(*weight, distribution), weight->path.torch_name);
+      const int64_t mesh_dim =
+          sharding_mesh_dim(model_placements(*weight, distribution), weight->path.torch_name);
       layer.axis = mesh->axis_names()[mesh_dim];
       layer.axis_size = mesh->shape()[mesh_dim];
       layer.axis_rank = coordinate[mesh_dim];
@@ -398,14 +429,15 @@ void plan_layers(Plan& plan, torch::nn::Module& root, const Distribution& distri
     const bool linear = module.kind.linear;
     layer.in_features = weight->global_shape[linear ? 1 : 0];
     layer.out_features = weight->global_shape[linear ? 0 : 1];
-    layer.sequence_parallel = options.sequence_parallel_dim.has_value() && linear &&
-                              layer.style != nn::ParallelStyle::kReplicated;
+    layer.sequence_parallel =
+        options.sequence_parallel_dim.has_value() && linear && layer.style != nn::ParallelStyle::kReplicated;
     layer.activation_bytes = options.mixed_precision ? c10::elementSize(options.mixed_precision->param_dtype)
                                                      : c10::elementSize(weight->dtype);
     for (const auto& [tensor, index] : module.parameters) {
       const auto& entry = entries[index];
       if (batch_dim_of(entry, distribution) < 0) continue;
-      const bool again = linear && leaf_name(entry.path.torch_name) == "weight" && options.reshard_after_forward;
+      const bool again =
+          linear && leaf_name(entry.path.torch_name) == "weight" && options.reshard_after_forward;
       layer.gathered.push_back(gathered_parameter(entry, distribution, options.mixed_precision, again));
     }
     plan.summary.layers.push_back(std::move(layer));
@@ -413,29 +445,38 @@ void plan_layers(Plan& plan, torch::nn::Module& root, const Distribution& distri
 }
 
 // Computations over rows that replicas over the batch axis would each do on their own rows.
-void check_rowwise(const ModulePlan& plan, const Distribution& distribution, const DistributeModuleOptions& options) {
+void check_rowwise(const ModulePlan& plan, const Distribution& distribution,
+                   const DistributeModuleOptions& options) {
   const auto& batch = distribution.batch_dim_name();
   const int64_t processes = distribution.device_mesh()->axis_size(batch);
   if (processes == 1) return;
   const auto* embedding = plan.kind.embedding_options;
   const std::string name = plan.path.empty() ? "the module" : "'" + plan.path + "'";
   if (embedding && embedding->max_norm())
-    invalid("nn", "Embedding '", plan.path.empty() ? "weight" : plan.path + ".weight", "' has max_norm=", *embedding->max_norm(), ", which renormalises in "
-            "place the rows each process looks up: over the batch axis '", batch, "' (", processes,
-            " processes) the replicas would renormalise different rows and drift apart (and a weight "
-            "sharded over it would renormalise only its gathered copy). Drop max_norm (renormalise the "
-            "rows yourself after each optimizer step, identically on every process), or train on one process");
-  if (syncs_batch_norm(distribution, options) && nn::detail::is_stock_batch_norm(*plan.module) && !plan.kind.batch_norm)
-    invalid("nn", name, " is a stock ", plan.module->name(), " that kdist cannot replace (only a "
-            "torch::nn::Sequential's children are): over the batch axis '", batch, "' (", processes,
+    invalid(
+        "nn", "Embedding '", plan.path.empty() ? "weight" : plan.path + ".weight",
+        "' has max_norm=", *embedding->max_norm(),
+        ", which renormalises in "
+        "place the rows each process looks up: over the batch axis '",
+        batch, "' (", processes,
+        " processes) the replicas would renormalise different rows and drift apart (and a weight "
+        "sharded over it would renormalise only its gathered copy). Drop max_norm (renormalise the "
+        "rows yourself after each optimizer step, identically on every process), or train on one process");
+  if (syncs_batch_norm(distribution, options) && nn::detail::is_stock_batch_norm(*plan.module) &&
+      !plan.kind.batch_norm)
+    invalid("nn", name, " is a stock ", plan.module->name(),
+            " that kdist cannot replace (only a "
+            "torch::nn::Sequential's children are): over the batch axis '",
+            batch, "' (", processes,
             " processes) it would normalise with each process's rows, unlike one process. Declare it as "
             "kdist::nn::SyncBatchNorm, or set DistributeModuleOptions::batch_statistics to "
             "kdist::nn::BatchStatistics::kPerReplica (DDP's behaviour, which differs from one process)");
 }
 
 // The checks and plan of one module's own parameters.
-void plan_module_parameters(ModulePlan& plan, const Distribution& distribution, const std::vector<int64_t>& coordinate,
-                            const torch::nn::Module* owner, DistributionSummary& summary) {
+void plan_module_parameters(ModulePlan& plan, const Distribution& distribution,
+                            const std::vector<int64_t>& coordinate, const torch::nn::Module* owner,
+                            DistributionSummary& summary) {
   auto& entries = summary.parameters;
   torch::nn::Module& module = *plan.module;
   auto entry_of = [&](const std::string& leaf) -> ParameterPlan* {
@@ -458,8 +499,7 @@ void plan_module_parameters(ModulePlan& plan, const Distribution& distribution, 
     if (ParameterPlan* bias = plan.kind.linear ? entry_of("bias") : nullptr)
       plan_bias(*bias, *weight, distribution, plan.config.style);
     for (auto& [tensor, index] : plan.parameters)
-      if (batch_dim_of(entries[index], distribution) >= 0)
-        entries[index].style = entries[index].style == "replicated" ? "fsdp" : entries[index].style + "+fsdp";
+      if (batch_dim_of(entries[index], distribution) >= 0) entries[index].batch_sharded = true;
   }
 }
 
@@ -471,18 +511,20 @@ Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int ra
   const auto& mesh = distribution.device_mesh();
   const auto coordinate = mesh->coordinate_of(rank);
   const Units units = nn::detail::units_of(root);
-  const auto swaps = nn::detail::replaceable_stock_layers(root, units, syncs_batch_norm(distribution, options));
+  const auto swaps =
+      nn::detail::replaceable_stock_layers(root, units, syncs_batch_norm(distribution, options));
   const auto owners = owners_of(root);
   Plan result;
   std::set<std::string> used_keys;
 
   for (auto& item : root.named_modules("", /*include_self=*/true)) {
     torch::nn::Module& module = *item.value();
-    const LayerKind kind = layer_kind(module, swaps);
+    const ModuleKind kind = layer_kind(module, swaps);
     const bool normalises = kind.batch_norm || nn::detail::is_stock_batch_norm(module);
     if (module.named_parameters(/*recurse=*/false).is_empty() && !normalises) continue;
     ModulePlan plan{&module, item.key(), kind, kind.parallel, nullptr, {}, {}};
-    if (auto unit = units.find(&module); unit != units.end() && !kind.can_run_parallel()) plan.unit = unit->second;
+    if (auto unit = units.find(&module); unit != units.end() && !kind.can_run_parallel())
+      plan.unit = unit->second;
     // The user's choice for kdist layers; a swapped stock layer gathers the Sequential's output.
     plan.config.gather_output = kind.parallel ? kind.parallel->gather_output : kind.gathers_output;
     plan_parameters(item.key(), module, distribution, plan, result.summary, used_keys);
@@ -500,8 +542,8 @@ Plan make_plan(torch::nn::Module& root, const Distribution& distribution, int ra
 
 }  // namespace
 
-DistributionSummary plan_module(torch::nn::Module& module, const Distribution& distribution,
-                                int rank, const DistributeModuleOptions& options) {
+DistributionSummary plan_module(torch::nn::Module& module, const Distribution& distribution, int rank,
+                                const DistributeModuleOptions& options) {
   return make_plan(module, distribution, rank, options).summary;
 }
 
@@ -531,7 +573,8 @@ void link_sequence_parallel(const std::vector<ModulePlan>& plans, int64_t dim) {
     parallel.sequence = nullptr;
     if (parallel.style != nn::ParallelStyle::kColumn && parallel.style != nn::ParallelStyle::kRow) continue;
     auto& shared = by_group[parallel.group.get()];
-    if (!shared) shared = std::make_shared<nn::SequenceParallel>(nn::SequenceParallel{parallel.group, dim, 0, nullptr});
+    if (!shared)
+      shared = std::make_shared<nn::SequenceParallel>(nn::SequenceParallel{parallel.group, dim, 0, nullptr});
     parallel.sequence = shared;
   }
 }
@@ -551,8 +594,8 @@ void apply_module_plan(ModulePlan& plan, const DistributionSummary& summary, con
   if (plan.parallel) {
     if (plan.config.style != nn::ParallelStyle::kReplicated) {
       const auto& weight = summary.parameters[plan.parameters.front().second];
-      plan.config.group = comm::axis_group(*mesh, sharding_mesh_dim(model_placements(weight, distribution),
-                                                                    weight.path.torch_name));
+      plan.config.group = comm::axis_group(
+          *mesh, sharding_mesh_dim(model_placements(weight, distribution), weight.path.torch_name));
     }
     *plan.parallel = plan.config;
   }
@@ -590,7 +633,8 @@ DistributionSummary distribute_module(torch::nn::Module& root, const Distributio
     planned = make_plan(root, distribution, process_id(), options);
   auto& [summary, plans] = planned;
   for (auto& [module, unit] : nn::detail::units_of(root)) unit->clear_shards();
-  for (auto& plan : plans) apply_module_plan(plan, summary, distribution, options);  // every rank in the same order
+  for (auto& plan : plans)
+    apply_module_plan(plan, summary, distribution, options);  // every rank in the same order
   if (options.mixed_precision) nn::set_mixed_precision(root, *options.mixed_precision);
   if (options.prefetch) link_prefetch(plans, options);
   if (options.sequence_parallel_dim) link_sequence_parallel(plans, *options.sequence_parallel_dim);
@@ -605,7 +649,7 @@ std::string DistributionSummary::to_string() const {
   for (const auto& p : parameters) {
     std::string layout = p.layout.to_string().substr(std::string("TensorLayout").size());
     rows.push_back({p.path.torch_name, detail::tuple_string(p.global_shape), layout,
-                    kdist::to_string(p.placements), detail::tuple_string(p.local_shape), p.style});
+                    kdist::to_string(p.placements), detail::tuple_string(p.local_shape), p.style_text()});
   }
   std::vector<size_t> width(rows.front().size(), 0);
   for (const auto& row : rows)
@@ -626,8 +670,7 @@ std::string DistributionSummary::to_string() const {
     return text.str();
   };
   out += detail::cat("parameters per device: ", size(local_bytes), " (sharded ", size(sharded_bytes),
-                     ", replicated ", size(replicated_bytes), "); whole model ", size(global_bytes),
-                     "\n");
+                     ", replicated ", size(replicated_bytes), "); whole model ", size(global_bytes), "\n");
   return out;
 }
 

@@ -20,20 +20,20 @@
 #include <ostream>
 #include <utility>
 
-#include "../errors.h"
-#include "batch_shard_ops.h"
+#include "base/errors.h"
+#include "nn/batch_shard_ops.h"
 
 namespace kdist::nn {
 
 struct FullyShardImpl::State {
   struct Managed {
-    at::Tensor param;            // the module's own parameter
-    std::string name;            // its name in the model, for errors
+    at::Tensor param;  // the module's own parameter
+    std::string name;  // its name in the model, for errors
     BatchShardPtr shard;
-    at::Tensor local;            // the shard's data while the parameter holds the whole
-    at::Tensor kept;             // the gathered tensor, kept until backward
-    at::Tensor stashed_grad;     // the shard's .grad from before this backward
-    bool whole = false;          // the parameter holds the gathered tensor now
+    at::Tensor local;         // the shard's data while the parameter holds the whole
+    at::Tensor kept;          // the gathered tensor, kept until backward
+    at::Tensor stashed_grad;  // the shard's .grad from before this backward
+    bool whole = false;       // the parameter holds the gathered tensor now
     // The accumulator its post hook is on (autograd keeps one per leaf while a graph holds it).
     std::optional<c10::weak_intrusive_ptr<torch::autograd::Node>> hooked;
   };
@@ -55,14 +55,17 @@ struct FullyShardImpl::State {
   void make_local(Managed& m, const at::Tensor& shard_grad) {
     make_local(m);
     const at::Tensor before = std::exchange(m.stashed_grad, at::Tensor());
-    m.param.mutable_grad() = !shard_grad.defined() ? before : before.defined() ? before + shard_grad : shard_grad;
+    m.param.mutable_grad() = !shard_grad.defined() ? before
+                             : before.defined()    ? before + shard_grad
+                                                   : shard_grad;
   }
   void release_all() {
     for (auto& m : params)
       if (m.whole) make_local(m);
   }
   at::Tensor gathered(Managed& m) const {
-    return m.kept.defined() ? std::exchange(m.kept, at::Tensor()) : detail::gather(m.param.variable_data(), *m.shard);
+    return m.kept.defined() ? std::exchange(m.kept, at::Tensor())
+                            : detail::gather(m.param.variable_data(), *m.shard);
   }
 
   // Backward reached the block: its parameters whole again, their shard gradients set aside.
@@ -83,9 +86,10 @@ struct FullyShardImpl::State {
   // Its AccumulateGrad ran: every use of the parameter in this graph has given its gradient.
   void on_whole_gradient(Managed& m) {
     if (!m.whole)
-      kdist::detail::invalid("nn", "parameter '", m.name, "' of a kdist::nn::FullyShard unit got a gradient "
-                      "outside the unit's backward: use the block's parameters only through the "
-                      "unit's forward");
+      kdist::detail::invalid("nn", "parameter '", m.name,
+                             "' of a kdist::nn::FullyShard unit got a gradient "
+                             "outside the unit's backward: use the block's parameters only through the "
+                             "unit's forward");
     at::Tensor whole_grad = std::exchange(m.param.mutable_grad(), at::Tensor());
     make_local(m, whole_grad.defined() ? detail::shard_gradient(whole_grad, *m.shard) : at::Tensor());
   }
@@ -110,7 +114,9 @@ struct FullyShardImpl::State {
 };
 
 FullyShardImpl::FullyShardImpl(std::shared_ptr<torch::nn::Module> module, Forward forward)
-    : module_(std::move(module)), forward_(std::move(forward)), keras_kind_(keras_owner_type(*module_)),
+    : module_(std::move(module)),
+      forward_(std::move(forward)),
+      keras_kind_(keras_owner_type(*module_)),
       state_(std::make_shared<State>()) {
   // The block's own members, registered here under their own names: the unit adds no level.
   for (const auto& p : module_->named_parameters(/*recurse=*/false))
@@ -125,7 +131,8 @@ at::Tensor FullyShardImpl::forward(const at::Tensor& input) {
   auto& params = state_->params;
   for (const auto& m : params)
     if (m.whole)
-      kdist::detail::invalid("nn", "the kdist::nn::FullyShard unit holding '", m.name, "' ran its "
+      kdist::detail::invalid("nn", "the kdist::nn::FullyShard unit holding '", m.name,
+                             "' ran its "
                              "forward again inside its own backward");
   // Back to the shards however the block's forward ends.
   struct Release {

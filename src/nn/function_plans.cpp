@@ -4,18 +4,16 @@
 #include <c10/util/accumulate.h>
 #include <kdist/nn.h>
 
-#include "../errors.h"
-#include "../text.h"
+#include "base/errors.h"
+#include "base/text.h"
 
 namespace kdist {
 namespace {
 
-using comm::PlannedCollective;
-
 void check_layer(const LayerPlan& layer, const char* function) {
   if (layer.axis_size < 1 || layer.axis_rank < 0 || layer.axis_rank >= layer.axis_size)
-    kdist::detail::invalid("nn", function, ": layer '", layer.layer, "' is rank ", layer.axis_rank,
-                           " of ", layer.axis_size, " along its axis; expected 0 <= rank < size");
+    kdist::detail::invalid("nn", function, ": layer '", layer.layer, "' is rank ", layer.axis_rank, " of ",
+                           layer.axis_size, " along its axis; expected 0 <= rank < size");
 }
 
 }  // namespace
@@ -25,8 +23,9 @@ std::vector<PlannedCollective> plan_parallel_cross_entropy(int64_t rows, const L
   if (rows < 0) kdist::detail::invalid("nn", "plan_parallel_cross_entropy: rows ", rows, " is negative");
   const bool sharded = head.style == nn::ParallelStyle::kColumn && !head.gather_output && head.axis_size > 1;
   if (!sharded) return {};  // whole logits: at::cross_entropy_loss, no collective
-  return {{"forward", "all_reduce", head.axis, head.axis_size, rows * 4, "loss (max of each row's logits)"},
-          {"forward", "all_reduce", head.axis, head.axis_size, 2 * rows * 4, "loss (sum of exp, target logit)"}};
+  return {
+      {"forward", "all_reduce", head.axis, head.axis_size, rows * 4, "loss (max of each row's logits)"},
+      {"forward", "all_reduce", head.axis, head.axis_size, 2 * rows * 4, "loss (sum of exp, target logit)"}};
 }
 
 std::vector<PlannedCollective> plan_scatter_sequence(const std::vector<int64_t>& shape, int64_t dim,
@@ -41,7 +40,8 @@ std::vector<PlannedCollective> plan_scatter_sequence(const std::vector<int64_t>&
   auto piece = shape;
   piece[d] = comm::chunk_size(shape[d], layer.axis_size, layer.axis_rank);
   return {{"backward", "all_gather", layer.axis, layer.axis_size,
-           c10::multiply_integers(piece) * element_bytes, "sequence (gradient of the scattered activations)"}};
+           c10::multiply_integers(piece) * element_bytes,
+           "sequence (gradient of the scattered activations)"}};
 }
 
 std::vector<PlannedCollective> plan_sum_gradients_over_sequence(const std::vector<ParameterPlan>& parameters,

@@ -3,10 +3,9 @@
 #include <kdist/nn.h>
 #include <torch/nn/init.h>
 
-#include "../errors.h"
-#include "batch_shard_ops.h"
-#include "parallel_ops.h"
-#include "sequence_parallel.h"
+#include "base/errors.h"
+#include "nn/batch_shard_ops.h"
+#include "nn/route.h"
 
 namespace kdist::nn {
 
@@ -55,8 +54,7 @@ void check_whole_input(const at::Tensor& input, const LinearImpl& layer) {
   kdist::detail::invalid(
       "nn", to_string(layer.parallel.style), " Linear(", in, ", ", layer.options.out_features(),
       ") got inputs of last dimension ", got,
-      in % got == 0 ? " (a 1/" + std::to_string(in / got) + " shard?)" : std::string(),
-      ", expected ", in,
+      in % got == 0 ? " (a 1/" + std::to_string(in / got) + " shard?)" : std::string(), ", expected ", in,
       ": if the layer before it is column parallel, make this one row parallel (Keras kernel "
       "layout (model, None)) or set that layer's parallel.gather_output");
 }
@@ -84,37 +82,16 @@ at::Tensor LinearImpl::forward(const at::Tensor& input) {
   return precision && precision->output_dtype ? y.to(*precision->output_dtype) : y;
 }
 
+// The route (src/nn/route.h) decides the steps; their table, which the plan reads too, runs them.
 at::Tensor LinearImpl::forward_in_style(const at::Tensor& input) {
   if (parallel.style != ParallelStyle::kRow) check_whole_input(input, *this);
-  switch (parallel.style) {
-    case ParallelStyle::kColumn: {
-      // Under sequence parallelism the gather's backward reduces the input gradient.
-      auto x = parallel.sequence ? detail::gather_sequence(input, *parallel.sequence, describe())
-                                 : detail::copy_to_parallel(input, parallel.group);
-      auto y = matmul(x, /*add_bias=*/true);
-      return parallel.gather_output ? detail::gather_last_dim(y, parallel.group, parallel.full_size) : y;
-    }
-    case ParallelStyle::kRow: {
-      const int64_t local_in = weight.size(1), full_in = options.in_features();
-      at::Tensor x = input;
-      if (input.size(-1) != local_in) {
-        if (input.size(-1) != full_in)
-          kdist::detail::invalid("nn", "row-parallel Linear expects inputs of last dimension ",
-                                 local_in, " (sharded) or ", full_in, " (whole), got ",
-                                 input.size(-1));
-        x = detail::scatter_last_dim(input, parallel.group);
-      }
-      auto partial = matmul(x, /*add_bias=*/false);
-      auto y = parallel.sequence ? detail::reduce_scatter_sequence(partial, *parallel.sequence)
-                                 : detail::reduce_from_parallel(partial, parallel.group);
-      if (!bias.defined()) return y;
-      auto b = bias_to_add(*this);
-      // Added to a piece of the sequence, the bias gets a piece of its gradient: summed over the axis.
-      return y + (parallel.sequence ? detail::copy_to_parallel(b, parallel.group) : b);
-    }
-    default:
-      return matmul(input, /*add_bias=*/true);
-  }
+  const auto route = detail::linear_route(parallel.style, parallel.sequence != nullptr,
+                                          parallel.gather_output, bias.defined());
+  const detail::StepContext context{parallel, weight.size(1), options.in_features(), describe()};
+  auto x = detail::run(route.input, input, context);
+  auto y = detail::run(route.output, matmul(x, route.bias == detail::BiasStep::kInMatmul), context);
+  if (route.bias == detail::BiasStep::kNone || route.bias == detail::BiasStep::kInMatmul) return y;
+  return detail::run(route.bias, y, bias_to_add(*this), context);
 }
 
 std::string LinearImpl::describe() const {
@@ -124,11 +101,16 @@ std::string LinearImpl::describe() const {
 
 std::string to_string(ParallelStyle style) {
   switch (style) {
-    case ParallelStyle::kColumn: return "column";
-    case ParallelStyle::kRow: return "row";
-    case ParallelStyle::kVocab: return "vocab";
-    case ParallelStyle::kEmbeddingDim: return "embedding-dim";
-    case ParallelStyle::kReplicated: break;
+    case ParallelStyle::kColumn:
+      return "column";
+    case ParallelStyle::kRow:
+      return "row";
+    case ParallelStyle::kVocab:
+      return "vocab";
+    case ParallelStyle::kEmbeddingDim:
+      return "embedding-dim";
+    case ParallelStyle::kReplicated:
+      break;
   }
   return "replicated";
 }

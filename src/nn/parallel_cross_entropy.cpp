@@ -4,7 +4,7 @@
 #include <kdist/nn.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include "../errors.h"
+#include "base/errors.h"
 
 namespace kdist::nn {
 namespace {
@@ -28,8 +28,7 @@ struct VocabParallelCrossEntropy : torch::autograd::Function<VocabParallelCrossE
     // this rank holds it; one all_reduce sums both over the vocabulary's shards.
     auto sums = at::zeros({rows, 2}, logits.options());
     sums.select(1, 0).copy_(exp.sum(1));
-    if (local > 0)
-      sums.select(1, 1).copy_(shifted.gather(1, local_targets.unsqueeze(1)).squeeze(1) * mine);
+    if (local > 0) sums.select(1, 1).copy_(shifted.gather(1, local_targets.unsqueeze(1)).squeeze(1) * mine);
     comm::all_reduce(sums, comm::ReduceOp::kSum, *group);
     auto sum_exp = sums.select(1, 0);
     auto loss = (sum_exp.log() - sums.select(1, 1)).mean();
@@ -61,11 +60,12 @@ at::Tensor parallel_cross_entropy(const at::Tensor& logits, const at::Tensor& ta
   const bool sharded = vocabulary.style == ParallelStyle::kColumn && !vocabulary.gather_output &&
                        vocabulary.group && vocabulary.group->size() > 1;
   const int64_t full = sharded ? vocabulary.full_size : logits.size(-1);
-  if (sharded && logits.size(-1) != comm::chunk_size(full, vocabulary.group->size(), vocabulary.group->rank()))
+  if (sharded &&
+      logits.size(-1) != comm::chunk_size(full, vocabulary.group->size(), vocabulary.group->rank()))
     kdist::detail::invalid("nn", "parallel_cross_entropy: logits' last dimension ", logits.size(-1),
                            " is not this rank's shard of the vocabulary (",
-                           comm::chunk_size(full, vocabulary.group->size(), vocabulary.group->rank()),
-                           " of ", full, ")");
+                           comm::chunk_size(full, vocabulary.group->size(), vocabulary.group->rank()), " of ",
+                           full, ")");
   auto flat_targets = targets.reshape({-1});
   if (flat_targets.numel() > 0) {
     const auto [min, max] = at::aminmax(flat_targets);  // one pass

@@ -1,9 +1,9 @@
-#include "parallel_ops.h"
+#include "nn/parallel_ops.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include "autograd_state.h"
+#include "nn/autograd_state.h"
 
 namespace kdist::nn::detail {
 namespace {
@@ -48,9 +48,7 @@ struct ReduceFromParallel : torch::autograd::Function<ReduceFromParallel> {
     ctx->mark_dirty({x});
     return x;
   }
-  static variable_list backward(AutogradContext*, variable_list grads) {
-    return {grads[0], at::Tensor()};
-  }
+  static variable_list backward(AutogradContext*, variable_list grads) { return {grads[0], at::Tensor()}; }
 };
 
 struct SumOverGroup : torch::autograd::Function<SumOverGroup> {

@@ -1,6 +1,6 @@
-#include "prefetch.h"
+#include "nn/prefetch.h"
 
-#include "batch_shard_ops.h"
+#include "nn/batch_shard_ops.h"
 
 #include <ATen/ATen.h>
 
@@ -31,8 +31,7 @@ void link_prefetch(const std::vector<PrefetchEntry>& order) {
     entry.shard->prefetch = std::make_shared<Prefetch>();
     entry.shard->prefetch->param = entry.weight;
   }
-  for (size_t i = 0; i + 1 < order.size(); ++i)
-    order[i].shard->prefetch->next_forward = order[i + 1].shard;
+  for (size_t i = 0; i + 1 < order.size(); ++i) order[i].shard->prefetch->next_forward = order[i + 1].shard;
   BatchShardPtr later;  // the regathered one after, in forward order
   for (size_t i = order.size(); i-- > 0;) {
     if (!order[i].regathered) continue;

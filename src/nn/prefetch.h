@@ -3,6 +3,8 @@
 // a gather started early for the layer that will use it next.
 #include <kdist/nn.h>
 
+#include "nn/batch_shard.h"
+
 #include <vector>
 
 namespace kdist::nn::detail {

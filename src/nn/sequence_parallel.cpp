@@ -1,14 +1,14 @@
 // Sequence parallelism (torchtitan's SequenceParallel): the activations between
 // tensor-parallel regions are sharded along the sequence over the model axis.
-#include "sequence_parallel.h"
+#include "nn/sequence_parallel.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <optional>
 
-#include "../errors.h"
-#include "autograd_state.h"
+#include "base/errors.h"
+#include "nn/autograd_state.h"
 
 namespace kdist::nn {
 
@@ -36,7 +36,9 @@ SequenceParallelPtr by_value(const SequenceParallel& s) {
   return std::make_shared<SequenceParallel>(SequenceParallel{s.group, s.dim, s.full_length, nullptr});
 }
 
-std::vector<int64_t> pieces(const SequenceParallel& s) { return comm::chunk_sizes(s.full_length, s.group->size()); }
+std::vector<int64_t> pieces(const SequenceParallel& s) {
+  return comm::chunk_sizes(s.full_length, s.group->size());
+}
 
 at::Tensor gather(const at::Tensor& piece, const SequenceParallel& s) {
   return comm::all_gather(piece.contiguous(), s.dim, *s.group, pieces(s));
@@ -84,7 +86,8 @@ struct ReduceScatterSequence : torch::autograd::Function<ReduceScatterSequence> 
 
 at::Tensor gather_sequence(const at::Tensor& piece, SequenceParallel& s, const std::string& layer) {
   if (s.full_length == 0)
-    kdist::detail::invalid("nn", "sequence-parallel ", layer, " ran before any kdist::nn::scatter_sequence: "
+    kdist::detail::invalid("nn", "sequence-parallel ", layer,
+                           " ran before any kdist::nn::scatter_sequence: "
                            "scatter the activations entering the first tensor-parallel block");
   const int64_t dim = s.dim < 0 ? s.dim + piece.dim() : s.dim;
   const int64_t expected = comm::chunk_size(s.full_length, s.group->size(), s.group->rank());
@@ -115,8 +118,8 @@ at::Tensor reduce_scatter_sequence(const at::Tensor& partial, SequenceParallel& 
 at::Tensor scatter_sequence(const at::Tensor& x, SequenceParallel& sequence) {
   const int64_t dim = sequence.dim < 0 ? sequence.dim + x.dim() : sequence.dim;
   if (dim < 0 || dim >= x.dim())
-    kdist::detail::invalid("nn", "scatter_sequence: dim ", sequence.dim, " is out of range for a tensor of shape ",
-                           x.sizes());
+    kdist::detail::invalid("nn", "scatter_sequence: dim ", sequence.dim,
+                           " is out of range for a tensor of shape ", x.sizes());
   sequence.full_length = x.size(dim);
   return detail::ScatterSequence::apply(x, detail::by_value(sequence));
 }

@@ -1,4 +1,4 @@
-#include "stock_layers.h"
+#include "nn/stock_layers.h"
 
 #include <kdist/nn/batch_norm.h>
 #include <torch/nn/modules/batchnorm.h>

@@ -11,7 +11,7 @@
 
 #include <cmath>
 
-#include "../errors.h"
+#include "base/errors.h"
 
 namespace kdist {
 namespace {
@@ -54,7 +54,8 @@ double clip_grad_norm_(torch::nn::Module& module, double max_norm, double norm_t
     else
       total += magnitude.pow(norm_type).sum() / static_cast<double>(copies_of(p, world));
   }
-  if (world > 1) comm::all_reduce(total, infinity ? comm::ReduceOp::kMax : comm::ReduceOp::kSum, *comm::world());
+  if (world > 1)
+    comm::all_reduce(total, infinity ? comm::ReduceOp::kMax : comm::ReduceOp::kSum, *comm::world());
   const double norm = infinity ? total.item<double>() : std::pow(total.item<double>(), 1.0 / norm_type);
   const double coefficient = max_norm / (norm + 1e-6);
   if (coefficient < 1) {

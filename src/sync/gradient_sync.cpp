@@ -2,9 +2,9 @@
 #include <ATen/ATen.h>
 #include <c10/util/accumulate.h>
 #include <kdist/comm.h>
-#include <kdist/sync.h>
 #include <kdist/dtensor.h>
 #include <kdist/nn.h>
+#include <kdist/sync.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/graph_task.h>
 #include <torch/csrc/autograd/variable.h>
@@ -12,9 +12,10 @@
 #include <functional>
 #include <mutex>
 
-#include "../debug_log.h"
-#include "../errors.h"
-#include "../nn/averaging.h"
+#include "base/errors.h"
+#include "job/debug_log.h"
+#include "nn/averaging.h"
+#include "nn/batch_shard.h"
 
 namespace kdist {
 
@@ -55,7 +56,8 @@ struct Piece {
   int64_t numel;
   c10::ScalarType dtype;
 };
-std::vector<std::vector<size_t>> cut_buckets(const std::vector<Piece>& pieces, const GradientSyncOptions& options) {
+std::vector<std::vector<size_t>> cut_buckets(const std::vector<Piece>& pieces,
+                                             const GradientSyncOptions& options) {
   std::vector<std::vector<size_t>> buckets;
   int64_t used = 0;
   for (size_t i = 0; i < pieces.size(); ++i) {
@@ -285,20 +287,20 @@ GradientSync::GradientSync(torch::nn::Module& module, const Distribution& distri
 
   for (size_t i = 0; i < params.size(); ++i) {
     auto accumulator = torch::autograd::impl::grad_accumulator(params[i]);
-    auto key = accumulator->add_post_hook(std::make_unique<SyncHook>([weak = std::weak_ptr<State>(state_), i] {
-      if (auto state = weak.lock()) state->on_gradient(i);
-    }));
+    auto key =
+        accumulator->add_post_hook(std::make_unique<SyncHook>([weak = std::weak_ptr<State>(state_), i] {
+          if (auto state = weak.lock()) state->on_gradient(i);
+        }));
     state_->hooks.emplace_back(accumulator, key);
   }
   detail::debug_log("GradientSync: " + std::to_string(params.size()) + " parameters in " +
-                    std::to_string(state_->buckets.size()) + " buckets over " +
-                    state_->group->name() + " (" + comm::to_string(comm::transport(*state_->group)) + ")");
+                    std::to_string(state_->buckets.size()) + " buckets over " + state_->group->name() + " (" +
+                    comm::to_string(comm::transport(*state_->group)) + ")");
 }
 
-std::vector<comm::PlannedCollective> plan_gradient_sync(const DistributionSummary& summary,
-                                                        const Distribution& distribution,
-                                                        torch::nn::Module& module,
-                                                        const GradientSyncOptions& options) {
+std::vector<PlannedCollective> plan_gradient_sync(const DistributionSummary& summary,
+                                                  const Distribution& distribution, torch::nn::Module& module,
+                                                  const GradientSyncOptions& options) {
   const auto& mesh = *distribution.device_mesh();
   const std::string& axis = distribution.batch_dim_name();
   const int64_t batch_axis = mesh.axis_index(axis), size = mesh.shape()[batch_axis];
@@ -308,13 +310,15 @@ std::vector<comm::PlannedCollective> plan_gradient_sync(const DistributionSummar
     if (!it->requires_grad || !std::holds_alternative<Replicate>(it->placements[batch_axis])) continue;
     pieces.push_back({c10::multiply_integers(it->local_shape), it->dtype});
   }
-  std::vector<comm::PlannedCollective> plan;
+  std::vector<PlannedCollective> plan;
   const auto buckets = cut_buckets(pieces, options);
   for (size_t b = 0; b < buckets.size(); ++b) {
     int64_t elements = static_cast<int64_t>(buckets[b].size());  // one flag each
     for (size_t i : buckets[b]) elements += pieces[i].numel;
-    plan.push_back({"backward", "all_reduce", axis, size, elements * static_cast<int64_t>(c10::elementSize(pieces[buckets[b].front()].dtype)),
-                    "gradients, bucket " + std::to_string(b + 1) + " of " + std::to_string(buckets.size()) + " (averaged)",
+    plan.push_back({"backward", "all_reduce", axis, size,
+                    elements * static_cast<int64_t>(c10::elementSize(pieces[buckets[b].front()].dtype)),
+                    "gradients, bucket " + std::to_string(b + 1) + " of " + std::to_string(buckets.size()) +
+                        " (averaged)",
                     true});
   }
   if (options.broadcast_buffers && !buckets.empty())
@@ -337,9 +341,7 @@ std::vector<int64_t> GradientSync::bucket_numels() const {
   return numels;
 }
 const comm::Group& GradientSync::group() const { return *state_->group; }
-int64_t GradientSync::synchronized_parameters() const {
-  return static_cast<int64_t>(state_->where.size());
-}
+int64_t GradientSync::synchronized_parameters() const { return static_cast<int64_t>(state_->where.size()); }
 
 GradientSync::NoSyncGuard::NoSyncGuard(GradientSync& sync) : sync_(sync) {
   std::lock_guard<std::mutex> lock(sync_.state_->mutex);

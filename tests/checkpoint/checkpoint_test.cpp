@@ -48,7 +48,8 @@ std::map<std::string, at::Tensor> full_state(TinyGpt& model, torch::optim::Adam&
   std::map<std::string, at::Tensor> out;
   for (const auto& p : model->named_parameters()) {
     out[p.key()] = full_tensor(p.value(), p.value());
-    auto& state = static_cast<torch::optim::AdamParamState&>(*optimizer.state().at(p.value().unsafeGetTensorImpl()));
+    auto& state =
+        static_cast<torch::optim::AdamParamState&>(*optimizer.state().at(p.value().unsafeGetTensorImpl()));
     out["optimizer/" + p.key() + "/exp_avg"] = full_tensor(state.exp_avg(), p.value());
     out["optimizer/" + p.key() + "/exp_avg_sq"] = full_tensor(state.exp_avg_sq(), p.value());
     out["optimizer/" + p.key() + "/step"] = at::full({1}, state.step(), at::kLong);
@@ -97,7 +98,6 @@ void train(TinyGpt& model, torch::optim::Adam& optimizer, const Distribution& di
     optimizer.step();
   }
 }
-
 
 // Loads the shared checkpoint into a fresh model (other initial values) distributed by
 // `distribution` (none: plain), and compares every full tensor with the reference.
@@ -149,7 +149,8 @@ TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
 
   // The same 4 processes on another mesh: (batch=1, model=4), with uneven shards (the
   // vocabulary of 50 in blocks of 13, 13, 12, 12).
-  auto line = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"});
+  auto line =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"});
   load_and_compare(std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(line)));
 }
 
@@ -167,7 +168,8 @@ TEST(CheckpointSave2x2, FsdpGptLoadsOntoTpDpAndFsdp) {
   TinyGpt model = make_gpt(5, /*norms_in_units=*/true);
   distribute_module(*model, *distribution);
   EXPECT_EQ(model->q->weight.sizes().vec(), (std::vector<int64_t>{16, 16})) << "a quarter of (32, 32)";
-  EXPECT_EQ(model->named_parameters()["ln1.weight"].sizes().vec(), (std::vector<int64_t>{16})) << "half of 32";
+  EXPECT_EQ(model->named_parameters()["ln1.weight"].sizes().vec(), (std::vector<int64_t>{16}))
+      << "half of 32";
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
   train(model, optimizer, *distribution, 3);
   save(shared_dir() + "/fsdp-gpt", *model, &optimizer);
@@ -178,9 +180,10 @@ TEST(CheckpointSave2x2, FsdpGptLoadsOntoTpDpAndFsdp) {
   auto line = [](const std::string& axis) {
     return std::make_shared<DeviceMesh>(std::vector<int64_t>{4}, std::vector<std::string>{axis});
   };
-  load_and_compare(std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(std::make_shared<DeviceMesh>(
-                       std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"}))),
-                   "fsdp-gpt");
+  load_and_compare(
+      std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(std::make_shared<DeviceMesh>(
+          std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"}))),
+      "fsdp-gpt");
   load_and_compare(std::make_shared<DataParallel>(line("batch")), "fsdp-gpt");
   LayoutMap fsdp(line("batch"));
   fsdp.set("(q|k|v|o|up|down|head)/kernel", {"batch", std::nullopt});
@@ -196,7 +199,8 @@ void expect_weights_of(TinyGpt& model, const std::string& reference_name) {
     EXPECT_TRUE(at::equal(full_tensor(p.value(), p.value()), reference.at(p.key()))) << p.key() << " differs";
 }
 
-void load_safetensors_and_compare(const std::shared_ptr<Distribution>& distribution, bool norms_in_units = false) {
+void load_safetensors_and_compare(const std::shared_ptr<Distribution>& distribution,
+                                  bool norms_in_units = false) {
   TinyGpt model = make_gpt(98, norms_in_units);
   if (distribution) distribute_module(*model, *distribution);
   load_safetensors(shared_dir() + "/fsdp-gpt.safetensors", *model);
@@ -208,21 +212,23 @@ void load_safetensors_and_compare(const std::shared_ptr<Distribution>& distribut
 // tests/checkpoint/safetensors_test.py reads the same file in Python.
 TEST(CheckpointSave2x2, SafetensorsExportLoadsOntoAnyLayout) {
   ASSERT_EQ(num_processes(), 4);
-  if (process_id() == 0) export_safetensors(shared_dir() + "/fsdp-gpt", shared_dir() + "/fsdp-gpt.safetensors");
+  if (process_id() == 0)
+    export_safetensors(shared_dir() + "/fsdp-gpt", shared_dir() + "/fsdp-gpt.safetensors");
   comm::barrier(*comm::world());
   ASSERT_FALSE(fs::exists(shared_dir() + "/fsdp-gpt.safetensors.partial"));
   LayoutMap gemma = testing::gpt_gemma_map(testing::mesh_2x2());
   gemma.set("ln(1|2|_f)/(gamma|beta)", {"batch"});
   load_safetensors_and_compare(std::make_shared<ModelParallel>(gemma), /*norms_in_units=*/true);
-  load_safetensors_and_compare(std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(std::make_shared<DeviceMesh>(
-      std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"}))));
+  load_safetensors_and_compare(std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"}))));
   load_safetensors_and_compare(std::make_shared<DataParallel>(
       std::make_shared<DeviceMesh>(std::vector<int64_t>{4}, std::vector<std::string>{"batch"})));
 }
 
 TEST(CheckpointLoad2, OntoTwoRanksWithOtherShards) {
   ASSERT_EQ(num_processes(), 2);
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 2}, std::vector<std::string>{"batch", "model"});
+  auto mesh =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 2}, std::vector<std::string>{"batch", "model"});
   LayoutMap map(mesh);
   map.set("tok/embeddings", {"model", std::nullopt});  // vocab 50 over 2: 25 rows each
   map.set("up/kernel", {std::nullopt, "model"});
@@ -238,7 +244,6 @@ TEST(CheckpointLoad1, OntoOneProcess) {
   load_and_compare(nullptr, "fsdp-gpt");
   load_safetensors_and_compare(nullptr);
 }
-
 
 // Expects `action` to throw E whose message contains every fragment.
 template <typename E, typename F>
@@ -273,8 +278,8 @@ TEST(CheckpointLoad1, FlippedByteIsNamed) {
     file.write(&byte, 1);
   }
   TinyGpt model = make_gpt(99);
-  expect_error<std::runtime_error>(
-      [&] { load(copy, *model); }, {"[kdist.checkpoint] checksum mismatch in tensor '", "shard-1.bin"});
+  expect_error<std::runtime_error>([&] { load(copy, *model); },
+                                   {"[kdist.checkpoint] checksum mismatch in tensor '", "shard-1.bin"});
 }
 
 TEST(CheckpointLoad1, TruncatedFileIsNamed) {
@@ -282,8 +287,8 @@ TEST(CheckpointLoad1, TruncatedFileIsNamed) {
   fs::resize_file(copy + "/shard-0.bin", fs::file_size(copy + "/shard-0.bin") / 2);
   TinyGpt model = make_gpt(99);
   torch::optim::Adam optimizer(model->parameters());
-  expect_error<std::runtime_error>(
-      [&] { load(copy, *model, &optimizer); }, {"shard-0.bin' is truncated: tensor '", "but the file has"});
+  expect_error<std::runtime_error>([&] { load(copy, *model, &optimizer); },
+                                   {"shard-0.bin' is truncated: tensor '", "but the file has"});
 }
 
 TEST(CheckpointLoad1, DifferentModelListsTheDifferences) {
@@ -295,7 +300,9 @@ TEST(CheckpointLoad1, DifferentModelListsTheDifferences) {
        "'q.weight (32, 32) float32 in the checkpoint, (64, 64) float32 here'"});
 
   struct Extra : torch::nn::Module {  // the gpt as a child, plus a layer the checkpoint lacks
-    Extra() : gpt(register_module("gpt", TinyGpt(50, 8, 32, 4))), probe(register_module("probe", nn::Linear(2, 2))) {}
+    Extra()
+        : gpt(register_module("gpt", TinyGpt(50, 8, 32, 4))),
+          probe(register_module("probe", nn::Linear(2, 2))) {}
     TinyGpt gpt;
     nn::Linear probe;
   } extra;
@@ -316,8 +323,8 @@ TEST(CheckpointLoad1, DifferentModelListsTheDifferences) {
 TEST(CheckpointLoad1, OptimizerKindMustMatch) {
   TinyGpt model = make_gpt(99);
   torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
-  expect_error<std::invalid_argument>(
-      [&] { load(shared_dir() + "/gpt", *model, &sgd); }, {"holds adam state, the optimizer is sgd"});
+  expect_error<std::invalid_argument>([&] { load(shared_dir() + "/gpt", *model, &sgd); },
+                                      {"holds adam state, the optimizer is sgd"});
 }
 
 }  // namespace
@@ -364,7 +371,8 @@ namespace kdist {
 namespace {
 
 std::shared_ptr<Distribution> fault_distribution() {  // gpt tensor parallel over 2 ranks
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 2}, std::vector<std::string>{"batch", "model"});
+  auto mesh =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 2}, std::vector<std::string>{"batch", "model"});
   return std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(mesh), "batch");
 }
 
@@ -405,32 +413,35 @@ TEST(CheckpointLoad1, BadSafetensorsFilesAreNamed) {
   auto load_it = [&] { load_safetensors(path, *linear); };
 
   write_safetensors(path, "{" + weight + "}", six, /*cut_at=*/5);
-  expect_error<std::invalid_argument>(load_it, {"[kdist.checkpoint] safetensors file '" + path + "' has 5 bytes"});
-  write_safetensors(path, "{" + weight + "}", six, /*cut_at=*/static_cast<int64_t>(8 + weight.size() + 2 + 10));
+  expect_error<std::invalid_argument>(load_it,
+                                      {"[kdist.checkpoint] safetensors file '" + path + "' has 5 bytes"});
+  write_safetensors(path, "{" + weight + "}", six,
+                    /*cut_at=*/static_cast<int64_t>(8 + weight.size() + 2 + 10));
   expect_error<std::invalid_argument>(
-      load_it, {"its tensors' data ends at byte 24 after the header, but 10 bytes follow the header (truncated?)"});
+      load_it,
+      {"its tensors' data ends at byte 24 after the header, but 10 bytes follow the header (truncated?)"});
   write_safetensors(path, "{not json at all", six);
   expect_error<std::invalid_argument>(load_it, {"has a header that is not JSON"});
-  {
-    std::ofstream(path, std::ios::binary) << std::string("\xff\xff\xff\xff\x00\x00\x00\x00{}", 10);
-  }
+  { std::ofstream(path, std::ios::binary) << std::string("\xff\xff\xff\xff\x00\x00\x00\x00{}", 10); }
   expect_error<std::invalid_argument>(
       load_it, {"declares a header of 4294967295 bytes; safetensors readers refuse more than 100000000"});
-  {
-    std::ofstream(path, std::ios::binary) << std::string("\xe8\x03\x00\x00\x00\x00\x00\x00{}", 10);
-  }
+  { std::ofstream(path, std::ios::binary) << std::string("\xe8\x03\x00\x00\x00\x00\x00\x00{}", 10); }
   expect_error<std::invalid_argument>(load_it, {"declares a header of 1000 bytes, but only 2 follow"});
   write_safetensors(path, R"({"weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})", six);
-  expect_error<std::invalid_argument>(load_it, {"tensor 'weight' has data_offsets [0, 20]: 20 bytes, its dtype and shape need 24"});
+  expect_error<std::invalid_argument>(
+      load_it, {"tensor 'weight' has data_offsets [0, 20]: 20 bytes, its dtype and shape need 24"});
   write_safetensors(path, R"({"weight":{"dtype":"C64","shape":[2,3],"data_offsets":[0,24]}})", six);
   expect_error<std::invalid_argument>(load_it, {"tensor 'weight' has dtype 'C64'"});
   write_safetensors(path, R"({"weight":{"dtype":"F32","shape":[3,2],"data_offsets":[0,24]}})", six);
-  expect_error<std::invalid_argument>(
-      load_it, {"does not match the module; different shape or dtype: ['weight (3, 2) float32 in the file, (2, 3) float32 here']"});
+  expect_error<std::invalid_argument>(load_it,
+                                      {"does not match the module; different shape or dtype: ['weight (3, 2) "
+                                       "float32 in the file, (2, 3) float32 here']"});
   write_safetensors(path, R"({"other":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})", six);
-  expect_error<std::invalid_argument>(load_it, {"missing from the file: ['weight']", "not in the module: ['other']"});
-  expect_error<std::invalid_argument>([&] { load_safetensors(shared_dir() + "/absent.safetensors", *linear); },
-                                      {"cannot open safetensors file '" + shared_dir() + "/absent.safetensors'"});
+  expect_error<std::invalid_argument>(load_it,
+                                      {"missing from the file: ['weight']", "not in the module: ['other']"});
+  expect_error<std::invalid_argument>(
+      [&] { load_safetensors(shared_dir() + "/absent.safetensors", *linear); },
+      {"cannot open safetensors file '" + shared_dir() + "/absent.safetensors'"});
 }
 
 TEST(CheckpointFault, SaveModelOfSeed) {

@@ -47,8 +47,9 @@ TEST_F(CheckpointFiles, ReadRangeNamesATruncatedFile) {
   auto bytes = read_range(root + "/data", 2, 3, "shard-0.bin");
   EXPECT_EQ(std::string(bytes.begin(), bytes.end()), "cde");
   EXPECT_THROW_WITH(read_range(root + "/data", 4, 10, "shard-0.bin"), std::runtime_error,
-                    "[kdist.checkpoint] file '" + root + "/data' is truncated: shard-0.bin needs "
-                    "bytes [4, 14) but the file has 6");
+                    "[kdist.checkpoint] file '" + root +
+                        "/data' is truncated: shard-0.bin needs "
+                        "bytes [4, 14) but the file has 6");
 }
 
 TEST_F(CheckpointFiles, PublishCreatesThenReplacesAtomically) {

@@ -19,8 +19,12 @@ Metadata sample() {
   Metadata m;
   m.processes = 2;
   const int64_t half = 32 * 128 * 4;
-  m.tensors["w"] = {"float32", {64, 128}, {{{0, 0}, {32, 128}, "shard-0.bin", 0, half, 1}, {{32, 0}, {32, 128}, "shard-1.bin", 0, half, 2}}};
-  m.tensors["optimizer/w/exp_avg"] = {"float32", {64, 128}, {{{0, 0}, {64, 128}, "shard-0.bin", half, 2 * half, 3}}};
+  m.tensors["w"] = {
+      "float32",
+      {64, 128},
+      {{{0, 0}, {32, 128}, "shard-0.bin", 0, half, 1}, {{32, 0}, {32, 128}, "shard-1.bin", 0, half, 2}}};
+  m.tensors["optimizer/w/exp_avg"] = {
+      "float32", {64, 128}, {{{0, 0}, {64, 128}, "shard-0.bin", half, 2 * half, 3}}};
   m.optimizer_kind = "adam";
   m.steps["w"] = 3;
   return m;
@@ -56,8 +60,9 @@ TEST(CheckpointMetadata, AFlippedByteIsAChecksumMismatch) {
   const auto at = text.find("\"processes\": 2");
   ASSERT_NE(at, std::string::npos);
   text[at + 13] = '3';
-  EXPECT_THROW_WITH(metadata_from_json(text, "ck/metadata.json"), std::runtime_error,
-                    "[kdist.checkpoint] checksum mismatch in metadata 'ck/metadata.json': the file was altered or damaged");
+  EXPECT_THROW_WITH(
+      metadata_from_json(text, "ck/metadata.json"), std::runtime_error,
+      "[kdist.checkpoint] checksum mismatch in metadata 'ck/metadata.json': the file was altered or damaged");
 }
 
 TEST(CheckpointMetadata, ChunksLieInsideTheirTensor) {
@@ -126,12 +131,13 @@ TEST(CheckpointMetadata, VersionOneHasNoChecksumButIsChecked) {
   j["version"] = 1;
   EXPECT_EQ(metadata_from_json(j.dump(), "ck/metadata.json").version, 1);
   j["tensors"]["w"]["chunks"][0]["sizes"] = {64, 188};
-  EXPECT_THROW_WITH(metadata_from_json(j.dump(), "ck/metadata.json"), std::invalid_argument, "spans [0, 188)");
+  EXPECT_THROW_WITH(metadata_from_json(j.dump(), "ck/metadata.json"), std::invalid_argument,
+                    "spans [0, 188)");
   j["version"] = 7;
   EXPECT_THROW_WITH(metadata_from_json(j.dump(), "ck/metadata.json"), std::invalid_argument,
                     "'ck/metadata.json' has format version 7; this kdist reads versions 1 and 2");
-  EXPECT_THROW_WITH(metadata_from_json("{\"format\": \"kdist-checkpoint\", ", "ck/metadata.json"), std::invalid_argument,
-                    "metadata 'ck/metadata.json' is damaged: not JSON");
+  EXPECT_THROW_WITH(metadata_from_json("{\"format\": \"kdist-checkpoint\", ", "ck/metadata.json"),
+                    std::invalid_argument, "metadata 'ck/metadata.json' is damaged: not JSON");
 }
 
 }  // namespace

@@ -27,7 +27,8 @@ const std::string kTwo =
     R"({"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}, "b": {"dtype": "I64", "shape": [2], "data_offsets": [16, 32]}})";
 
 void expect_refused(const std::string& file, const std::string& fragment) {
-  EXPECT_THROW_WITH(decode(file), std::invalid_argument, "[kdist.checkpoint] safetensors file 'w.safetensors'" + fragment);
+  EXPECT_THROW_WITH(decode(file), std::invalid_argument,
+                    "[kdist.checkpoint] safetensors file 'w.safetensors'" + fragment);
 }
 
 TEST(SafetensorsFormat, WritesWhatItReads) {
@@ -42,13 +43,19 @@ TEST(SafetensorsFormat, WritesWhatItReads) {
 }
 
 TEST(SafetensorsFormat, RangesDoNotOverlap) {
-  expect_refused(file_of(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})", 24),
-                 ": tensor 'b' has data_offsets [8, 24], but the end of tensor 'a' is at 16 (the two overlap)");
+  expect_refused(
+      file_of(
+          R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})",
+          24),
+      ": tensor 'b' has data_offsets [8, 24], but the end of tensor 'a' is at 16 (the two overlap)");
 }
 
 TEST(SafetensorsFormat, NamesAreUnique) {
-  expect_refused(file_of(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "a": {"dtype": "F32", "shape": [4], "data_offsets": [16, 32]}})", 32),
-                 " names tensor 'a' twice");
+  expect_refused(
+      file_of(
+          R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "a": {"dtype": "F32", "shape": [4], "data_offsets": [16, 32]}})",
+          32),
+      " names tensor 'a' twice");
 }
 
 TEST(SafetensorsFormat, OffsetsAndShapesAreIntegers) {
@@ -62,22 +69,29 @@ TEST(SafetensorsFormat, OffsetsAndShapesAreIntegers) {
 
 TEST(SafetensorsFormat, NothingBetweenHeaderAndDataOrAfterIt) {
   expect_refused(file_of(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})", 24),
-                 ": tensor 'a' has data_offsets [8, 24], but the data's start is at 0 (bytes between them belong to no tensor)");
-  expect_refused(file_of(kTwo, 40), ": its tensors' data ends at byte 32 after the header, but 40 bytes follow the header (junk after the data)");
-  expect_refused(file_of(kTwo, 20), ": its tensors' data ends at byte 32 after the header, but 20 bytes follow the header (truncated?)");
+                 ": tensor 'a' has data_offsets [8, 24], but the data's start is at 0 (bytes between them "
+                 "belong to no tensor)");
+  expect_refused(file_of(kTwo, 40),
+                 ": its tensors' data ends at byte 32 after the header, but 40 bytes follow the header (junk "
+                 "after the data)");
+  expect_refused(
+      file_of(kTwo, 20),
+      ": its tensors' data ends at byte 32 after the header, but 20 bytes follow the header (truncated?)");
 }
 
 TEST(SafetensorsFormat, TheHeaderIsBounded) {
   std::string huge(8, '\0');
   const uint64_t length = 200000000;
   for (int i = 0; i < 8; ++i) huge[i] = static_cast<char>((length >> (8 * i)) & 0xff);
-  expect_refused(huge + "{}", " declares a header of 200000000 bytes; safetensors readers refuse more than 100000000");
+  expect_refused(huge + "{}",
+                 " declares a header of 200000000 bytes; safetensors readers refuse more than 100000000");
   expect_refused(file_of(" {}", 0), " has a header that does not start with '{'");
 }
 
 TEST(SafetensorsFormat, SizesDoNotOverflow) {
-  expect_refused(file_of(R"({"a": {"dtype": "F64", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})", 0),
-                 ": tensor 'a' has shape [4294967296,4294967296], too large for any file");
+  expect_refused(
+      file_of(R"({"a": {"dtype": "F64", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})", 0),
+      ": tensor 'a' has shape [4294967296,4294967296], too large for any file");
 }
 
 }  // namespace

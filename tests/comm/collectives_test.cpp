@@ -60,8 +60,6 @@ TEST(Comm1D, AllReduceSumAvgMax) {
 TEST(Comm1D, AllGatherEvenAndUneven) {
   auto g = world();
   const int k = g->size();
-  for (auto algorithm : {AllGatherAlgorithm::kGloo, AllGatherAlgorithm::kAllToAll}) {
-  set_all_gather_algorithm(algorithm);
   for (int64_t n : {12, 13, 14, 3, 5, 1}) {
     for (int64_t dim : {0, 1}) {
       std::vector<int64_t> shape = dim == 0 ? std::vector<int64_t>{n, 3} : std::vector<int64_t>{3, n};
@@ -73,8 +71,6 @@ TEST(Comm1D, AllGatherEvenAndUneven) {
       EXPECT_TRUE(at::equal(exchanged, full)) << "n=" << n << " dim=" << dim;
     }
   }
-  }
-  set_all_gather_algorithm(AllGatherAlgorithm::kAllToAll);
 }
 
 // Through Gloo the gather runs while other collectives go on (every rank waits it later);
@@ -104,27 +100,23 @@ TEST(Comm1D, AsyncAllGatherEqualsAllGather) {
   EXPECT_THROW(all_gather_async(local, 0, *g, {2}), std::invalid_argument);
 }
 
-TEST(Comm1D, ReduceScatterEveryAlgorithm) {
+TEST(Comm1D, ReduceScatterEvenAndUneven) {
   auto g = world();
   const int k = g->size();
   const float factor = k * (k + 1) / 2.0f;  // sum over ranks of (rank + 1)
-  for (auto algorithm : {ReduceScatterAlgorithm::kAllToAll, ReduceScatterAlgorithm::kGloo,
-                         ReduceScatterAlgorithm::kAllReduce}) {
-    set_reduce_scatter_algorithm(algorithm);
+  {
     for (int64_t n : {12, 13, 14, 3, 5}) {
       for (int64_t dim : {0, 1}) {
         std::vector<int64_t> shape = dim == 0 ? std::vector<int64_t>{n, 3} : std::vector<int64_t>{3, n};
         auto mine = global_arange(shape) * (process_id() + 1.0f);
         auto expected = chunk_piece(global_arange(shape) * factor, dim, k, g->rank());
         auto got = reduce_scatter(mine, dim, ReduceOp::kSum, *g);
-        EXPECT_TRUE(at::allclose(got, expected))
-            << "algorithm " << int(algorithm) << " n=" << n << " dim=" << dim;
+        EXPECT_TRUE(at::allclose(got, expected)) << "n=" << n << " dim=" << dim;
         auto avg = reduce_scatter(mine, dim, ReduceOp::kAvg, *g);
         EXPECT_TRUE(at::allclose(avg, expected / k)) << "avg, n=" << n << " dim=" << dim;
       }
     }
   }
-  set_reduce_scatter_algorithm(ReduceScatterAlgorithm::kAllToAll);
 }
 
 TEST(Comm1D, AllToAllReshards) {
@@ -135,8 +127,7 @@ TEST(Comm1D, AllToAllReshards) {
     auto full = global_arange(shape);
     auto rows = chunk_piece(full, 0, k, g->rank()).contiguous();
     auto cols = all_to_all(rows, /*split_dim=*/1, /*concat_dim=*/0, shape[0], *g);
-    EXPECT_TRUE(at::equal(cols, chunk_piece(full, 1, k, g->rank())))
-        << shape[0] << "x" << shape[1];
+    EXPECT_TRUE(at::equal(cols, chunk_piece(full, 1, k, g->rank()))) << shape[0] << "x" << shape[1];
     auto back = all_to_all(cols, /*split_dim=*/0, /*concat_dim=*/1, shape[1], *g);
     EXPECT_TRUE(at::equal(back, rows)) << shape[0] << "x" << shape[1];
   }
@@ -265,7 +256,8 @@ TEST(CommTransport, EveryCollectiveAgreesWithGloo) {
                               all_gather(piece, dim, *gloo, chunk_sizes(n, k))));
         EXPECT_TRUE(at::equal(all_gather(piece, dim, *chosen), all_gather(piece, dim, *gloo)));
         auto rows = chunk_piece(x, 0, k, me).contiguous();
-        EXPECT_TRUE(at::equal(all_to_all(rows, 1, 0, x.size(0), *chosen), all_to_all(rows, 1, 0, x.size(0), *gloo)));
+        EXPECT_TRUE(
+            at::equal(all_to_all(rows, 1, 0, x.size(0), *chosen), all_to_all(rows, 1, 0, x.size(0), *gloo)));
         auto a = x.clone(), b = x.clone();
         broadcast(a, k - 1, *chosen);
         broadcast(b, k - 1, *gloo);
@@ -314,7 +306,7 @@ TEST(Comm2x2, AxisGroupsFollowTheMesh) {
   auto batch = axis_group(*mesh, "batch");
   auto model = axis_group(*mesh, "model");
   const int r = process_id();
-  EXPECT_EQ(batch->ranks(), (std::vector<int>{r % 2, r % 2 + 2}));  // rank 1: {1, 3}
+  EXPECT_EQ(batch->ranks(), (std::vector<int>{r % 2, r % 2 + 2}));          // rank 1: {1, 3}
   EXPECT_EQ(model->ranks(), (std::vector<int>{r / 2 * 2, r / 2 * 2 + 1}));  // rank 1: {0, 1}
   EXPECT_EQ(batch->rank(), r / 2);
   EXPECT_EQ(model->rank(), r % 2);

@@ -22,11 +22,20 @@ void label_hosts_for_tests() {
   const int r = std::stoi(rank);
   if (r < static_cast<int>(labels.size())) setenv("KDIST_HOST", ("test-host-" + labels[r]).c_str(), 1);
 }
+
+// KDIST_TEST_NCCL_HOST_PER_RANK=1: each rank tells NCCL it is a host of its own, so that
+// several ranks may share one GPU (scripts/device-check.sh on a one-GPU machine).
+void one_nccl_host_per_rank() {
+  const char* rank = std::getenv("RANK");
+  if (std::getenv("KDIST_TEST_NCCL_HOST_PER_RANK") == nullptr || rank == nullptr) return;
+  setenv("NCCL_HOSTID", (std::string("kdist-test-rank-") + rank).c_str(), 1);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   label_hosts_for_tests();
+  one_nccl_host_per_rank();
   try {
     kdist::initialize();
   } catch (const std::exception& e) {

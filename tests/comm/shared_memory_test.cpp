@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "../mp_util.h"
-#include "comm/shared_memory.h"
+#include "comm/transports/shared_memory_segment.h"
 
 namespace kdist::comm {
 namespace {
@@ -90,7 +90,8 @@ TEST(SharedMemory, AllReduceAroundRunsTheRootsStepOnTheReduction) {
         at::Tensor reduced = op == ReduceOp::kMax ? base * k : expected_sum(base, k);
         if (op == ReduceOp::kAvg) reduced = reduced / k;
         EXPECT_TRUE(at::allclose(data, reduced * 2 + 1, 1e-6, 0))
-            << "n = " << n << (in_region ? " in the region" : " outside it") << ", op " << static_cast<int>(op);
+            << "n = " << n << (in_region ? " in the region" : " outside it") << ", op "
+            << static_cast<int>(op);
       }
     }
   }
@@ -135,7 +136,8 @@ TEST(SharedMemory, BadRegionsAreNamed) {
   EXPECT_THROW_WITH(shm->region(4000, 100, at::kFloat), std::invalid_argument,
                     "[kdist.comm] shared-memory region [4000, 4400) of Float does not fit the "
                     "4096-byte region");
-  EXPECT_THROW_WITH(shm->region(2, 1, at::kFloat), std::invalid_argument, "offset 2 is not a multiple of Float's 4 bytes");
+  EXPECT_THROW_WITH(shm->region(2, 1, at::kFloat), std::invalid_argument,
+                    "offset 2 is not a multiple of Float's 4 bytes");
   auto outside = at::ones({4});
   EXPECT_THROW_WITH(shm->sum(outside), std::invalid_argument,
                     "[kdist.comm] shared-memory all_reduce needs a contiguous tensor inside this "
@@ -194,7 +196,8 @@ TEST(SharedMemoryFailure, ARootWhoseStepThrowsFailsTheOthersAtOnce) {
   auto fresh = make(group, 4096);  // the same for all_gather_around
   ASSERT_TRUE(fresh);
   const std::vector<int64_t> sizes(group.size(), 8);
-  EXPECT_THROW_WITH(fresh->all_gather_around(data, 0, sizes, 8 * group.size(), 0, 0, failing), std::runtime_error,
+  EXPECT_THROW_WITH(fresh->all_gather_around(data, 0, sizes, 8 * group.size(), 0, 0, failing),
+                    std::runtime_error,
                     group.rank() == 0 ? "the hosts' exchange failed" : "group rank 0 gave up");
   barrier(group);
 }

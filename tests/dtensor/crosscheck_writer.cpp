@@ -27,16 +27,17 @@ std::string placements_text(const std::vector<Placement>& ps) {
   for (size_t i = 0; i < ps.size(); ++i) {
     const auto& p = ps[i];
     s += i ? "," : "";
-    if (auto* sh = std::get_if<Shard>(&p)) s += "S" + std::to_string(sh->dim);
-    else s += std::holds_alternative<Partial>(p) ? "P" : "R";
+    if (auto* sh = std::get_if<Shard>(&p))
+      s += "S" + std::to_string(sh->dim);
+    else
+      s += std::holds_alternative<Partial>(p) ? "P" : "R";
   }
   return s;
 }
 
 void write(const std::string& path, const at::Tensor& t) {
   auto c = t.contiguous().to(at::kFloat);
-  std::ofstream(path + ".bin", std::ios::binary)
-      .write(static_cast<const char*>(c.data_ptr()), c.numel() * 4);
+  std::ofstream(path + ".bin", std::ios::binary).write(static_cast<const char*>(c.data_ptr()), c.numel() * 4);
   std::ofstream(path + ".shape") << join(c.sizes().vec()) << "\n";
 }
 
@@ -52,8 +53,8 @@ int main(int argc, char** argv) {
   const int n = num_processes(), r = process_id();
   std::ostringstream cases;
   int id = 0;
-  auto run = [&](std::vector<int64_t> mesh_shape, std::vector<int64_t> shape,
-                 std::vector<Placement> src, std::vector<Placement> dst, bool partial) {
+  auto run = [&](std::vector<int64_t> mesh_shape, std::vector<int64_t> shape, std::vector<Placement> src,
+                 std::vector<Placement> dst, bool partial) {
     std::vector<std::string> names;
     for (size_t i = 0; i < mesh_shape.size(); ++i) names.push_back("m" + std::to_string(i));
     auto mesh = std::make_shared<DeviceMesh>(mesh_shape, names);
@@ -75,23 +76,25 @@ int main(int argc, char** argv) {
     write(base + ".src", x.to_local());
     write(base + ".dst", y.to_local());
     write(base + ".full", y.full_tensor());
-    cases << id << " " << join(mesh_shape) << " " << join(shape) << " " << placements_text(src)
-          << " " << placements_text(dst) << " " << (partial ? 1 : 0) << "\n";
+    cases << id << " " << join(mesh_shape) << " " << join(shape) << " " << placements_text(src) << " "
+          << placements_text(dst) << " " << (partial ? 1 : 0) << "\n";
     ++id;
   };
   const std::vector<std::vector<int64_t>> shapes{{12, 3}, {13, 3}, {3, 14}, {5, 5}, {8, 5}, {1, 3}};
-  const std::vector<std::pair<Placement, Placement>> pairs{
-      {Shard{0}, Replicate{}}, {Shard{1}, Replicate{}}, {Replicate{}, Shard{0}},
-      {Shard{0}, Shard{1}}, {Shard{1}, Shard{0}}};
+  const std::vector<std::pair<Placement, Placement>> pairs{{Shard{0}, Replicate{}},
+                                                           {Shard{1}, Replicate{}},
+                                                           {Replicate{}, Shard{0}},
+                                                           {Shard{0}, Shard{1}},
+                                                           {Shard{1}, Shard{0}}};
   for (const auto& shape : shapes) {
     for (const auto& [src, dst] : pairs) run({n}, shape, {src}, {dst}, false);
     run({n}, shape, {Partial{}}, {Replicate{}}, true);
     run({n}, shape, {Partial{}}, {Shard{0}}, true);
   }
   if (n == 4) {
-    const std::vector<std::vector<Placement>> layouts{
-        {Shard{0}, Shard{0}}, {Shard{0}, Shard{1}}, {Shard{1}, Shard{0}},
-        {Replicate{}, Shard{1}}, {Shard{0}, Replicate{}}, {Replicate{}, Replicate{}}};
+    const std::vector<std::vector<Placement>> layouts{{Shard{0}, Shard{0}},    {Shard{0}, Shard{1}},
+                                                      {Shard{1}, Shard{0}},    {Replicate{}, Shard{1}},
+                                                      {Shard{0}, Replicate{}}, {Replicate{}, Replicate{}}};
     for (auto shape : std::vector<std::vector<int64_t>>{{10, 5}, {9, 5}, {3, 5}, {1, 3}, {8, 8}})
       for (const auto& src : layouts)
         for (const auto& dst : layouts)

@@ -20,11 +20,11 @@ TEST(DTensor1D, FromLocalInfersTheGlobalShape) {
   EXPECT_EQ(x.local_offset(), (std::vector<int64_t>{3 * process_id(), 0}));
   EXPECT_EQ(DTensor::from_local(at::ones({3, 3}), line_mesh(), {Replicate{}}).sizes(),
             (std::vector<int64_t>{3, 3}));
-  EXPECT_THROW_WITH(DTensor::from_local(at::ones({3, 3}), line_mesh(), {Shard{0}},
-                                        std::vector<int64_t>{100, 3}),
-                    std::invalid_argument, "holds a block of shape (3, 3)");
-  EXPECT_THROW_WITH(DTensor::from_local(at::ones({3}), line_mesh(), {Shard{1}}),
-                    std::invalid_argument, "placement S(1) is out of range");
+  EXPECT_THROW_WITH(
+      DTensor::from_local(at::ones({3, 3}), line_mesh(), {Shard{0}}, std::vector<int64_t>{100, 3}),
+      std::invalid_argument, "holds a block of shape (3, 3)");
+  EXPECT_THROW_WITH(DTensor::from_local(at::ones({3}), line_mesh(), {Shard{1}}), std::invalid_argument,
+                    "placement S(1) is out of range");
 }
 
 TEST(DTensor1D, DistributeTensorTakesRankZerosData) {
@@ -62,9 +62,12 @@ TEST(DTensor1D, DistributeVariableIsALeafWithARecordedSpec) {
 
   std::string prefix = "DEBUG | [Rank " + std::to_string(r) + "/" + std::to_string(k) + "] ";
   EXPECT_NE(log.find(prefix + "distribute_variable: distribution()=None\n"), std::string::npos) << log;
-  EXPECT_NE(log.find(prefix + "distribute_variable: layout=TensorLayout(x, None) placements=[S(0)] "
-                     "global=(10, 4) local=(" + std::to_string(comm::chunk_size(10, k, r)) +
-                     ", 4) sharded\n"), std::string::npos) << log;
+  EXPECT_NE(log.find(prefix +
+                     "distribute_variable: layout=TensorLayout(x, None) placements=[S(0)] "
+                     "global=(10, 4) local=(" +
+                     std::to_string(comm::chunk_size(10, k, r)) + ", 4) sharded\n"),
+            std::string::npos)
+      << log;
 }
 
 TEST(DTensor1D, DistributeVariableSeesTheScopedDistribution) {
@@ -79,8 +82,7 @@ TEST(DTensor1D, DistributeVariableSeesTheScopedDistribution) {
   auto shard = distribute_variable(at::ones({2, 6}), mp->get_variable_layout("w", {2, 6}));
   std::string log = ::testing::internal::GetCapturedStderr();
   unsetenv("KERAS_DISTRIBUTION_DEBUG");
-  EXPECT_NE(log.find("distribute_variable: distribution()=" + mp->to_string()), std::string::npos)
-      << log;
+  EXPECT_NE(log.find("distribute_variable: distribution()=" + mp->to_string()), std::string::npos) << log;
   EXPECT_EQ(shard.size(1), comm::chunk_size(6, num_processes(), process_id()));
 }
 
@@ -88,8 +90,7 @@ TEST(DTensor4, FromLocalOnA2x4Mesh) {
   // A 2x4 mesh of 8 devices of which this 4-process job holds the first row: global shapes
   // are inferred without communication.
   ASSERT_EQ(num_processes(), 4);
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 4},
-                                           std::vector<std::string>{"a", "b"},
+  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 4}, std::vector<std::string>{"a", "b"},
                                            testing::fake_devices(8));
   EXPECT_EQ(DTensor::from_local(at::ones({3, 3}), mesh, {Shard{0}, Shard{1}}).sizes(),
             (std::vector<int64_t>{6, 12}));

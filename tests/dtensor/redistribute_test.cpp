@@ -23,8 +23,7 @@ at::Tensor expected_block(const at::Tensor& full, const std::vector<Placement>& 
   return block;
 }
 
-const std::vector<std::vector<int64_t>> kUnevenShapes{{12, 3}, {13, 3}, {14, 3},
-                                                      {3, 12}, {3, 13}, {3, 14}};
+const std::vector<std::vector<int64_t>> kUnevenShapes{{12, 3}, {13, 3}, {14, 3}, {3, 12}, {3, 13}, {3, 14}};
 
 // redistribute runs the plan plan_redistribute gives: comm counts the same collectives with
 // the same bytes, step for step in kind.
@@ -59,7 +58,8 @@ TEST(Redistribute1D, PlanIsWhatRuns) {
   auto plan = x.plan_redistribute({Replicate{}});
   ASSERT_EQ(plan.steps.size(), 1u);
   EXPECT_EQ(plan.steps[0].ranks, mesh->ranks_along(0, process_id()));
-  EXPECT_EQ(plan.to_string().rfind("mesh dim 0: S(0) -> R  all_gather over ranks 0,", 0), 0u) << plan.to_string();
+  EXPECT_EQ(plan.to_string().rfind("mesh dim 0: S(0) -> R  all_gather over ranks 0,", 0), 0u)
+      << plan.to_string();
 }
 
 TEST(Redistribute2x2, PlanIsWhatRuns) {
@@ -72,8 +72,8 @@ TEST(Redistribute2x2, PlanIsWhatRuns) {
     auto full = global_arange(shape);
     for (const auto& from : all)
       for (const auto& to : all) expect_plan_is_what_runs(distribute_tensor(full, mesh, from), to);
-    for (const auto& from : std::vector<std::vector<Placement>>{{Partial{}, Replicate{}}, {Shard{1}, Partial{}},
-                                                                {Partial{}, Partial{}}}) {
+    for (const auto& from : std::vector<std::vector<Placement>>{
+             {Partial{}, Replicate{}}, {Shard{1}, Partial{}}, {Partial{}, Partial{}}}) {
       auto p = DTensor::from_local(expected_block(full, from).clone(), mesh, from, shape);
       for (const auto& to : all) expect_plan_is_what_runs(p, to);
     }
@@ -115,7 +115,9 @@ TEST(Redistribute1D, ReplicateToShardAndItsGradient) {
       EXPECT_EQ(forward.total_count(), 0);
       EXPECT_TRUE(at::equal(y.to_local(), chunk_piece(full.detach(), d, k, r)));
       auto chunks = at::chunk(full.detach(), k, d);  // torch.chunk itself, where it has a piece
-      if (r < static_cast<int>(chunks.size())) EXPECT_TRUE(at::equal(y.to_local(), chunks[r]));
+      if (r < static_cast<int>(chunks.size())) {
+        EXPECT_TRUE(at::equal(y.to_local(), chunks[r]));
+      }
       // The gradient of Replicate -> Shard is an all_gather of the pieces.
       auto weight = global_arange(shape) * 2;
       CollectiveCounter backward;
@@ -188,8 +190,7 @@ TEST(Redistribute1D, GradientOfAChainMatchesOneProcess) {
 TEST(Redistribute1D, ASizeOneMeshDimensionCostsNothing) {
   // A (1, k) mesh: anything on the size-1 dimension is free, the other works as usual.
   const int k = num_processes();
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, k},
-                                           std::vector<std::string>{"one", "x"});
+  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, k}, std::vector<std::string>{"one", "x"});
   auto full = global_arange({6, 5});
   auto x = distribute_tensor(full, mesh, {Shard{0}, Replicate{}});
   EXPECT_TRUE(at::equal(x.to_local(), full));
@@ -199,16 +200,15 @@ TEST(Redistribute1D, ASizeOneMeshDimensionCostsNothing) {
   auto p = DTensor::from_local(full, mesh, {Partial{}, Replicate{}});
   EXPECT_TRUE(at::equal(p.redistribute({Replicate{}, Replicate{}}).to_local(), full));
   EXPECT_EQ(counter.total_count(), 0);
-  EXPECT_TRUE(at::equal(x.redistribute({Shard{0}, Shard{1}}).to_local(),
-                        chunk_piece(full, 1, k, process_id())));
+  EXPECT_TRUE(
+      at::equal(x.redistribute({Shard{0}, Shard{1}}).to_local(), chunk_piece(full, 1, k, process_id())));
 }
 
 TEST(Redistribute2x2, UnevenRoundTrips) {
   ASSERT_EQ(num_processes(), 4);
   auto mesh = mesh_2x2();
   for (auto shape : std::vector<std::vector<int64_t>>{{10, 5}, {9, 5}, {3, 5}, {1, 3}}) {
-    for (auto placements : std::vector<std::vector<Placement>>{{Shard{0}, Shard{0}},
-                                                               {Shard{0}, Shard{1}}}) {
+    for (auto placements : std::vector<std::vector<Placement>>{{Shard{0}, Shard{0}}, {Shard{0}, Shard{1}}}) {
       auto full = global_arange(shape);
       auto x = distribute_tensor(full, mesh, placements);
       EXPECT_TRUE(at::equal(x.full_tensor(), full))
@@ -225,8 +225,8 @@ TEST(Redistribute2x2, UnevenRoundTrips) {
 TEST(Redistribute2x2, EmptyLocalBlocks) {
   ASSERT_EQ(num_processes(), 4);
   auto mesh = mesh_2x2();
-  const std::vector<std::vector<Placement>> all{{Shard{0}, Shard{0}}, {Shard{0}, Shard{1}},
-                                                {Shard{1}, Shard{0}}, {Replicate{}, Shard{0}},
+  const std::vector<std::vector<Placement>> all{{Shard{0}, Shard{0}},    {Shard{0}, Shard{1}},
+                                                {Shard{1}, Shard{0}},    {Replicate{}, Shard{0}},
                                                 {Shard{0}, Replicate{}}, {Replicate{}, Replicate{}}};
   for (auto shape : std::vector<std::vector<int64_t>>{{3, 5}, {1, 3}})
     for (const auto& from : all)
@@ -244,7 +244,10 @@ TEST(Redistribute2x2, TransitionCountsAndValues) {
   auto mesh = mesh_2x2();
   auto full = global_arange({8, 8});
   auto s0s1 = distribute_tensor(full, mesh, {Shard{0}, Shard{1}});
-  struct Case { std::vector<Placement> to; int64_t collectives; };
+  struct Case {
+    std::vector<Placement> to;
+    int64_t collectives;
+  };
   for (const auto& c : std::vector<Case>{{{Shard{0}, Shard{0}}, 1},
                                          {{Shard{1}, Shard{0}}, 2},
                                          {{Shard{0}, Replicate{}}, 1},
@@ -254,8 +257,7 @@ TEST(Redistribute2x2, TransitionCountsAndValues) {
     CollectiveCounter counter;
     auto y = s0s1.redistribute(c.to);
     EXPECT_EQ(counter.total_count(), c.collectives) << to_string(c.to);
-    EXPECT_TRUE(at::equal(y.to_local(), distribute_tensor(full, mesh, c.to).to_local()))
-        << to_string(c.to);
+    EXPECT_TRUE(at::equal(y.to_local(), distribute_tensor(full, mesh, c.to).to_local())) << to_string(c.to);
     EXPECT_TRUE(at::equal(y.full_tensor(), full)) << to_string(c.to);
   }
   // Partial on one axis, sharded on the other.

@@ -6,8 +6,7 @@
 namespace kdist {
 namespace {
 
-DTensorSpec spec_of(DeviceMeshPtr mesh, std::vector<Placement> placements,
-                    std::vector<int64_t> shape) {
+DTensorSpec spec_of(DeviceMeshPtr mesh, std::vector<Placement> placements, std::vector<int64_t> shape) {
   return DTensorSpec{std::move(mesh), std::move(placements), std::move(shape)};
 }
 
@@ -65,8 +64,7 @@ TEST(DTensorSpec, Validation) {
   EXPECT_THROW_WITH(spec_of(mesh, {Shard{0}}, {4}).validate(), std::invalid_argument,
                     "[kdist.dtensor] placements [S(0)] have 1 entries, mesh (batch, model) has 2 "
                     "dimensions");
-  EXPECT_THROW_WITH(spec_of(mesh, {Shard{2}, Replicate{}}, {4, 4}).validate(),
-                    std::invalid_argument,
+  EXPECT_THROW_WITH(spec_of(mesh, {Shard{2}, Replicate{}}, {4, 4}).validate(), std::invalid_argument,
                     "placement S(2) is out of range for a tensor of shape (4, 4)");
   EXPECT_EQ(spec_of(mesh, {Partial{}, Shard{1}}, {4, 4}).to_string(),
             "DTensorSpec(global=(4, 4), placements=[P(sum), S(1)])");

@@ -55,23 +55,32 @@ std::vector<Case> cases() {
       {"BatchNorm1d in a Sequential",
        [] {
          return torch::nn::Sequential(torch::nn::Linear(6, 8), torch::nn::BatchNorm1d(8), torch::nn::ReLU(),
-                                      torch::nn::Linear(8, 3)).ptr();
+                                      torch::nn::Linear(8, 3))
+             .ptr();
        },
-       forward_of<torch::nn::Sequential>(), {6}},
+       forward_of<torch::nn::Sequential>(),
+       {6}},
       {"BatchNorm2d in a Sequential",
        [] {
          return torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(2, 4, 3).padding(1)),
                                       torch::nn::BatchNorm2d(4), torch::nn::ReLU(), torch::nn::Flatten(),
-                                      torch::nn::Linear(4 * 5 * 5, 3)).ptr();
+                                      torch::nn::Linear(4 * 5 * 5, 3))
+             .ptr();
        },
-       forward_of<torch::nn::Sequential>(), {2, 5, 5}},
+       forward_of<torch::nn::Sequential>(),
+       {2, 5, 5}},
       {"BatchNorm1d without affine on 3-D input",
        [] {
          return torch::nn::Sequential(torch::nn::BatchNorm1d(torch::nn::BatchNormOptions(3).affine(false)),
-                                      torch::nn::Flatten(), torch::nn::Linear(3 * 4, 3)).ptr();
+                                      torch::nn::Flatten(), torch::nn::Linear(3 * 4, 3))
+             .ptr();
        },
-       forward_of<torch::nn::Sequential>(), {3, 4}},
-      {"SyncBatchNorm declared, cumulative average", [] { return Declared().ptr(); }, forward_of<Declared>(), {6}},
+       forward_of<torch::nn::Sequential>(),
+       {3, 4}},
+      {"SyncBatchNorm declared, cumulative average",
+       [] { return Declared().ptr(); },
+       forward_of<Declared>(),
+       {6}},
   };
 }
 
@@ -144,7 +153,7 @@ TEST(SyncBatchNorm, StockBatchNormBecomesSyncBatchNormOverSeveralProcesses) {
   ASSERT_TRUE(sync_bn->group);
   EXPECT_EQ(sync_bn->group->size(), num_processes());
   ASSERT_EQ(summary.layers.size(), 2u);  // the Linear and the BatchNorm
-  EXPECT_EQ(summary.layers[1].kind, "SyncBatchNorm");
+  EXPECT_EQ(summary.layers[1].kind, LayerKind::kSyncBatchNorm);
   EXPECT_EQ(summary.layers[1].collectives({4, 0, true}).size(), 4u);
 }
 
@@ -172,13 +181,14 @@ TEST(SyncBatchNorm, AStockBatchNormKdistCannotReplaceIsAnError) {
     EXPECT_NO_THROW(plan_module(*custom, DataParallel(), 0));
     return;
   }
-  EXPECT_THROW_WITH(plan_module(*custom, DataParallel(), 0), std::invalid_argument,
-                    "[kdist.nn] 'bn' is a stock torch::nn::BatchNorm1dImpl that kdist cannot replace (only a "
-                    "torch::nn::Sequential's children are): over the batch axis 'batch' (" +
-                        std::to_string(num_processes()) +
-                        " processes) it would normalise with each process's rows, unlike one process. Declare it as "
-                        "kdist::nn::SyncBatchNorm, or set DistributeModuleOptions::batch_statistics to "
-                        "kdist::nn::BatchStatistics::kPerReplica");
+  EXPECT_THROW_WITH(
+      plan_module(*custom, DataParallel(), 0), std::invalid_argument,
+      "[kdist.nn] 'bn' is a stock torch::nn::BatchNorm1dImpl that kdist cannot replace (only a "
+      "torch::nn::Sequential's children are): over the batch axis 'batch' (" +
+          std::to_string(num_processes()) +
+          " processes) it would normalise with each process's rows, unlike one process. Declare it as "
+          "kdist::nn::SyncBatchNorm, or set DistributeModuleOptions::batch_statistics to "
+          "kdist::nn::BatchStatistics::kPerReplica");
 }
 
 TEST(SyncBatchNorm, ErrorsNameTheLayer) {
@@ -193,16 +203,19 @@ TEST(SyncBatchNorm, ErrorsNameTheLayer) {
     EXPECT_THROW_WITH(model->forward(at::randn({3, 4})), std::invalid_argument,
                       "SyncBatchNorm(4) expects 4-D inputs (N, C, ...), got 2-D input of shape [3, 4]");
   if (num_processes() > 1)  // one row on one process and none elsewhere: one value per channel
-    EXPECT_THROW_WITH(model->forward(at::randn({process_id() == 0 ? 1 : 0, 4, 1, 1})), std::invalid_argument,
-                      "SyncBatchNorm expected more than 1 value per channel when training, got 1 over the batch "
-                      "axis' " + std::to_string(num_processes()) + " processes");
+    EXPECT_THROW_WITH(
+        model->forward(at::randn({process_id() == 0 ? 1 : 0, 4, 1, 1})), std::invalid_argument,
+        "SyncBatchNorm expected more than 1 value per channel when training, got 1 over the batch "
+        "axis' " +
+            std::to_string(num_processes()) + " processes");
 }
 
 // On a (model, batch) mesh the statistics are summed over the batch axis alone: the model axis'
 // processes hold the same rows.
 TEST(SyncBatchNorm2x2, TheBatchAxisSecond) {
   ASSERT_EQ(num_processes(), 4);
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"model", "batch"});
+  auto mesh =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"model", "batch"});
   const ModelParallel distribution(LayoutMap(mesh), "batch");
   for (const auto& c : cases()) expect_trains_as_one_process(c, distribution);
 }

@@ -19,7 +19,8 @@ using testing::whole;
 
 // An Embedding feeding a Linear: ids in, (n, 3) out.
 struct EmbedMlpImpl : torch::nn::Module {
-  EmbedMlpImpl() : tok(register_module("tok", nn::Embedding(11, 6))), fc(register_module("fc", nn::Linear(6, 3))) {
+  EmbedMlpImpl()
+      : tok(register_module("tok", nn::Embedding(11, 6))), fc(register_module("fc", nn::Linear(6, 3))) {
     tok->parallel.gather_output = true;  // embedding-dim parallel: fc needs the whole rows
   }
   at::Tensor forward(const at::Tensor& ids) { return fc(at::tanh(tok(ids))); }
@@ -39,7 +40,7 @@ Case embed_case() {
 TEST(Fsdp1D, LinearWeightsOnEitherDimension) {
   const Entries keras{{"fc1/kernel", {"batch", std::nullopt}}, {"fc2/kernel", {std::nullopt, "batch"}}};
   auto summary = train_and_compare<torch::optim::SGD>(mlp_case(12, 20, 4), line("batch"), keras, kSgd);
-  EXPECT_EQ(summary.parameters[0].style, "fsdp");
+  EXPECT_EQ(summary.parameters[0].style_text(), "fsdp");
   // Keras (in, out) (batch, None) is torch (out, in) sharded on dim 1.
   EXPECT_EQ(summary.parameters[0].placements, (std::vector<Placement>{Shard{1}}));
   EXPECT_EQ(summary.parameters[2].placements, (std::vector<Placement>{Shard{0}}));
@@ -49,10 +50,12 @@ TEST(Fsdp1D, LinearWeightsOnEitherDimension) {
 
 TEST(Fsdp1D, BiasesAndUnevenShapes) {
   // 13 inputs, 22 hidden, 5 outputs: no dimension divides by 2 or 4 evenly everywhere.
-  const Entries entries{{"fc1/kernel", {"batch", std::nullopt}}, {"fc1/bias", {"batch"}},
-                        {"fc2/kernel", {std::nullopt, "batch"}}, {"fc2/bias", {"batch"}}};
+  const Entries entries{{"fc1/kernel", {"batch", std::nullopt}},
+                        {"fc1/bias", {"batch"}},
+                        {"fc2/kernel", {std::nullopt, "batch"}},
+                        {"fc2/bias", {"batch"}}};
   auto summary = train_and_compare<torch::optim::Adam>(mlp_case(13, 22, 5), line("batch"), entries, kAdam);
-  EXPECT_EQ(summary.parameters[1].style, "fsdp");
+  EXPECT_EQ(summary.parameters[1].style_text(), "fsdp");
   const int k = num_processes(), r = process_id();
   EXPECT_EQ(summary.parameters[3].local_shape, (std::vector<int64_t>{comm::chunk_size(5, k, r)}));
 }
@@ -60,25 +63,26 @@ TEST(Fsdp1D, BiasesAndUnevenShapes) {
 // Keras's default batch axis on a mesh ("model",) is "model": a tensor-parallel map there
 // shards data and weights over the same axis, which is FSDP.
 TEST(Fsdp1D, AModelMeshWhoseBatchAxisIsModel) {
-  auto summary = train_and_compare<torch::optim::SGD>(mlp_case(12, 20, 4), line("model"),
-                                                      {{"fc1/kernel", {std::nullopt, "model"}},
-                                                       {"fc2/kernel", {"model", std::nullopt}}},
-                                                      kSgd);
-  EXPECT_EQ(summary.parameters[0].style, "fsdp");
-  EXPECT_EQ(summary.parameters[1].style, "replicated") << "fc1.bias follows no weight sharding here";
+  auto summary = train_and_compare<torch::optim::SGD>(
+      mlp_case(12, 20, 4), line("model"),
+      {{"fc1/kernel", {std::nullopt, "model"}}, {"fc2/kernel", {"model", std::nullopt}}}, kSgd);
+  EXPECT_EQ(summary.parameters[0].style_text(), "fsdp");
+  EXPECT_EQ(summary.parameters[1].style_text(), "replicated") << "fc1.bias follows no weight sharding here";
 }
 
 TEST(Fsdp1D, EmbeddingRowsOrColumns) {
-  train_and_compare<torch::optim::Adam>(embed_case(), line("batch"), {{"tok/embeddings", {"batch", std::nullopt}}}, kAdam);
-  train_and_compare<torch::optim::SGD>(embed_case(), line("batch"),
-                                       {{"tok/embeddings", {std::nullopt, "batch"}}, {"fc/kernel", {"batch", std::nullopt}}},
-                                       kSgd);
+  train_and_compare<torch::optim::Adam>(embed_case(), line("batch"),
+                                        {{"tok/embeddings", {"batch", std::nullopt}}}, kAdam);
+  train_and_compare<torch::optim::SGD>(
+      embed_case(), line("batch"),
+      {{"tok/embeddings", {std::nullopt, "batch"}}, {"fc/kernel", {"batch", std::nullopt}}}, kSgd);
 }
 
 TEST(Fsdp1D, KeepingTheGatheredWeightUntilBackward) {
-  train_and_compare<torch::optim::Adam>(mlp_case(12, 20, 4), line("batch"),
-                                        {{"fc1/kernel", {"batch", std::nullopt}}, {"fc2/kernel", {std::nullopt, "batch"}}},
-                                        kAdam, "", 3, testing::kept_until_backward());
+  train_and_compare<torch::optim::Adam>(
+      mlp_case(12, 20, 4), line("batch"),
+      {{"fc1/kernel", {"batch", std::nullopt}}, {"fc2/kernel", {std::nullopt, "batch"}}}, kAdam, "", 3,
+      testing::kept_until_backward());
 }
 
 TEST(Fsdp1D, CollectivesOfAStep) {
@@ -114,9 +118,10 @@ TEST(Fsdp1D, AStockModuleCannotHoldABatchShardedParameter) {
   testing::TinyGpt gpt(50, 8, 16, 2);
   LayoutMap map(line("batch"));
   map.set("ln1/gamma", {"batch"});
-  EXPECT_THROW_WITH(distribute_module(*gpt, ModelParallel(map)), std::invalid_argument,
-                    "parameter 'ln1.weight' of torch::nn::LayerNormImpl has layout TensorLayout(batch), which "
-                    "shards it over 'batch', the batch axis");
+  EXPECT_THROW_WITH(
+      distribute_module(*gpt, ModelParallel(map)), std::invalid_argument,
+      "parameter 'ln1.weight' of torch::nn::LayerNormImpl has layout TensorLayout(batch), which "
+      "shards it over 'batch', the batch axis");
 }
 
 // ---- 2x2: FSDP over "batch" and tensor parallelism over "model" -------------------------------
@@ -128,16 +133,16 @@ TEST(Fsdp2x2, KerasHubStyleLinearLayouts) {
   // Gemma's ffw_gating (batch, model) and ffw_linear (model, batch), in Keras (in, out).
   const Entries gemma{{"fc1/kernel", {"batch", "model"}}, {"fc2/kernel", {"model", "batch"}}};
   auto summary = train_and_compare<torch::optim::Adam>(mlp_case(12, 20, 4), mesh_2x2(), gemma, kAdam);
-  EXPECT_EQ(summary.parameters[0].style, "column+fsdp");
+  EXPECT_EQ(summary.parameters[0].style_text(), "column+fsdp");
   EXPECT_EQ(summary.parameters[0].placements, (std::vector<Placement>{Shard{1}, Shard{0}}));
-  EXPECT_EQ(summary.parameters[1].style, "column") << "the bias follows the output features only";
-  EXPECT_EQ(summary.parameters[2].style, "row+fsdp");
+  EXPECT_EQ(summary.parameters[1].style_text(), "column") << "the bias follows the output features only";
+  EXPECT_EQ(summary.parameters[2].style_text(), "row+fsdp");
   EXPECT_EQ(summary.parameters[0].local_shape, (std::vector<int64_t>{10, 6}));
   train_and_compare<torch::optim::SGD>(mlp_case(13, 22, 5), mesh_2x2(), gemma, kSgd);  // uneven
   // FSDP alone on a 2-D mesh: the weights replicated over "model".
-  train_and_compare<torch::optim::SGD>(mlp_case(12, 20, 4), mesh_2x2(),
-                                       {{"fc1/kernel", {"batch", std::nullopt}}, {"fc2/kernel", {std::nullopt, "batch"}}},
-                                       kSgd);
+  train_and_compare<torch::optim::SGD>(
+      mlp_case(12, 20, 4), mesh_2x2(),
+      {{"fc1/kernel", {"batch", std::nullopt}}, {"fc2/kernel", {std::nullopt, "batch"}}}, kSgd);
 }
 
 TEST(Fsdp2x2, EmbeddingOverBothAxes) {
@@ -145,8 +150,9 @@ TEST(Fsdp2x2, EmbeddingOverBothAxes) {
   // Gemma's token_embedding (model, batch): vocabulary over "model", embedding dim over "batch".
   auto summary = train_and_compare<torch::optim::Adam>(embed_case(), mesh_2x2(),
                                                        {{"tok/embeddings", {"model", "batch"}}}, kAdam);
-  EXPECT_EQ(summary.parameters[0].style, "vocab+fsdp");
-  train_and_compare<torch::optim::Adam>(embed_case(), mesh_2x2(), {{"tok/embeddings", {"batch", "model"}}}, kAdam);
+  EXPECT_EQ(summary.parameters[0].style_text(), "vocab+fsdp");
+  train_and_compare<torch::optim::Adam>(embed_case(), mesh_2x2(), {{"tok/embeddings", {"batch", "model"}}},
+                                        kAdam);
 }
 
 TEST(Fsdp2x2, OneDimensionOverBothAxesIsRefused) {

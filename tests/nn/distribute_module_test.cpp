@@ -80,7 +80,8 @@ void train_and_compare(const LayoutMap& map, Options options, int steps,
 }
 
 TEST(TensorParallel, MlpMatchesOneProcessWithSgdAndAdam) {
-  train_and_compare<torch::optim::SGD>(keras_mlp_plan(model_mesh()), torch::optim::SGDOptions(0.1).momentum(0.9), 5);
+  train_and_compare<torch::optim::SGD>(keras_mlp_plan(model_mesh()),
+                                       torch::optim::SGDOptions(0.1).momentum(0.9), 5);
   train_and_compare<torch::optim::Adam>(keras_mlp_plan(model_mesh()), torch::optim::AdamOptions(1e-2), 5);
   train_and_compare<torch::optim::Adam>(torch_mlp_plan(model_mesh()), torch::optim::AdamOptions(1e-2), 5);
 }
@@ -97,10 +98,12 @@ TEST(TensorParallel, KerasAndTorchNamesGiveTheSameShards) {
     EXPECT_EQ(sa.parameters[i].placements, sb.parameters[i].placements) << sa.parameters[i].path.torch_name;
     EXPECT_EQ(sa.parameters[i].local_shape, sb.parameters[i].local_shape);
   }
-  EXPECT_EQ(sa.parameters[0].style, "column");
-  EXPECT_EQ(sa.parameters[0].placements, (std::vector<Placement>{Replicate{}, Shard{0}}));  // fc1.weight (out, in)
-  EXPECT_EQ(sa.parameters[1].placements, (std::vector<Placement>{Replicate{}, Shard{0}}));  // fc1.bias follows
-  EXPECT_EQ(sa.parameters[2].style, "row");
+  EXPECT_EQ(sa.parameters[0].style_text(), "column");
+  EXPECT_EQ(sa.parameters[0].placements,
+            (std::vector<Placement>{Replicate{}, Shard{0}}));  // fc1.weight (out, in)
+  EXPECT_EQ(sa.parameters[1].placements,
+            (std::vector<Placement>{Replicate{}, Shard{0}}));  // fc1.bias follows
+  EXPECT_EQ(sa.parameters[2].style_text(), "row");
   EXPECT_EQ(sa.parameters[2].placements, (std::vector<Placement>{Replicate{}, Shard{1}}));
   EXPECT_EQ(sa.parameters[3].placements, (std::vector<Placement>{Replicate{}, Replicate{}}));  // fc2.bias
   EXPECT_TRUE(at::equal(a->fc1->weight, b->fc1->weight));
@@ -134,18 +137,16 @@ TEST(TensorParallel, OneAllReduceForwardAndOneBackwardWhenTheInputNeedsIt) {
 
 TEST(TensorParallel, StockLayersInASequentialAreReplaced) {
   at::manual_seed(5);
-  torch::nn::Sequential reference(torch::nn::Linear(8, 12), torch::nn::ReLU(),
-                                  torch::nn::Linear(12, 4));
+  torch::nn::Sequential reference(torch::nn::Linear(8, 12), torch::nn::ReLU(), torch::nn::Linear(12, 4));
   at::manual_seed(5);
-  torch::nn::Sequential model(torch::nn::Linear(8, 12), torch::nn::ReLU(),
-                              torch::nn::Linear(12, 4));
+  torch::nn::Sequential model(torch::nn::Linear(8, 12), torch::nn::ReLU(), torch::nn::Linear(12, 4));
   LayoutMap map(model_mesh());
   map.set("0/kernel", {std::nullopt, "model"});
   map.set("2/kernel", {"model", std::nullopt});
   auto summary = distribute_module(*model, ModelParallel(map));
   EXPECT_NE(dynamic_cast<nn::LinearImpl*>(model[0].get()), nullptr);
-  EXPECT_EQ(summary.parameters[0].style, "column");
-  EXPECT_EQ(summary.parameters[2].style, "row");
+  EXPECT_EQ(summary.parameters[0].style_text(), "column");
+  EXPECT_EQ(summary.parameters[2].style_text(), "row");
   auto x = at::randn({3, 8});
   expect_close(model->forward(x), reference->forward(x), "Sequential output");
 }
@@ -166,9 +167,9 @@ TEST(TensorParallel, ParallelEmbeddings) {
     auto ids = at::tensor({0, 3, 10, 5, 7, 10, 1}, at::kLong).view({7});
     auto want = reference->forward(ids);
     auto got = embedding->forward(ids);  // dim parallel: this rank's columns
-    auto whole_output = std::string(axes) == "dim"
-                            ? comm::all_gather(got.detach(), -1, *comm::world(), comm::chunk_sizes(dim, num_processes()))
-                            : got;
+    auto whole_output = std::string(axes) == "dim" ? comm::all_gather(got.detach(), -1, *comm::world(),
+                                                                      comm::chunk_sizes(dim, num_processes()))
+                                                   : got;
     expect_close(whole_output, want, std::string(axes) + "-parallel embedding");
     // Vocab parallel: every rank holds the whole output and its loss is the whole loss; the
     // all_reduce's backward is the identity. Dim parallel: the local losses add up to it.
@@ -207,15 +208,13 @@ TEST(TensorParallel, Errors) {
 
   LayoutMap row_bias = keras_mlp_plan(mesh);
   row_bias.set("fc2/bias", {"model"});
-  EXPECT_THROW_WITH(distribute_module(*mlp, ModelParallel(row_bias)),
-                    std::invalid_argument,
+  EXPECT_THROW_WITH(distribute_module(*mlp, ModelParallel(row_bias)), std::invalid_argument,
                     "bias 'fc2.bias' has layout TensorLayout(model) but its weight is row parallel");
 
   HoldsStockLinear custom;
   LayoutMap stock(mesh);
   stock.set("fc/kernel", {std::nullopt, "model"});
-  EXPECT_THROW_WITH(distribute_module(*custom, ModelParallel(stock)),
-                    std::invalid_argument,
+  EXPECT_THROW_WITH(distribute_module(*custom, ModelParallel(stock)), std::invalid_argument,
                     "parameter 'fc.weight' of torch::nn::LinearImpl has layout "
                     "TensorLayout(model, None) (in torch's (out, in) order: the Keras key 'fc/kernel' "
                     "gives the transpose, Keras kernels being (in, out)) but a torch::nn::Linear outside a "
@@ -229,22 +228,23 @@ TEST(TensorParallel, Errors) {
   torch::nn::MultiheadAttention attention(torch::nn::MultiheadAttentionOptions(8, 2));
   LayoutMap attention_map(mesh);
   attention_map.set("out_proj.weight", {"model", std::nullopt});
-  EXPECT_THROW_WITH(distribute_module(*attention, ModelParallel(attention_map)), std::invalid_argument,
-                    "parameter 'out_proj.weight' of torch::nn::LinearImpl has layout TensorLayout(model, None) "
-                    "but it belongs to a torch::nn::MultiheadAttention, whose forward kdist cannot run tensor "
-                    "parallel: replicate it (or write the attention with kdist::nn::Linear projections); to shard "
-                    "it over the batch axis 'batch' instead (FSDP), wrap it in a kdist::nn::FullyShard unit "
-                    "(FullyShardImpl(attention, forward) takes a forward of your own for its several inputs)");
+  EXPECT_THROW_WITH(
+      distribute_module(*attention, ModelParallel(attention_map)), std::invalid_argument,
+      "parameter 'out_proj.weight' of torch::nn::LinearImpl has layout TensorLayout(model, None) "
+      "but it belongs to a torch::nn::MultiheadAttention, whose forward kdist cannot run tensor "
+      "parallel: replicate it (or write the attention with kdist::nn::Linear projections); to shard "
+      "it over the batch axis 'batch' instead (FSDP), wrap it in a kdist::nn::FullyShard unit "
+      "(FullyShardImpl(attention, forward) takes a forward of your own for its several inputs)");
 
   torch::nn::Conv2d conv(torch::nn::Conv2dOptions(2, 4, 3));
   LayoutMap conv_map(mesh);
   conv_map.set("weight", {"model", std::nullopt, std::nullopt, std::nullopt});
-  EXPECT_THROW_WITH(distribute_module(*conv, ModelParallel(conv_map)),
-                    std::invalid_argument,
-                    "parameter 'weight' of torch::nn::Conv2dImpl has layout TensorLayout(model, None, None, "
-                    "None) but kdist runs tensor parallelism only in kdist::nn::Linear and kdist::nn::Embedding: "
-                    "replicate it over the model axes; to shard it over the batch axis 'batch' instead (FSDP), "
-                    "wrap it in a kdist::nn::FullyShard unit");
+  EXPECT_THROW_WITH(
+      distribute_module(*conv, ModelParallel(conv_map)), std::invalid_argument,
+      "parameter 'weight' of torch::nn::Conv2dImpl has layout TensorLayout(model, None, None, "
+      "None) but kdist runs tensor parallelism only in kdist::nn::Linear and kdist::nn::Embedding: "
+      "replicate it over the model axes; to shard it over the batch axis 'batch' instead (FSDP), "
+      "wrap it in a kdist::nn::FullyShard unit");
 
   nn::Embedding padded(torch::nn::EmbeddingOptions(10, 4).padding_idx(0));
   LayoutMap vocab(mesh);
@@ -258,7 +258,8 @@ TEST(TensorParallel, Errors) {
   std::string warning = ::testing::internal::GetCapturedStderr();
   unsetenv("KDIST_ALLOW_UNMATCHED");
   EXPECT_NE(warning.find("[kdist.nn] warning: LayoutMap keys ['fc3/kernel'] match no parameter"),
-            std::string::npos) << warning;
+            std::string::npos)
+      << warning;
   EXPECT_EQ(mlp->fc1->parallel.style, nn::ParallelStyle::kColumn);
 }
 
@@ -296,9 +297,18 @@ TEST(TensorParallel, PlanAndDistributeAgree) {
   auto sequential = [] { return stock_mlp().ptr(); };
   auto holds_stock = [] { return HoldsStockLinear().ptr(); };
   const std::vector<Case> cases{
-      {"kdist mlp", mlp, {{"fc1/kernel", {std::nullopt, "model"}}, {"fc2/kernel", {"model", std::nullopt}}}, ""},
-      {"stock Sequential", sequential, {{"0/kernel", {std::nullopt, "model"}}, {"2/kernel", {"model", std::nullopt}}}, ""},
-      {"stock Sequential, unmatched key", sequential, {{"0/kernel", {std::nullopt, "model"}}, {"9/kernel", {"model", std::nullopt}}}, ""},
+      {"kdist mlp",
+       mlp,
+       {{"fc1/kernel", {std::nullopt, "model"}}, {"fc2/kernel", {"model", std::nullopt}}},
+       ""},
+      {"stock Sequential",
+       sequential,
+       {{"0/kernel", {std::nullopt, "model"}}, {"2/kernel", {"model", std::nullopt}}},
+       ""},
+      {"stock Sequential, unmatched key",
+       sequential,
+       {{"0/kernel", {std::nullopt, "model"}}, {"9/kernel", {"model", std::nullopt}}},
+       ""},
       {"stock Sequential, batch axis", sequential, {{"0/kernel", {std::nullopt, "model"}}}, "model"},
       {"stock member", holds_stock, {{"fc/kernel", {std::nullopt, "model"}}}, ""},
       {"stock member, batch axis", holds_stock, {{"fc/kernel", {std::nullopt, "model"}}}, "model"},

@@ -32,9 +32,13 @@ struct Case {
 };
 
 inline Case mlp_case(int64_t in, int64_t hidden, int64_t out) {
-  return {[=] { return Mlp(in, hidden, out).ptr(); },
-          [](torch::nn::Module& m, const at::Tensor& x) { return static_cast<testing::MlpImpl&>(m).forward(x); },
-          [=](int64_t rows) { return at::randn({rows, in}); }, out};
+  return {
+      [=] { return Mlp(in, hidden, out).ptr(); },
+      [](torch::nn::Module& m, const at::Tensor& x) { return static_cast<testing::MlpImpl&>(m).forward(x); },
+      [=](int64_t rows) {
+        return at::randn({rows, in});
+      },
+      out};
 }
 
 // Trains the case distributed by `entries` (each process on its data shard's rows, with
@@ -42,8 +46,8 @@ inline Case mlp_case(int64_t in, int64_t hidden, int64_t out) {
 // final full parameters within 1e-5. Returns the distributed model's summary.
 template <typename Optimizer, typename Options>
 DistributionSummary train_and_compare(const Case& c, DeviceMeshPtr mesh, const Entries& entries,
-                                      Options options, const std::string& batch_axis = "",
-                                      int steps = 4, DistributeModuleOptions module_options = {}) {
+                                      Options options, const std::string& batch_axis = "", int steps = 4,
+                                      DistributeModuleOptions module_options = {}) {
   LayoutMap map(mesh);
   for (const auto& [key, axes] : entries) map.set(key, axes);
   ModelParallel distribution(map, batch_axis);
@@ -65,7 +69,8 @@ DistributionSummary train_and_compare(const Case& c, DeviceMeshPtr mesh, const E
     want.backward();
     ref_opt.step();
     opt.zero_grad();
-    auto got = at::mse_loss(c.forward(*model, chunk_piece(x, 0, shards, shard)), chunk_piece(y, 0, shards, shard));
+    auto got =
+        at::mse_loss(c.forward(*model, chunk_piece(x, 0, shards, shard)), chunk_piece(y, 0, shards, shard));
     got.backward();
     opt.step();
     auto mean = got.detach().clone().view({1});
@@ -91,7 +96,9 @@ inline void expect_no_sync_accumulates(const Case& c, const LayoutMap& map) {
   ModelParallel distribution(map);
   distribute_module(*model, distribution);
   GradientSync sync(*model, distribution);
-  auto backward = [&](torch::nn::Module& m, const at::Tensor& x) { c.forward(m, x).pow(2).mean().backward(); };
+  auto backward = [&](torch::nn::Module& m, const at::Tensor& x) {
+    c.forward(m, x).pow(2).mean().backward();
+  };
   at::manual_seed(6);
   auto a = c.inputs(2 * k), b = c.inputs(2 * k), last = c.inputs(2 * k);
   for (const auto& batch : {a, b, last}) backward(*reference, batch);
@@ -107,8 +114,9 @@ inline void expect_no_sync_accumulates(const Case& c, const LayoutMap& map) {
   for (const auto& p : model->named_parameters()) {
     auto d = as_dtensor(p.value());
     ASSERT_TRUE(p.value().grad().defined()) << p.key();
-    auto grad = d ? DTensor::from_local(p.value().grad(), d->device_mesh(), d->placements(), d->sizes()).full_tensor()
-                  : p.value().grad();
+    auto grad =
+        d ? DTensor::from_local(p.value().grad(), d->device_mesh(), d->placements(), d->sizes()).full_tensor()
+          : p.value().grad();
     EXPECT_TRUE(at::allclose(grad, ref[p.key()].grad(), 1e-5, 1e-6)) << "accumulated " << p.key();
   }
 }

@@ -45,18 +45,21 @@ TORCH_MODULE(NormMlp);
 Case norm_mlp_case(int64_t in, int64_t hidden, int64_t out, bool twice = false) {
   return {[=] { return NormMlp(in, hidden, out, twice).ptr(); },
           [](torch::nn::Module& m, const at::Tensor& x) { return static_cast<NormMlpImpl&>(m).forward(x); },
-          [=](int64_t rows) { return at::randn({rows, in}); }, out};
+          [=](int64_t rows) {
+            return at::randn({rows, in});
+          },
+          out};
 }
 
 // A unit of a whole stock Sequential: two Conv2d and a stock Linear, which stays stock inside
 // the unit (the unit gathers it; distribute_module replaces stock Linears only outside units).
 struct ConvNetImpl : torch::nn::Module {
   ConvNetImpl()
-      : convs(register_module(
-            "convs", nn::FullyShard(torch::nn::Sequential(
-                         torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 5, 3)), torch::nn::ReLU(),
-                         torch::nn::Conv2d(torch::nn::Conv2dOptions(5, 4, 3)), torch::nn::Flatten(),
-                         torch::nn::Linear(64, 6))))),
+      : convs(register_module("convs",
+                              nn::FullyShard(torch::nn::Sequential(
+                                  torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 5, 3)), torch::nn::ReLU(),
+                                  torch::nn::Conv2d(torch::nn::Conv2dOptions(5, 4, 3)), torch::nn::Flatten(),
+                                  torch::nn::Linear(64, 6))))),
         fc(register_module("fc", nn::Linear(6, 3))) {}
   at::Tensor forward(const at::Tensor& x) { return fc(at::tanh(convs(x))); }
   nn::FullyShard convs;
@@ -67,27 +70,34 @@ TORCH_MODULE(ConvNet);
 Case conv_case() {
   return {[] { return ConvNet().ptr(); },
           [](torch::nn::Module& m, const at::Tensor& x) { return static_cast<ConvNetImpl&>(m).forward(x); },
-          [](int64_t rows) { return at::randn({rows, 3, 8, 8}); }, 3};
+          [](int64_t rows) {
+            return at::randn({rows, 3, 8, 8});
+          },
+          3};
 }
 
-const Entries kNormMlpFsdp{{"ln0/gamma", {"batch"}}, {"ln0/beta", {"batch"}},
-                           {"fc1/kernel", {"batch", std::nullopt}}, {"fc2/kernel", {std::nullopt, "batch"}}};
+const Entries kNormMlpFsdp{{"ln0/gamma", {"batch"}},
+                           {"ln0/beta", {"batch"}},
+                           {"fc1/kernel", {"batch", std::nullopt}},
+                           {"fc2/kernel", {std::nullopt, "batch"}}};
 
 // ---- 1-D: the batch axis is the only axis ------------------------------------------------------
 
 TEST(FullyShard1D, ALayerNormInAUnit) {
   // 13 features do not divide over 2 or 4 ranks: uneven LayerNorm shards.
-  auto summary = train_and_compare<torch::optim::Adam>(norm_mlp_case(13, 20, 4), line("batch"), kNormMlpFsdp, kAdam);
+  auto summary =
+      train_and_compare<torch::optim::Adam>(norm_mlp_case(13, 20, 4), line("batch"), kNormMlpFsdp, kAdam);
   EXPECT_EQ(summary.parameters[0].path.torch_name, "ln0.weight") << "the unit adds no name";
   EXPECT_EQ(summary.parameters[0].path.keras_name, "ln0/gamma");
-  EXPECT_EQ(summary.parameters[0].style, "fsdp");
+  EXPECT_EQ(summary.parameters[0].style_text(), "fsdp");
   EXPECT_EQ(summary.parameters[0].local_shape,
             (std::vector<int64_t>{comm::chunk_size(13, num_processes(), process_id())}));
   train_and_compare<torch::optim::SGD>(norm_mlp_case(13, 20, 4), line("batch"), kNormMlpFsdp, kSgd);
 }
 
 TEST(FullyShard1D, AUnitRunTwiceInOneForward) {
-  train_and_compare<torch::optim::SGD>(norm_mlp_case(12, 20, 4, /*twice=*/true), line("batch"), kNormMlpFsdp, kSgd);
+  train_and_compare<torch::optim::SGD>(norm_mlp_case(12, 20, 4, /*twice=*/true), line("batch"), kNormMlpFsdp,
+                                       kSgd);
 }
 
 TEST(FullyShard1D, KeepingTheGatheredParametersUntilBackward) {
@@ -103,7 +113,9 @@ TEST(FullyShard1D, ASequentialOfConvolutionsAndAStockLinear) {
                         {"fc/kernel", {"batch", std::nullopt}}};
   auto summary = train_and_compare<torch::optim::Adam>(conv_case(), line("batch"), entries, kAdam);
   for (const auto& p : summary.parameters)
-    if (p.key) EXPECT_EQ(p.style, "fsdp") << p.path.torch_name;
+    if (p.key) {
+      EXPECT_EQ(p.style_text(), "fsdp") << p.path.torch_name;
+    }
   train_and_compare<torch::optim::SGD>(conv_case(), line("batch"), entries, kSgd);
 }
 
@@ -151,13 +163,17 @@ TEST(FullyShard1D, AStockParameterOutsideAUnitIsRefused) {
 
 TEST(FullyShard2x2, BesideKerasHubStyleLayouts) {
   ASSERT_EQ(num_processes(), 4);
-  const Entries gemma{{"ln0/gamma", {"batch"}}, {"ln0/beta", {"batch"}},
-                      {"fc1/kernel", {"batch", "model"}}, {"fc2/kernel", {"model", "batch"}}};
-  auto summary = train_and_compare<torch::optim::Adam>(norm_mlp_case(13, 22, 5), testing::mesh_2x2(), gemma, kAdam);
-  EXPECT_EQ(summary.parameters[0].style, "fsdp");
+  const Entries gemma{{"ln0/gamma", {"batch"}},
+                      {"ln0/beta", {"batch"}},
+                      {"fc1/kernel", {"batch", "model"}},
+                      {"fc2/kernel", {"model", "batch"}}};
+  auto summary =
+      train_and_compare<torch::optim::Adam>(norm_mlp_case(13, 22, 5), testing::mesh_2x2(), gemma, kAdam);
+  EXPECT_EQ(summary.parameters[0].style_text(), "fsdp");
   EXPECT_EQ(summary.parameters[0].placements, (std::vector<Placement>{Shard{0}, Replicate{}}));
   // The batch axis second on the mesh.
-  auto flipped = std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"model", "batch"});
+  auto flipped =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"model", "batch"});
   summary = train_and_compare<torch::optim::SGD>(norm_mlp_case(13, 22, 5), flipped, gemma, kSgd, "batch");
   EXPECT_EQ(summary.parameters[0].placements, (std::vector<Placement>{Replicate{}, Shard{0}}));
 }

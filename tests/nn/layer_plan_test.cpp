@@ -14,11 +14,13 @@ using ByKind = std::map<std::string, std::pair<int64_t, int64_t>>;  // count, by
 
 // TinyGpt's layers see (batch x time) rows, but its position embedding looks up arange(time).
 // Under sequence parallelism k and v reuse q's gather of their common input.
-ByKind planned(const DistributionSummary& summary, int64_t batch, int64_t time, bool sequence_parallel = false) {
+ByKind planned(const DistributionSummary& summary, int64_t batch, int64_t time,
+               bool sequence_parallel = false) {
   ByKind kinds;
   for (const auto& layer : summary.layers)
-    for (const auto& c : layer.collectives({layer.layer == "pos" ? time : batch * time, time, true,
-                                            sequence_parallel && (layer.layer == "k" || layer.layer == "v")})) {
+    for (const auto& c :
+         layer.collectives({layer.layer == "pos" ? time : batch * time, time, true,
+                            sequence_parallel && (layer.layer == "k" || layer.layer == "v")})) {
       EXPECT_GT(c.group_size, 1) << layer.layer << ": " << c.what;
       kinds[c.kind].first += 1;
       kinds[c.kind].second += c.bytes;
@@ -139,7 +141,8 @@ TEST(LayerPlan, ModelFunctionsPlanWhatTheySend) {
   model->head->parallel.gather_output = false;  // loss parallel
   DistributeModuleOptions options = layers_only();
   options.sequence_parallel_dim = 1;
-  const auto summary = distribute_module(*model, *model_parallel(testing::gpt_tensor_parallel_map(model_line())), options);
+  const auto summary =
+      distribute_module(*model, *model_parallel(testing::gpt_tensor_parallel_map(model_line())), options);
   auto children = model->named_children();
   for (const char* name : {"ln1", "ln2", "ln_f"})
     nn::sum_gradients_over_sequence(*children[name], *model->head->parallel.sequence);
@@ -190,7 +193,8 @@ TEST(LayerPlan2x2, KerasHubStyleLayout) {
 
 TEST(LayerPlan2x2, ModelAxisFirst) {
   ASSERT_EQ(num_processes(), 4);
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"model", "batch"});
+  auto mesh =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"model", "batch"});
   expect_plan_is_what_runs(model_parallel(testing::gpt_gemma_map(mesh)), false);
 }
 

@@ -52,7 +52,8 @@ TEST(LossParallel, EqualsCrossEntropyOfTheGatheredLogits) {
 // gradients equal one process's with the whole head and at::cross_entropy_loss.
 TEST(LossParallel, ThroughAColumnParallelHead) {
   const int k = num_processes(), r = process_id();
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, k}, std::vector<std::string>{"batch", "model"});
+  auto mesh =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{1, k}, std::vector<std::string>{"batch", "model"});
   at::manual_seed(5);
   nn::Linear reference(torch::nn::LinearOptions(8, 11).bias(false));
   at::manual_seed(5);
@@ -73,7 +74,8 @@ TEST(LossParallel, ThroughAColumnParallelHead) {
   auto got = nn::parallel_cross_entropy(logits, targets, head->parallel);
   got.backward();
   EXPECT_NEAR(got.item<double>(), want.item<double>(), 1e-6 * want.item<double>());
-  expect_close(head->weight.grad(), comm::chunk_piece(reference->weight.grad(), 0, k, r), 1e-6, "head weight");
+  expect_close(head->weight.grad(), comm::chunk_piece(reference->weight.grad(), 0, k, r), 1e-6,
+               "head weight");
   expect_close(x_got.grad(), x_ref.grad(), 1e-6, "input");
 }
 
@@ -81,11 +83,14 @@ TEST(LossParallel, BadInputsNameTheValue) {
   const int k = num_processes(), r = process_id();
   auto tp = vocabulary_over_world(16);
   auto local = at::zeros({2, comm::chunk_size(16, k, r)});
-  EXPECT_THROW_WITH(nn::parallel_cross_entropy(local, at::tensor({0, 16}, at::kLong), tp), std::invalid_argument,
+  EXPECT_THROW_WITH(nn::parallel_cross_entropy(local, at::tensor({0, 16}, at::kLong), tp),
+                    std::invalid_argument,
                     "[kdist.nn] parallel_cross_entropy: target 16 is outside the vocabulary [0, 16)");
-  EXPECT_THROW_WITH(nn::parallel_cross_entropy(local, at::zeros({3}, at::kLong), tp), std::invalid_argument,
-                    "targets of shape [3] do not match logits of shape [2, " + std::to_string(local.size(1)) + "]");
-  EXPECT_THROW_WITH(nn::parallel_cross_entropy(at::zeros({2, 17}), at::zeros({2}, at::kLong), tp), std::invalid_argument,
+  EXPECT_THROW_WITH(
+      nn::parallel_cross_entropy(local, at::zeros({3}, at::kLong), tp), std::invalid_argument,
+      "targets of shape [3] do not match logits of shape [2, " + std::to_string(local.size(1)) + "]");
+  EXPECT_THROW_WITH(nn::parallel_cross_entropy(at::zeros({2, 17}), at::zeros({2}, at::kLong), tp),
+                    std::invalid_argument,
                     "logits' last dimension 17 is not this rank's shard of the vocabulary");
 }
 

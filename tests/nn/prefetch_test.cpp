@@ -39,11 +39,15 @@ TORCH_MODULE(Three);
 Case three_case(bool reversed) {
   return {[=] { return Three(reversed).ptr(); },
           [](torch::nn::Module& m, const at::Tensor& x) { return static_cast<ThreeImpl&>(m).forward(x); },
-          [](int64_t rows) { return at::randn({rows, 10}); }, 4};
+          [](int64_t rows) {
+            return at::randn({rows, 10});
+          },
+          4};
 }
 
 // Uneven shards (10, 18 and 4 on 4 ranks), both dimensions, biases sharded too.
-const Entries kThreeFsdp{{"fc1/kernel", {"batch", std::nullopt}}, {"fc1/bias", {"batch"}},
+const Entries kThreeFsdp{{"fc1/kernel", {"batch", std::nullopt}},
+                         {"fc1/bias", {"batch"}},
                          {"fc2/kernel", {std::nullopt, "batch"}},
                          {"fc3/kernel", {"batch", std::nullopt}}};
 
@@ -60,8 +64,10 @@ bool through_gloo() {
 }
 
 TEST(FsdpPrefetch, TrainsAsOneProcess) {
-  train_and_compare<torch::optim::SGD>(three_case(false), line("batch"), kThreeFsdp, kSgd, "", 4, prefetching());
-  train_and_compare<torch::optim::Adam>(three_case(false), line("batch"), kThreeFsdp, kAdam, "", 3, prefetching());
+  train_and_compare<torch::optim::SGD>(three_case(false), line("batch"), kThreeFsdp, kSgd, "", 4,
+                                       prefetching());
+  train_and_compare<torch::optim::Adam>(three_case(false), line("batch"), kThreeFsdp, kAdam, "", 3,
+                                        prefetching());
 }
 
 TEST(FsdpPrefetch, KeepingTheGatheredWeightsUntilBackward) {
@@ -70,15 +76,18 @@ TEST(FsdpPrefetch, KeepingTheGatheredWeightsUntilBackward) {
 }
 
 TEST(FsdpPrefetch, LayersRunOutOfModuleOrder) {
-  train_and_compare<torch::optim::Adam>(three_case(true), line("batch"), kThreeFsdp, kAdam, "", 4, prefetching());
+  train_and_compare<torch::optim::Adam>(three_case(true), line("batch"), kThreeFsdp, kAdam, "", 4,
+                                        prefetching());
 }
 
 TEST(FsdpPrefetch2x2, NextToTensorParallelism) {
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"batch", "model"});
-  train_and_compare<torch::optim::Adam>(
-      three_case(false), mesh,
-      {{"fc1/kernel", {"batch", "model"}}, {"fc2/kernel", {"model", "batch"}}, {"fc3/kernel", {"batch", std::nullopt}}},
-      kAdam, "", 3, prefetching());
+  auto mesh =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"batch", "model"});
+  train_and_compare<torch::optim::Adam>(three_case(false), mesh,
+                                        {{"fc1/kernel", {"batch", "model"}},
+                                         {"fc2/kernel", {"model", "batch"}},
+                                         {"fc3/kernel", {"batch", std::nullopt}}},
+                                        kAdam, "", 3, prefetching());
 }
 
 // The gather of the next layer's weight is under way once a layer has run, through Gloo;

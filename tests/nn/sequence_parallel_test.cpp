@@ -46,7 +46,8 @@ void train_and_compare(const LayoutMap& map, int64_t batch_shards, int64_t batch
       opt(model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
   at::manual_seed(21);
   for (int step = 0; step < 4; ++step) {
-    auto ids = at::randint(0, kVocab, {4, kTime}, at::kLong), targets = at::randint(0, kVocab, {4, kTime}, at::kLong);
+    auto ids = at::randint(0, kVocab, {4, kTime}, at::kLong),
+         targets = at::randint(0, kVocab, {4, kTime}, at::kLong);
     auto loss_of = [](TinyGpt& m, const at::Tensor& x, const at::Tensor& y) {
       return at::cross_entropy_loss(m->forward(x).reshape({-1, kVocab}), y.reshape({-1}));
     };
@@ -73,7 +74,8 @@ void train_and_compare(const LayoutMap& map, int64_t batch_shards, int64_t batch
 }
 
 DeviceMeshPtr model_line() {
-  return std::make_shared<DeviceMesh>(std::vector<int64_t>{1, num_processes()}, std::vector<std::string>{"batch", "model"});
+  return std::make_shared<DeviceMesh>(std::vector<int64_t>{1, num_processes()},
+                                      std::vector<std::string>{"batch", "model"});
 }
 
 TEST(SequenceParallel, TrainsAsOneProcess) {
@@ -84,7 +86,8 @@ TEST(SequenceParallel, TrainsAsOneProcess) {
 // LayerNorms' inputs and the residual stream are (batch, piece, width).
 TEST(SequenceParallel, TheResidualStreamIsAPieceOfTheSequence) {
   TinyGpt model(kVocab, kTime, 32, 4);
-  distribute_module(*model, ModelParallel(testing::gpt_tensor_parallel_map(model_line()), "batch"), sequence_parallel());
+  distribute_module(*model, ModelParallel(testing::gpt_tensor_parallel_map(model_line()), "batch"),
+                    sequence_parallel());
   auto ids = at::randint(0, kVocab, {2, kTime}, at::kLong);
   auto x = model->tok(ids) + model->pos(at::arange(kTime, at::kLong));
   auto piece = nn::scatter_sequence(x, *model->head->parallel.sequence);
@@ -93,21 +96,25 @@ TEST(SequenceParallel, TheResidualStreamIsAPieceOfTheSequence) {
   EXPECT_TRUE(at::equal(piece, comm::chunk_piece(x, 1, k, r)));
   auto mixed = model->down(at::gelu(model->up(piece)));  // gathered by up, reduce-scattered by down
   EXPECT_EQ(mixed.sizes().vec(), piece.sizes().vec());
-  EXPECT_EQ(model->forward(ids).sizes().vec(), (std::vector<int64_t>{2, kTime, kVocab})) << "the head gathers";
+  EXPECT_EQ(model->forward(ids).sizes().vec(), (std::vector<int64_t>{2, kTime, kVocab}))
+      << "the head gathers";
 }
 
 TEST(SequenceParallel, AnInputThatIsNotAPieceIsNamed) {
   TinyGpt model(kVocab, kTime, 32, 4);
-  distribute_module(*model, ModelParallel(testing::gpt_tensor_parallel_map(model_line()), "batch"), sequence_parallel());
+  distribute_module(*model, ModelParallel(testing::gpt_tensor_parallel_map(model_line()), "batch"),
+                    sequence_parallel());
   auto whole = at::randn({2, kTime, 32});
-  EXPECT_THROW_WITH(model->up(whole), std::invalid_argument,
-                    "[kdist.nn] sequence-parallel column Linear(32, 128) ran before any kdist::nn::scatter_sequence");
+  EXPECT_THROW_WITH(
+      model->up(whole), std::invalid_argument,
+      "[kdist.nn] sequence-parallel column Linear(32, 128) ran before any kdist::nn::scatter_sequence");
   nn::scatter_sequence(whole, *model->head->parallel.sequence);
   if (num_processes() > 1)
-    EXPECT_THROW_WITH(model->up(whole), std::invalid_argument,
-                      "sequence-parallel column Linear(32, 128) got an input of shape [2, 7, 32], expected this rank's "
-                      "piece of the sequence (" + std::to_string(comm::chunk_size(kTime, num_processes(), process_id())) +
-                          " of 7 along dim 1)");
+    EXPECT_THROW_WITH(
+        model->up(whole), std::invalid_argument,
+        "sequence-parallel column Linear(32, 128) got an input of shape [2, 7, 32], expected this rank's "
+        "piece of the sequence (" +
+            std::to_string(comm::chunk_size(kTime, num_processes(), process_id())) + " of 7 along dim 1)");
 }
 
 TEST(SequenceParallel2x2, WithDataParallelism) {

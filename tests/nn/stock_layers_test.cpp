@@ -26,7 +26,8 @@ std::shared_ptr<Distribution> distribution_named(const std::string& name) {
   const int64_t n = num_processes();
   if (name == "data parallel") return std::make_shared<DataParallel>();
   if (name == "tensor parallel") {
-    auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{1, n}, std::vector<std::string>{"batch", "model"});
+    auto mesh =
+        std::make_shared<DeviceMesh>(std::vector<int64_t>{1, n}, std::vector<std::string>{"batch", "model"});
     LayoutMap map(mesh);
     map.set("0/kernel", {std::nullopt, "model"});  // column
     map.set("2/kernel", {"model", std::nullopt});  // row
@@ -52,7 +53,8 @@ at::Tensor whole(const at::Tensor& param) {
 }
 
 // Three Adam steps of `model` (set up by `prepare`, then distributed) against one process.
-void expect_trains_as_one_process(const std::string& name, const std::function<void(torch::nn::Sequential&)>& prepare,
+void expect_trains_as_one_process(const std::string& name,
+                                  const std::function<void(torch::nn::Sequential&)>& prepare,
                                   c10::ScalarType dtype = at::kFloat) {
   SCOPED_TRACE(name);
   auto reference = stock_model();
@@ -90,7 +92,8 @@ void expect_trains_as_one_process(const std::string& name, const std::function<v
     EXPECT_EQ(p.value().requires_grad(), ref_params[p.key()].requires_grad()) << p.key();
     auto w = whole(p.value());
     EXPECT_TRUE(at::allclose(w, ref_params[p.key()], 1e-5, 1e-6))
-        << p.key() << " after 3 steps: max abs difference " << (w - ref_params[p.key()]).abs().max().item<double>();
+        << p.key() << " after 3 steps: max abs difference "
+        << (w - ref_params[p.key()]).abs().max().item<double>();
   }
 }
 
@@ -114,7 +117,8 @@ TEST(StockLayers, AFrozenLayerStaysFrozen) {
 
 TEST(StockLayers, ADoubleModelStaysDouble) {
   for (const auto& name : kDistributions)
-    expect_trains_as_one_process(name, [](torch::nn::Sequential& m) { m->to(at::kDouble); }, at::kDouble);
+    expect_trains_as_one_process(
+        name, [](torch::nn::Sequential& m) { m->to(at::kDouble); }, at::kDouble);
 }
 
 TEST(StockLayers, ASwappedLayerKeepsTheTrainingFlag) {
@@ -130,10 +134,12 @@ TEST(StockLayers, AGradientSyncBuiltBeforeDistributingIsAnError) {
     auto model = stock_model();
     auto distribution = distribution_named(name);
     GradientSync early(*model, *distribution);
-    EXPECT_THROW_WITH(distribute_module(*model, *distribution), std::invalid_argument,
-                      "[kdist.nn] parameter '0.weight' is already averaged by a kdist::GradientSync built before "
-                      "distribute_module, for other shards and layers: build the GradientSync after distribute_module");
-    EXPECT_EQ(model[0]->as<torch::nn::LinearImpl>()->weight.sizes(), (at::IntArrayRef{32, 12})) << "nothing changed";
+    EXPECT_THROW_WITH(
+        distribute_module(*model, *distribution), std::invalid_argument,
+        "[kdist.nn] parameter '0.weight' is already averaged by a kdist::GradientSync built before "
+        "distribute_module, for other shards and layers: build the GradientSync after distribute_module");
+    EXPECT_EQ(model[0]->as<torch::nn::LinearImpl>()->weight.sizes(), (at::IntArrayRef{32, 12}))
+        << "nothing changed";
   }
 }
 
@@ -151,8 +157,8 @@ TEST(StockLayers, NoGradientSyncIsAnErrorAtTheFirstBackward) {
     EXPECT_THROW_WITH(loss.backward(), std::invalid_argument, "[kdist.nn] the gradient of '4.");
     loss = model->forward(at::randn({2, 12})).square().mean();
     EXPECT_THROW_WITH(loss.backward(), std::invalid_argument,
-                      "' is not averaged over the batch axis 'batch' (" +
-                          std::to_string(num_processes()) + " processes): each process would step its replica with "
+                      "' is not averaged over the batch axis 'batch' (" + std::to_string(num_processes()) +
+                          " processes): each process would step its replica with "
                           "its own rows' gradient and the replicas would drift apart. Build a "
                           "kdist::GradientSync(module, distribution) after distribute_module");
     // A GradientSync built afterwards, then dropped: the check is back.
@@ -182,11 +188,14 @@ TEST(StockLayers, EmbeddingMaxNormOverTheBatchAxisIsAnError) {
         EXPECT_NO_THROW(plan_module(*module, *distribution, 0));
         continue;
       }
-      EXPECT_THROW_WITH(plan_module(*module, *distribution, 0), std::invalid_argument,
-                        std::string("Embedding '") + (module == stock.get() ? "0.weight" : "weight") +
-                        "' has max_norm=1, which renormalises in place the rows each process looks up: over the "
-                        "batch axis 'batch' (" + std::to_string(num_processes()) + " processes) the replicas "
-                        "would renormalise different rows and drift apart");
+      EXPECT_THROW_WITH(
+          plan_module(*module, *distribution, 0), std::invalid_argument,
+          std::string("Embedding '") + (module == stock.get() ? "0.weight" : "weight") +
+              "' has max_norm=1, which renormalises in place the rows each process looks up: over the "
+              "batch axis 'batch' (" +
+              std::to_string(num_processes()) +
+              " processes) the replicas "
+              "would renormalise different rows and drift apart");
     }
   }
 }

@@ -51,7 +51,8 @@ double clip_and_compare(const std::shared_ptr<Distribution>& distribution, doubl
   EXPECT_NEAR(got, want, 1e-6 * want) << "norm_type " << norm_type;
   auto ref = reference->named_parameters();
   for (const auto& p : model->named_parameters())
-    EXPECT_TRUE(at::allclose(whole_grad(p.value()), ref[p.key()].grad(), 1e-5, 1e-7)) << "clipped " << p.key();
+    EXPECT_TRUE(at::allclose(whole_grad(p.value()), ref[p.key()].grad(), 1e-5, 1e-7))
+        << "clipped " << p.key();
   return got;
 }
 
@@ -61,7 +62,8 @@ DeviceMeshPtr mesh(std::vector<int64_t> shape, std::vector<std::string> names) {
 
 TEST(ClipGradNorm, TensorParallel) {
   // Replicated LayerNorms and biases are on every rank and count once.
-  auto tp = std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(mesh({1, num_processes()}, {"batch", "model"})), "batch");
+  auto tp = std::make_shared<ModelParallel>(
+      testing::gpt_tensor_parallel_map(mesh({1, num_processes()}, {"batch", "model"})), "batch");
   const double norm = clip_and_compare(tp, 0.1);
   EXPECT_GT(norm, 0.1) << "the test must clip";
   clip_and_compare(tp, 0.1, std::numeric_limits<double>::infinity());

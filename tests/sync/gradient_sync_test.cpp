@@ -52,7 +52,8 @@ void train_and_compare(Mlp& reference, Mlp& model, const Distribution& dist, Opt
     at::mse_loss(reference->forward(x), y).backward();
     ref_opt.step();
     opt.zero_grad();
-    at::mse_loss(model->forward(chunk_piece(x, 0, shards, shard)), chunk_piece(y, 0, shards, shard)).backward();
+    at::mse_loss(model->forward(chunk_piece(x, 0, shards, shard)), chunk_piece(y, 0, shards, shard))
+        .backward();
     opt.step();
     auto ref = reference->named_parameters();
     for (const auto& p : model->named_parameters())
@@ -181,7 +182,8 @@ TEST(DataParallel, BucketsAndCommunication) {
 // the SyncBatchNorm that replaced the stock one sends what its layer plan says.
 TEST(DataParallel, PlanIsWhatRuns) {
   at::manual_seed(11);
-  auto model = torch::nn::Sequential(torch::nn::Linear(6, 8), torch::nn::BatchNorm1d(8), torch::nn::Linear(8, 2));
+  auto model =
+      torch::nn::Sequential(torch::nn::Linear(6, 8), torch::nn::BatchNorm1d(8), torch::nn::Linear(8, 2));
   DataParallel dp;
   const auto summary = distribute_module(*model, dp);  // the stock Linears become kdist's
   GradientSyncOptions small;
@@ -204,7 +206,7 @@ TEST(DataParallel, PlanIsWhatRuns) {
   EXPECT_GT(numels.size(), 2u);
   int64_t flags = 0;
   for (size_t b = 0; b < numels.size(); ++b) flags += planned_buckets[b] - numels[b];
-  EXPECT_EQ(flags, 6);  // two Linears' weight and bias, BatchNorm's weight and bias
+  EXPECT_EQ(flags, 6);                    // two Linears' weight and bias, BatchNorm's weight and bias
   EXPECT_EQ(want["broadcast"].first, 3);  // running mean, running var, batches tracked
   int64_t planned_total = static_cast<int64_t>(plan.size());
   for (const auto& layer : summary.layers)
@@ -213,7 +215,9 @@ TEST(DataParallel, PlanIsWhatRuns) {
       want[c.kind].second += c.bytes;
       ++planned_total;
     }
-  if (num_processes() > 1) EXPECT_EQ(want["all_reduce"].first, static_cast<int64_t>(numels.size()) + 4);
+  if (num_processes() > 1) {
+    EXPECT_EQ(want["all_reduce"].first, static_cast<int64_t>(numels.size()) + 4);
+  }
   comm::CollectiveCounter counter;
   model->forward(at::randn({4, 6})).pow(2).mean().backward();
   for (const auto& [kind, counted] : want) {
@@ -243,10 +247,11 @@ TEST(DataParallel, BuffersFollowTheFirstReplica) {
     model->forward(chunk_piece(x, 0, k, r)).pow(2).mean().backward();
     auto want = first_replica->named_buffers();
     for (const auto& b : model->named_buffers()) {
-      if (broadcast || r == 0)
+      if (broadcast || r == 0) {
         EXPECT_TRUE(at::allclose(b.value(), want[b.key()])) << b.key() << ", broadcast " << broadcast;
-      else if (b.key() != "1.num_batches_tracked")
+      } else if (b.key() != "1.num_batches_tracked") {
         EXPECT_FALSE(at::allclose(b.value(), want[b.key()])) << b.key() << " is rank 0's without a broadcast";
+      }
     }
   }
 }
@@ -254,8 +259,10 @@ TEST(DataParallel, BuffersFollowTheFirstReplica) {
 // fc1 feeds fc2, and `extra` is used only on rank 0 (or nowhere).
 struct BranchyImpl : torch::nn::Module {
   BranchyImpl()
-      : fc1(register_module("fc1", nn::Linear(6, 8))), fc2(register_module("fc2", nn::Linear(8, 2))),
-        extra(register_module("extra", nn::Linear(8, 2))), unused(register_module("unused", nn::Linear(2, 2))) {}
+      : fc1(register_module("fc1", nn::Linear(6, 8))),
+        fc2(register_module("fc2", nn::Linear(8, 2))),
+        extra(register_module("extra", nn::Linear(8, 2))),
+        unused(register_module("unused", nn::Linear(2, 2))) {}
   at::Tensor forward(const at::Tensor& x, bool branch) {
     auto h = at::relu(fc1(x));
     return branch ? fc2(h) + extra(h) : fc2(h);
@@ -325,8 +332,8 @@ TEST(DataParallel2x2, MlpWithModelAndBatchAxes) {
 // same rows. Trained against one process, which fails if a model group reads two shards.
 TEST(DataParallel2x2, MlpOnAModelBatchMesh) {
   ASSERT_EQ(num_processes(), 4);
-  auto mesh = std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2},
-                                           std::vector<std::string>{"model", "batch"});
+  auto mesh =
+      std::make_shared<DeviceMesh>(std::vector<int64_t>{2, 2}, std::vector<std::string>{"model", "batch"});
   ModelParallel mp(testing::keras_mlp_plan(mesh), "batch");
   EXPECT_EQ(mp.num_data_shards(), 2);
   EXPECT_EQ(mp.data_shard_id(), std::vector<int64_t>({0, 1, 0, 1})[process_id()]);

@@ -8,14 +8,18 @@ namespace {
 
 TEST(LaunchVerdict, TheEarliestFailureIsTheRootCause) {
   const double t = 1.7e9;
-  std::vector<Failure> seen{{t + 0.004, "rank 1", "was killed by signal 6 (Aborted)", 134, true},
-                            {t, "rank 2", "exited with code 3", 3},
-                            {t + 0.010, "rank 3", "was stopped by the launcher (was killed by signal 15 (Terminated))", 143, true, true}};
+  std::vector<Failure> seen{
+      {t + 0.004, "rank 1", "was killed by signal 6 (Aborted)", 134, true},
+      {t, "rank 2", "exited with code 3", 3},
+      {t + 0.010, "rank 3", "was stopped by the launcher (was killed by signal 15 (Terminated))", 143, true,
+       true}};
   auto v = judge(seen);
   ASSERT_EQ(v.lines.size(), 3u);
   EXPECT_EQ(v.lines[0], "failed: rank 2 exited with code 3");
   EXPECT_EQ(v.lines[1], "  then rank 1 was killed by signal 6 (Aborted), after rank 2 failed");
-  EXPECT_EQ(v.lines[2], "  then rank 3 was stopped by the launcher (was killed by signal 15 (Terminated)), after rank 2 failed");
+  EXPECT_EQ(v.lines[2],
+            "  then rank 3 was stopped by the launcher (was killed by signal 15 (Terminated)), after rank 2 "
+            "failed");
   EXPECT_EQ(v.exit_code, 3);
 }
 
@@ -24,11 +28,13 @@ TEST(LaunchVerdict, ARankTheLauncherStoppedIsNeverTheRootCause) {
   auto v = judge({{t, "rank 0 (node 0)", "was stopped by the launcher (exited with code 1)", 1, false, true},
                   {t + 1, "node 1 (ranks 2-3)", "stopped responding", 1}});
   EXPECT_EQ(v.lines[0], "failed: node 1 (ranks 2-3) stopped responding");
-  EXPECT_EQ(v.lines[1], "  then rank 0 (node 0) was stopped by the launcher (exited with code 1), after node 1 failed");
+  EXPECT_EQ(v.lines[1],
+            "  then rank 0 (node 0) was stopped by the launcher (exited with code 1), after node 1 failed");
 }
 
 TEST(LaunchVerdict, AtEqualTimesAnExitCodeBeatsASignal) {
-  auto v = judge({{5, "rank 0", "was killed by signal 6 (Aborted)", 134, true}, {5, "rank 1", "exited with code 2", 2}});
+  auto v = judge(
+      {{5, "rank 0", "was killed by signal 6 (Aborted)", 134, true}, {5, "rank 1", "exited with code 2", 2}});
   EXPECT_EQ(v.lines[0], "failed: rank 1 exited with code 2");
   EXPECT_EQ(v.exit_code, 2);
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `kdist train` end to end (tools/train_command.cpp): short runs on real processes whose
+# `kdist train` end to end (tools/train/train_command.cpp): short runs on real processes whose
 # --verify compares the distributed losses with one process, and the command-line errors.
 # usage: train_test.sh KDIST CASE
 set -uo pipefail

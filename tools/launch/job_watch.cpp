@@ -11,7 +11,9 @@ double wall_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string key(const std::string& what, int node) { return "kdist/launch/" + what + "/" + std::to_string(node); }
+std::string key(const std::string& what, int node) {
+  return "kdist/launch/" + what + "/" + std::to_string(node);
+}
 const char* kFailures = "kdist/launch/failures";
 
 }  // namespace
@@ -39,7 +41,9 @@ JobWatch::~JobWatch() {
 std::string JobWatch::node_ranks(int node) const {
   const int first = node * options_.nproc_per_node, last = first + options_.nproc_per_node - 1;
   return "node " + std::to_string(node) + " (rank" +
-         (first == last ? " " + std::to_string(first) : "s " + std::to_string(first) + "-" + std::to_string(last)) + ")";
+         (first == last ? " " + std::to_string(first)
+                        : "s " + std::to_string(first) + "-" + std::to_string(last)) +
+         ")";
 }
 
 std::optional<Failure> JobWatch::first_remote_failure() const {
@@ -69,8 +73,9 @@ void JobWatch::run() {
     } catch (const std::exception&) {
       if (Clock::now() > connect_deadline) {
         std::lock_guard<std::mutex> lock(mutex_);
-        remote_.push_back({wall_now(), node_ranks(0), "never served the job's store at " + options_.host + ":" +
-                                                          std::to_string(options_.port), 1});
+        remote_.push_back(
+            {wall_now(), node_ranks(0),
+             "never served the job's store at " + options_.host + ":" + std::to_string(options_.port), 1});
         job_failed_ = true;
         return;
       }
@@ -179,8 +184,8 @@ std::vector<Failure> JobWatch::finish() {
         if (node == options_.node_rank || lost_[node] || store_->get(key("done", node))) continue;
         if (heartbeat_stopped(node, now)) {
           lost_[node] = true;
-          found.push_back({lost_since(node), node_ranks(node),
-                           "stopped responding (its launcher is gone)", 1});
+          found.push_back(
+              {lost_since(node), node_ranks(node), "stopped responding (its launcher is gone)", 1});
           continue;
         }
         if (now < deadline) waiting_for_report = true;

@@ -18,6 +18,8 @@
 //   auto everywhere = watch.finish();         // every node's first failure, and lost nodes
 #include <kdist/comm.h>
 
+#include "comm/job_store.h"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -63,7 +65,7 @@ class JobWatch {
 
  private:
   void run();
-  bool step();  // one round; false when the store is gone
+  bool step();             // one round; false when the store is gone
   bool publish_pending();  // this node's first failure, once
   // Reads node's heartbeat; true once it has not changed for stale_after (never seen: false).
   double lost_since(int node) const;
@@ -78,8 +80,8 @@ class JobWatch {
   bool stopping_ = false;
   std::optional<Failure> to_publish_;
   bool published_ = false;
-  std::vector<Failure> remote_;           // lost nodes, node 0's store gone
-  std::vector<std::string> last_beat_;    // per node: the heartbeat value last seen
+  std::vector<Failure> remote_;         // lost nodes, node 0's store gone
+  std::vector<std::string> last_beat_;  // per node: the heartbeat value last seen
   std::vector<std::chrono::steady_clock::time_point> beat_changed_;
   std::vector<double> beat_changed_wall_;
   std::vector<bool> lost_;

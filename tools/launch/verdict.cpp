@@ -37,7 +37,8 @@ std::optional<Failure> Failure::parse(const std::string& text) {
 
 Verdict judge(std::vector<Failure> failures) {
   Verdict verdict;
-  if (std::all_of(failures.begin(), failures.end(), [](const Failure& f) { return f.clean_exit; })) return verdict;
+  if (std::all_of(failures.begin(), failures.end(), [](const Failure& f) { return f.clean_exit; }))
+    return verdict;
   // Earliest first; among equal times, the ones the launchers did not cause, then exit codes.
   std::stable_sort(failures.begin(), failures.end(), [](const Failure& a, const Failure& b) {
     if (a.stopped_by_launcher != b.stopped_by_launcher) return !a.stopped_by_launcher;
@@ -51,8 +52,8 @@ Verdict judge(std::vector<Failure> failures) {
                    [](const Failure& a, const Failure& b) { return a.wall_time < b.wall_time; });
   const std::string root_name = root.who.substr(0, root.who.find(" ("));
   for (size_t i = 1; i < failures.size(); ++i)
-    verdict.lines.push_back("  then " + failures[i].who + " " + failures[i].what + ", after " +
-                            root_name + " failed");
+    verdict.lines.push_back("  then " + failures[i].who + " " + failures[i].what + ", after " + root_name +
+                            " failed");
   return verdict;
 }
 

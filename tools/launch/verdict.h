@@ -18,11 +18,11 @@
 namespace kdist::tools {
 
 struct Failure {
-  double wall_time = 0;       // seconds since the epoch when it was seen
-  std::string who;            // "rank 2", "rank 3 (node 1)", "node 1 (ranks 2, 3)"
-  std::string what;           // "exited with code 3", "stopped responding"
-  int exit_code = 1;          // the launcher's exit code if this is the root cause
-  bool by_signal = false;     // ended by a signal (prefer others at equal times)
+  double wall_time = 0;    // seconds since the epoch when it was seen
+  std::string who;         // "rank 2", "rank 3 (node 1)", "node 1 (ranks 2, 3)"
+  std::string what;        // "exited with code 3", "stopped responding"
+  int exit_code = 1;       // the launcher's exit code if this is the root cause
+  bool by_signal = false;  // ended by a signal (prefer others at equal times)
   bool stopped_by_launcher = false;
   // An exit with code 0 that is a failure only if the job fails: a rank that left while the
   // others still needed it. Alone (no real failure) the job succeeded.

@@ -29,9 +29,11 @@ std::vector<std::pair<SavedStep, bool>> step_entries(const std::string& director
     std::smatch m;
     const std::string file = entry.path().filename().string();
     if (std::regex_match(file, m, name))
-      found.push_back({{std::stoll(m[1]), entry.path().string()}, fs::exists(entry.path() / "metadata.json", error)});
+      found.push_back(
+          {{std::stoll(m[1]), entry.path().string()}, fs::exists(entry.path() / "metadata.json", error)});
   }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first.step < b.first.step; });
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first.step < b.first.step; });
   return found;
 }
 
@@ -73,7 +75,8 @@ void check_checkpoint_dir(const std::string& directory, bool resume, int process
   fs::remove(probe, error);
   const auto complete = complete_checkpoints(directory);
   if (!resume && !complete.empty())
-    bad_directory("--checkpoint-dir '" + directory + "' holds checkpoints of an earlier run (" + names_of(complete) +
+    bad_directory("--checkpoint-dir '" + directory + "' holds checkpoints of an earlier run (" +
+                  names_of(complete) +
                   "): pass --resume to continue it, or give this run a directory of its own");
   const auto entries = step_entries(directory);
   if (resume && complete.empty() && !entries.empty()) {

@@ -76,12 +76,13 @@ void check_plan(const TrainJob& job, const DistributionSummary& summary) {
   const std::string option = job.options.loss_parallel ? "--loss-parallel" : "--sequence-parallel";
   for (const auto& p : summary.parameters)
     if (p.path.torch_name == "head.weight") {
-      if (p.style.rfind("column", 0) == 0) return;
-      bad_option(option + " needs the head column parallel over 'model'; the layout " +
-                 p.layout.to_string() + " makes head.weight " + p.style +
-                 (job.mesh->has_axis("model") && job.batch_axis != "model"
-                      ? std::string()
-                      : " (the mesh " + job.mesh->to_string() + " has no 'model' axis apart from the batch axis)"));
+      if (p.style == nn::ParallelStyle::kColumn) return;
+      bad_option(
+          option + " needs the head column parallel over 'model'; the layout " + p.layout.to_string() +
+          " makes head.weight " + p.style_text() +
+          (job.mesh->has_axis("model") && job.batch_axis != "model"
+               ? std::string()
+               : " (the mesh " + job.mesh->to_string() + " has no 'model' axis apart from the batch axis)"));
     }
   bad_option(option + ": the model has no head.weight");
 }
@@ -111,7 +112,7 @@ TrainJob prepare_job(const TrainOptions& options, const std::vector<std::string>
       bad_option("--layout needs --distribution model (DataParallel replicates every parameter)");
     if (job.mesh->ndim() != 1)
       bad_option("--distribution data needs a 1-D mesh, got " + job.mesh->to_string() +
-          ": use --distribution model for a (batch, model) mesh");
+                 ": use --distribution model for a (batch, model) mesh");
     job.batch_axis = job.mesh->axis_names().front();
     job.distribution = std::make_shared<DataParallel>(job.mesh);
   } else {
@@ -125,12 +126,12 @@ TrainJob prepare_job(const TrainOptions& options, const std::vector<std::string>
   job.data_shards = job.mesh->axis_size(job.batch_axis);
   if (options.batch_size % job.data_shards != 0)
     bad_option("--batch-size " + std::to_string(options.batch_size) + " does not divide into the " +
-        std::to_string(job.data_shards) + " data shards of mesh axis '" + job.batch_axis + "'");
+               std::to_string(job.data_shards) + " data shards of mesh axis '" + job.batch_axis + "'");
   const int64_t rows = options.batch_size / job.data_shards;
   if (rows % options.accumulate != 0)
     bad_option("--accumulate " + std::to_string(options.accumulate) + " does not divide the " +
-        std::to_string(rows) + " rows of each data shard (--batch-size " + std::to_string(options.batch_size) +
-        " over " + std::to_string(job.data_shards) + " shards)");
+               std::to_string(rows) + " rows of each data shard (--batch-size " +
+               std::to_string(options.batch_size) + " over " + std::to_string(job.data_shards) + " shards)");
   return job;
 }
 

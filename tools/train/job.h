@@ -13,7 +13,7 @@
 namespace kdist {
 struct DistributionSummary;      // kdist/nn.h
 struct DistributeModuleOptions;  // kdist/nn.h
-}
+}  // namespace kdist
 
 namespace kdist::tools {
 

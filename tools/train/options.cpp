@@ -5,13 +5,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-#include <unistd.h>
 
 namespace kdist::tools {
 namespace {
@@ -31,18 +31,22 @@ std::vector<std::string> as_inputs(const std::string& key, const nlohmann::json&
   if (key == "layout" && value.is_object()) {
     std::vector<std::string> entries;
     for (const auto& [regex, axes] : value.items()) {
-      if (!axes.is_array()) bad_option("config key layout['" + regex + "'] must be a list of axes, got " + axes.dump());
+      if (!axes.is_array())
+        bad_option("config key layout['" + regex + "'] must be a list of axes, got " + axes.dump());
       std::string spec;
       for (const auto& axis : axes) {
         if (!spec.empty() || &axis != &axes.front()) spec += ",";
-        if (axis.is_null()) spec += "null";
-        else if (axis.is_string()) spec += axis.get<std::string>();
+        if (axis.is_null())
+          spec += "null";
+        else if (axis.is_string())
+          spec += axis.get<std::string>();
         else if (axis.is_array()) {
           std::string joined;
           for (const auto& name : axis) joined += (joined.empty() ? "" : "+") + name.get<std::string>();
           spec += joined;
-        } else bad_option("config key layout['" + regex + "'] has axis " + axis.dump() +
-                   ": expected null, an axis name or a list of names");
+        } else
+          bad_option("config key layout['" + regex + "'] has axis " + axis.dump() +
+                     ": expected null, an axis name or a list of names");
       }
       entries.push_back(regex + "=" + spec);
     }
@@ -53,7 +57,8 @@ std::vector<std::string> as_inputs(const std::string& key, const nlohmann::json&
     for (const auto& item : value) items.push_back(item.is_string() ? item.get<std::string>() : item.dump());
     return items;
   }
-  bad_option("config key '" + key + "' has value " + value.dump() + ", which is not a string, number or boolean");
+  bad_option("config key '" + key + "' has value " + value.dump() +
+             ", which is not a string, number or boolean");
 }
 
 }  // namespace
@@ -66,9 +71,13 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
       ->check(CLI::IsMember({"gpt", "mlp"}))
       ->capture_default_str();
   c.add_option("--width", o.width, "Model width (0: gpt 128, mlp 256)")->check(whole_number(0));
-  c.add_option("--layers", o.layers, "gpt: transformer blocks")->check(whole_number(1))->capture_default_str();
+  c.add_option("--layers", o.layers, "gpt: transformer blocks")
+      ->check(whole_number(1))
+      ->capture_default_str();
   c.add_option("--heads", o.heads, "gpt: attention heads")->check(whole_number(1))->capture_default_str();
-  c.add_option("--context", o.context, "gpt: characters per sample")->check(whole_number(1))->capture_default_str();
+  c.add_option("--context", o.context, "gpt: characters per sample")
+      ->check(whole_number(1))
+      ->capture_default_str();
   c.add_option("--data", o.data, "gpt: a text file (default: the shipped corpus)");
   auto* mesh = c.add_option("--mesh", o.mesh, "Mesh axes, e.g. batch=2,model=2 (default: all processes)")
                    ->check([](const std::string& text) {
@@ -92,15 +101,19 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
                "entry REGEX=AXES (Keras-style key, torch or Keras names; AXES like null,model); "
                "repeatable, entries are added to the chosen map");
   c.add_flag("--no-default-layout", o.no_default_layout, "Use only the --layout entries");
-  c.add_option("--batch-size", o.batch_size, "Global batch size")->check(whole_number(1))->capture_default_str();
+  c.add_option("--batch-size", o.batch_size, "Global batch size")
+      ->check(whole_number(1))
+      ->capture_default_str();
   c.add_option("--steps", o.steps, "Training steps")->check(whole_number(1))->capture_default_str();
   c.add_option("--lr", o.lr, "Learning rate")->check(real_number(/*positive=*/true))->capture_default_str();
   c.add_option("--grad-clip", o.grad_clip, "Clip the global gradient norm to this before each step (0: off)")
-      ->check(real_number(/*positive=*/false))->capture_default_str();
+      ->check(real_number(/*positive=*/false))
+      ->capture_default_str();
   c.add_option("--accumulate", o.accumulate,
                "Micro-batches per step: each process's rows in N pieces, gradients accumulated "
                "without communication and synchronised on the last")
-      ->check(whole_number(1))->capture_default_str();
+      ->check(whole_number(1))
+      ->capture_default_str();
   c.add_flag("--loss-parallel", o.loss_parallel,
              "gpt: the head column parallel over 'model' with its logits left sharded, the loss "
              "computed from the shards (kdist::nn::parallel_cross_entropy)");
@@ -110,7 +123,8 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
   c.add_option("--precision", o.precision,
                "fp32, or bf16: fp32 master weights and optimizer state, bf16 compute and all_gathers, "
                "fp32 gradient reduction (kdist::nn::MixedPrecision)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   c.add_option("--optimizer", o.optimizer, "sgd (momentum 0.9), adam or adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
@@ -130,7 +144,8 @@ void apply_config_file(CLI::App& command, const TrainOptions& options) {
   if (!config.is_object()) bad_option("config file '" + options.config + "' must hold a JSON object");
   for (const auto& [raw_key, value] : config.items()) {
     std::string key = raw_key;
-    for (auto& ch : key) if (ch == '_') ch = '-';
+    for (auto& ch : key)
+      if (ch == '_') ch = '-';
     if (key == "config") bad_option("config file '" + options.config + "' cannot name another config file");
     CLI::Option* option = nullptr;
     try {
@@ -223,17 +238,18 @@ DeviceMeshPtr make_mesh(const TrainOptions& o, const std::vector<std::string>& d
   const int64_t wanted = requested_devices(o);
   if (wanted && wanted != count)
     bad_option((o.devices ? "--devices " + std::to_string(o.devices) : "--mesh " + o.mesh) + " has " +
-        std::to_string(wanted) + " devices but the job has " + std::to_string(count) +
-        " process" + (count == 1 ? "" : "es") + ": run it as `kdist launch -n " +
-        std::to_string(wanted) + " -- kdist train ...`");
+               std::to_string(wanted) + " devices but the job has " + std::to_string(count) + " process" +
+               (count == 1 ? "" : "es") + ": run it as `kdist launch -n " + std::to_string(wanted) +
+               " -- kdist train ...`");
   std::vector<int64_t> shape;
   std::vector<std::string> names;
   if (o.mesh.empty()) {
     // A layout needs ModelParallel; with no mesh given, tensor parallelism gets (batch=1,
     // model=N), and --layout fsdp alone a 1-D batch axis over every process.
-    const bool fsdp_only = !o.layout.empty() &&
-                           std::all_of(o.layout.begin(), o.layout.end(), [](const std::string& l) { return l == "fsdp"; });
-    const bool model = !fsdp_only && (o.distribution == "model" || (o.distribution.empty() && !o.layout.empty()));
+    const bool fsdp_only = !o.layout.empty() && std::all_of(o.layout.begin(), o.layout.end(),
+                                                            [](const std::string& l) { return l == "fsdp"; });
+    const bool model =
+        !fsdp_only && (o.distribution == "model" || (o.distribution.empty() && !o.layout.empty()));
     shape = model ? std::vector<int64_t>{1, count} : std::vector<int64_t>{count};
     names = model ? std::vector<std::string>{"batch", "model"} : std::vector<std::string>{"batch"};
   } else {

@@ -1,8 +1,8 @@
 #pragma once
 // The options `kdist train` and `kdist plan` share, from the command line or a JSON config
 // file, and what they turn into: a mesh, a distribution and a built-in workload.
-#include <CLI/CLI.hpp>
 #include <kdist/distribution.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -30,24 +30,24 @@ struct TrainOptions {
   int64_t batch_size = 32;  // global
   int64_t steps = 400;
   double lr = 3e-3;
-  double grad_clip = 0;  // clip the global gradient norm to this; 0: off
-  int64_t accumulate = 1;  // micro-batches per step; gradients synchronised on the last
-  bool loss_parallel = false;  // gpt: head column parallel, loss from the vocabulary shards
+  double grad_clip = 0;            // clip the global gradient norm to this; 0: off
+  int64_t accumulate = 1;          // micro-batches per step; gradients synchronised on the last
+  bool loss_parallel = false;      // gpt: head column parallel, loss from the vocabulary shards
   bool sequence_parallel = false;  // gpt: LayerNorms and residual stream on sequence pieces
   std::string precision = "fp32";  // fp32 | bf16 (mixed: fp32 master weights, bf16 compute)
   std::string optimizer = "adam";  // sgd | adam | adamw
   uint64_t seed = 0;
   // Output.
-  std::string metrics;  // JSON lines, one per step
-  std::string plot;     // SVG loss curve
-  int64_t log_every = 0;  // plain progress lines every N steps; 0: about 20 per run
+  std::string metrics;           // JSON lines, one per step
+  std::string plot;              // SVG loss curve
+  int64_t log_every = 0;         // plain progress lines every N steps; 0: about 20 per run
   std::string checkpoint_dir;    // step-N/ checkpoints go here
   int64_t checkpoint_every = 0;  // 0: only after the last step
   bool resume = false;           // continue from the newest complete checkpoint
   std::string init_from;         // a safetensors file of whole weights to start from
   bool verify = false;
   bool count_collectives = false;  // print each step's collectives on every rank
-  double verify_tolerance = 0;  // 0: 1e-4, or 2e-3 under --precision bf16
+  double verify_tolerance = 0;     // 0: 1e-4, or 2e-3 under --precision bf16
   int64_t sample_length = 300;
 };
 

@@ -22,10 +22,10 @@ std::string sharding_report(const TrainJob& job, const DistributionSummary& summ
 // (plan_gradient_sync) and the trainer's (clipping, the reported loss). Counted in
 // comm::CollectiveCounter's units, so `kdist train --count-collectives` can be held against it.
 struct StepPlan {
-  std::vector<comm::PlannedCollective> collectives;  // forward, backward, gradient sync, step end
+  std::vector<PlannedCollective> collectives;  // forward, backward, gradient sync, step end
   int64_t micro_batches = 1;
   int64_t rows = 0;  // rows of activations per micro-batch
-  int64_t times(const comm::PlannedCollective& c) const { return c.once_per_step ? 1 : micro_batches; }
+  int64_t times(const PlannedCollective& c) const { return c.once_per_step ? 1 : micro_batches; }
   std::map<std::string, std::pair<int64_t, int64_t>> by_kind() const;  // kind -> count, bytes per step
 };
 StepPlan plan_step(const TrainJob& job, const DistributionSummary& summary, torch::nn::Module& model);

@@ -74,7 +74,9 @@ MetricsFile::MetricsFile(const std::string& path, double units_per_step, std::st
 }
 
 void MetricsFile::write(const StepRecord& r) {
-  nlohmann::json line{{"step", r.step}, {"loss", r.loss}, {"seconds", r.seconds},
+  nlohmann::json line{{"step", r.step},
+                      {"loss", r.loss},
+                      {"seconds", r.seconds},
                       {unit_ + "_per_s", units_per_step_ / std::max(r.seconds, 1e-9)}};
   out_ << line.dump() << "\n" << std::flush;
 }
@@ -98,8 +100,8 @@ void write_loss_plot(const std::string& path, const std::vector<StepRecord>& rec
   for (int i = 0; i <= 4; ++i) {  // horizontal grid lines with loss labels
     const double loss = low + (high - low) * i / 4, py = y(loss);
     out << "<line x1=\"" << left << "\" y1=\"" << py << "\" x2=\"" << width - right << "\" y2=\"" << py
-        << "\" stroke=\"#ddd\"/>\n<text x=\"" << left - 6 << "\" y=\"" << py + 4
-        << "\" text-anchor=\"end\">" << format("%.3g", loss) << "</text>\n";
+        << "\" stroke=\"#ddd\"/>\n<text x=\"" << left - 6 << "\" y=\"" << py + 4 << "\" text-anchor=\"end\">"
+        << format("%.3g", loss) << "</text>\n";
   }
   for (int i = 0; i <= 4; ++i) {  // step labels
     const double step = 1 + (last - 1) * i / 4;
@@ -108,10 +110,12 @@ void write_loss_plot(const std::string& path, const std::vector<StepRecord>& rec
   }
   out << "<text x=\"" << (left + width - right) / 2 << "\" y=\"" << height - 10
       << "\" text-anchor=\"middle\">step</text>\n"
-      << "<text x=\"16\" y=\"" << (top + height - bottom) / 2 << "\" text-anchor=\"middle\" transform=\"rotate(-90 16 "
-      << (top + height - bottom) / 2 << ")\">loss</text>\n"
+      << "<text x=\"16\" y=\"" << (top + height - bottom) / 2
+      << "\" text-anchor=\"middle\" transform=\"rotate(-90 16 " << (top + height - bottom) / 2
+      << ")\">loss</text>\n"
       << "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"";
-  for (const auto& r : records) out << format("%.1f", x(double(r.step))) << "," << format("%.1f", y(r.loss)) << " ";
+  for (const auto& r : records)
+    out << format("%.1f", x(double(r.step))) << "," << format("%.1f", y(r.loss)) << " ";
   out << "\"/>\n</svg>\n";
 }
 

@@ -15,10 +15,10 @@ namespace kdist::tools {
 class Progress {
  public:
   // Steps first_step..last_step (a resumed run starts after 1).
-  Progress(int64_t first_step, int64_t last_step, double units_per_step, std::string unit,
-           int64_t every, bool terminal);
+  Progress(int64_t first_step, int64_t last_step, double units_per_step, std::string unit, int64_t every,
+           bool terminal);
   void update(const StepRecord& record);
-  void finish();  // ends the in-place line
+  void finish();             // ends the in-place line
   double mean_rate() const;  // units per second over the run, first step excluded when possible
 
  private:

@@ -12,7 +12,8 @@
 namespace kdist::tools {
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model, const TrainOptions& o) {
   if (o.optimizer == "sgd")
-    return std::make_unique<torch::optim::SGD>(model.parameters(), torch::optim::SGDOptions(o.lr).momentum(0.9));
+    return std::make_unique<torch::optim::SGD>(model.parameters(),
+                                               torch::optim::SGDOptions(o.lr).momentum(0.9));
   if (o.optimizer == "adam")
     return std::make_unique<torch::optim::Adam>(model.parameters(), torch::optim::AdamOptions(o.lr));
   if (o.optimizer == "adamw")
@@ -64,9 +65,10 @@ std::vector<StepRecord> train(const Workload& workload, torch::nn::Module& model
       reported /= loss_group->size();
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    records.push_back({step, reported.item<double>(), seconds});
+    records.push_back({step, reported.item<double>(), seconds, {}});
     if (counter)
-      for (const auto& [kind, count] : counter->counts()) records.back().collectives[kind] = {count, counter->bytes(kind)};
+      for (const auto& [kind, count] : counter->counts())
+        records.back().collectives[kind] = {count, counter->bytes(kind)};
     if (on_step) on_step(records.back());
   }
   return records;

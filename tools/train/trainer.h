@@ -15,9 +15,9 @@
 namespace kdist::tools {
 
 struct StepRecord {
-  int64_t step;     // 1-based
-  double loss;      // the global batch's mean loss
-  double seconds;   // this step's wall time
+  int64_t step;    // 1-based
+  double loss;     // the global batch's mean loss
+  double seconds;  // this step's wall time
   // --count-collectives: what this process issued in the step, kind -> (count, bytes).
   std::map<std::string, std::pair<int64_t, int64_t>> collectives;
 };
@@ -28,7 +28,8 @@ struct DataShard {
 };
 
 // options.optimizer over the model's parameters; throws std::invalid_argument if unknown.
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model, const TrainOptions& options);
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model,
+                                                        const TrainOptions& options);
 
 // What a distributed process synchronises; empty for one process.
 struct Synchronisation {

@@ -6,13 +6,13 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <unistd.h>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <stdexcept>
-#include <unistd.h>
 
 namespace kdist::tools {
 namespace {
@@ -105,9 +105,7 @@ TORCH_MODULE(Gpt);
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in)
-    bad_option("cannot read data file '" + path +
-                                "': no such file or not readable");
+  if (!in) bad_option("cannot read data file '" + path + "': no such file or not readable");
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
@@ -116,17 +114,21 @@ std::string read_text(const std::string& path) {
 class GptWorkload : public Workload {
  public:
   GptWorkload(const TrainOptions& o, const std::string& path)
-      : seed_(o.seed), context_(o.context), width_(o.width ? o.width : 128), layers_(o.layers),
-        heads_(o.heads), loss_parallel_(o.loss_parallel), sequence_parallel_(o.sequence_parallel), path_(path) {
+      : seed_(o.seed),
+        context_(o.context),
+        width_(o.width ? o.width : 128),
+        layers_(o.layers),
+        heads_(o.heads),
+        loss_parallel_(o.loss_parallel),
+        sequence_parallel_(o.sequence_parallel),
+        path_(path) {
     const std::string text = read_text(path);
     if (static_cast<int64_t>(text.size()) < context_ + 2)
-      bad_option("data file '" + path + "' has " +
-                                  std::to_string(text.size()) + " bytes; --context " +
-                                  std::to_string(context_) + " needs at least " +
-                                  std::to_string(context_ + 2));
+      bad_option("data file '" + path + "' has " + std::to_string(text.size()) + " bytes; --context " +
+                 std::to_string(context_) + " needs at least " + std::to_string(context_ + 2));
     if (width_ % heads_ != 0)
-      bad_option("--width " + std::to_string(width_) +
-                                  " does not divide into --heads " + std::to_string(heads_));
+      bad_option("--width " + std::to_string(width_) + " does not divide into --heads " +
+                 std::to_string(heads_));
     std::set<unsigned char> chars(text.begin(), text.end());
     vocab_.assign(chars.begin(), chars.end());
     int64_t index_of[256] = {};
@@ -134,7 +136,8 @@ class GptWorkload : public Workload {
     ids_ = at::empty({static_cast<int64_t>(text.size())}, at::kLong);
     auto* out = ids_.data_ptr<int64_t>();
     for (size_t i = 0; i < text.size(); ++i) out[i] = index_of[static_cast<unsigned char>(text[i])];
-    prompt_ = text.substr(0, text.find_first_of(" \n") == std::string::npos ? 1 : text.find_first_of(" \n") + 1);
+    prompt_ =
+        text.substr(0, text.find_first_of(" \n") == std::string::npos ? 1 : text.find_first_of(" \n") + 1);
   }
 
   std::shared_ptr<torch::nn::Module> build() const override {
@@ -172,7 +175,8 @@ class GptWorkload : public Workload {
     if (!gpt.head->parallel.sequence) return;
     // The LayerNorms run on pieces of the sequence: their gradients are summed over "model".
     for (const auto& m : model.modules())
-      if (dynamic_cast<torch::nn::LayerNormImpl*>(m.get())) nn::sum_gradients_over_sequence(*m, *gpt.head->parallel.sequence);
+      if (dynamic_cast<torch::nn::LayerNormImpl*>(m.get()))
+        nn::sum_gradients_over_sequence(*m, *gpt.head->parallel.sequence);
   }
   int64_t rows_per_sample() const override { return context_; }
   LayerInput layer_input(const std::string& layer, int64_t samples) const override {
@@ -185,14 +189,16 @@ class GptWorkload : public Workload {
     input.gathered_by_sibling = sequence_parallel_ && (ends_with("attn.k") || ends_with("attn.v"));
     return input;
   }
-  std::vector<comm::PlannedCollective> model_collectives(const DistributionSummary& summary,
-                                                         int64_t samples) const override {
+  std::vector<PlannedCollective> model_collectives(const DistributionSummary& summary,
+                                                   int64_t samples) const override {
     const LayerPlan* head = nullptr;
     for (const auto& layer : summary.layers)
       if (layer.layer == "head") head = &layer;
     if (!head || head->axis_size <= 1) return {};
-    std::vector<comm::PlannedCollective> out;
-    auto append = [&](std::vector<comm::PlannedCollective> more) { out.insert(out.end(), more.begin(), more.end()); };
+    std::vector<PlannedCollective> out;
+    auto append = [&](std::vector<PlannedCollective> more) {
+      out.insert(out.end(), more.begin(), more.end());
+    };
     if (loss_parallel_) append(plan_parallel_cross_entropy(samples * context_, *head));
     if (!sequence_parallel_) return out;
     // The embeddings' sum is scattered over the sequence; after_distribute sums each
@@ -208,14 +214,14 @@ class GptWorkload : public Workload {
   std::string describe() const override {
     return "gpt: " + std::to_string(layers_) + " blocks, width " + std::to_string(width_) + ", " +
            std::to_string(heads_) + " heads, context " + std::to_string(context_) + ", vocabulary " +
-           std::to_string(vocab_.size()) + " characters of " + path_ + " (" +
-           std::to_string(ids_.size(0)) + " characters)";
+           std::to_string(vocab_.size()) + " characters of " + path_ + " (" + std::to_string(ids_.size(0)) +
+           " characters)";
   }
   void check_model_axis(int64_t size) const override {
     if (heads_ % size != 0)
       bad_option("gpt's " + std::to_string(heads_) +
-                                  " attention heads do not split over a model axis of size " +
-                                  std::to_string(size) + ": choose --heads divisible by it");
+                 " attention heads do not split over a model axis of size " + std::to_string(size) +
+                 ": choose --heads divisible by it");
   }
   std::string sample(torch::nn::Module& model, int64_t length) const override {
     torch::NoGradGuard no_grad;
@@ -291,8 +297,8 @@ class MlpWorkload : public Workload {
   }
   const char* unit() const override { return "samples"; }
   std::string describe() const override {
-    return "mlp: " + std::to_string(kIn) + " -> " + std::to_string(width_) + " -> " +
-           std::to_string(kOut) + " regression of a random teacher network";
+    return "mlp: " + std::to_string(kIn) + " -> " + std::to_string(width_) + " -> " + std::to_string(kOut) +
+           " regression of a random teacher network";
   }
 
  private:
@@ -320,7 +326,8 @@ std::string default_corpus_path() {
 
 std::unique_ptr<Workload> make_workload(const TrainOptions& options) {
   if (options.model == "gpt")
-    return std::make_unique<GptWorkload>(options, options.data.empty() ? default_corpus_path() : options.data);
+    return std::make_unique<GptWorkload>(options,
+                                         options.data.empty() ? default_corpus_path() : options.data);
   if (options.model == "mlp") return std::make_unique<MlpWorkload>(options);
   bad_option("--model '" + options.model + "' is not one of gpt, mlp");
 }

@@ -49,8 +49,8 @@ class Workload {
   virtual LayerInput layer_input(const std::string& layer, int64_t samples) const {
     return {samples * rows_per_sample()};
   }
-  virtual std::vector<comm::PlannedCollective> model_collectives(const DistributionSummary& summary,
-                                                                 int64_t samples) const {
+  virtual std::vector<PlannedCollective> model_collectives(const DistributionSummary& summary,
+                                                           int64_t samples) const {
     return {};
   }
   virtual const char* unit() const = 0;  // what throughput counts: "tokens" or "samples"

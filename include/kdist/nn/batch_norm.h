@@ -70,7 +70,7 @@ class SyncBatchNormImpl : public torch::nn::Cloneable<SyncBatchNormImpl>, public
   const char* keras_kind() const override { return "BatchNorm"; }
 
   torch::nn::BatchNormOptions options;
-  at::Tensor weight, bias;  // undefined without affine
+  at::Tensor weight, bias;                                    // undefined without affine
   at::Tensor running_mean, running_var, num_batches_tracked;  // undefined without track_running_stats
   // Set by distribute_module: the batch axis' group. Null, or a group of one: no communication.
   comm::GroupPtr group;

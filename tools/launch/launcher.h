@@ -1,0 +1,46 @@
+#pragma once
+// The process supervisor behind `kdist launch`.
+#include <string>
+#include <vector>
+
+namespace kdist::tools {
+
+struct LaunchOptions {
+  int nproc_per_node = 1;
+  int nnodes = 1;
+  int node_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 0;                   // 0: a free port (single node only)
+  double grace_seconds = 3.0;            // SIGTERM, then SIGKILL after this long
+  double connect_timeout_seconds = 300;  // nodes > 0: how long to try reaching node 0's store
+  // A rank that beats (src/supervision.h) and then stays silent this long stopped responding
+  // (0: not watched).
+  double heartbeat_timeout_seconds = 5;
+  std::vector<std::string> command;
+};
+
+// Starts the ranks of this node with torchrun's environment (MASTER_ADDR, MASTER_PORT,
+// WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK) and prefixes each output line
+// with "[rank r] ". The launcher of node 0 serves the job's store on master_addr:master_port
+// (TORCHELASTIC_USE_AGENT_STORE=True tells the ranks, as torchrun's agent does), so the
+// store outlives any rank.
+//
+// Liveness: each rank gets two pipes (src/supervision.h). A kdist rank beats every second
+// while it is a job member; one silent for heartbeat_timeout_seconds (stopped by SIGSTOP,
+// frozen) is the failure, named first ("rank 2 stopped responding: no heartbeat for 5.1 s (its
+// process is stopped ...)"), not the ranks that time out waiting for it. No rank outlives the
+// launcher: the direct child has PR_SET_PDEATHSIG, and a kdist rank under a wrapper ends its
+// process group when the launcher's pipe hangs up. A kdist rank that exits 0 without
+// kdist::shutdown() while others still run is named as the root cause should the job then fail.
+//
+// When a rank fails, the others get SIGTERM (SIGKILL after grace_seconds). With nnodes > 1
+// the launchers watch each other through the store (launch/job_watch.h): a failure on any
+// node, or a node whose launcher vanished, stops every node's ranks within a few seconds.
+// The verdict names the root cause first, the earliest failure in time ("failed: rank 2
+// exited with code 3"), then the ranks that ended after it ("then rank 1 was killed by
+// signal 6 (Aborted), after rank 2 failed"), and launch() returns the root cause's exit
+// code (128 + signal for a signal); 0 only if every rank of every node exits 0. SIGINT and
+// SIGTERM sent to the launcher are forwarded to every rank (return 128 + that signal).
+int launch(const LaunchOptions& options);
+
+}  // namespace kdist::tools
