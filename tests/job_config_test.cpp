@@ -129,6 +129,21 @@ TEST(JobConfig, CommSettings) {
             "/dev/shm");
 }
 
+// Each attempt of a job has its own keys, under the job's token where it has one.
+TEST(JobConfig, StoreScope) {
+  const auto scope = [](std::map<std::string, std::string> vars) {
+    return resolve_job_config(std::nullopt, std::nullopt, std::nullopt, env_of(std::move(vars))).store_scope;
+  };
+  EXPECT_EQ(scope({}), "");
+  EXPECT_EQ(scope({{"TORCHELASTIC_RESTART_COUNT", "2"}}), "attempt-2/");
+  EXPECT_EQ(scope({{"KDIST_JOB_TOKEN", "9f2c"}, {"KDIST_RESTART_COUNT", "1"}}), "9f2c/attempt-1/");
+  EXPECT_EQ(scope({{"KDIST_JOB_TOKEN", "9f2c"}}), "9f2c/attempt-0/");
+  EXPECT_THROW_WITH(scope({{"KDIST_JOB_TOKEN", "a/b"}}), std::invalid_argument,
+                    "KDIST_JOB_TOKEN holds a '/' or a newline");
+  EXPECT_THROW_WITH(scope({{"KDIST_RESTART_COUNT", "x"}}), std::invalid_argument,
+                    "KDIST_RESTART_COUNT='x' is not an integer");
+}
+
 TEST(JobConfig, Timeout) {
   EXPECT_EQ(timeout_seconds(env_of({})), 300.0);
   EXPECT_EQ(timeout_seconds(env_of({{"KDIST_TIMEOUT_S", "2.5"}})), 2.5);

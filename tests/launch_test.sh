@@ -74,6 +74,46 @@ nnodes)  # two "nodes" on this host: two launchers, one rank each, one job of 2 
   grep -q "^\[rank 0\] trained 5 steps on 2 processes" "$work/out" || fail "node 0 did not train with 2 processes"
   grep -q "^\[rank 0\] batch:        32 global, 16 per data shard (2 shards" "$work/out" || fail "not 2 data shards"
   ;;
+store_intruder)  # a process without the job's token writes, adds to and reads every key it can name
+  python=$3
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  node() { "$kdist" launch --nnodes 2 --node-rank "$1" --master-addr 127.0.0.1 --master-port "$port" \
+             --job-token "job-$$-secret" -n 1 -- "$kdist" train --model mlp --devices 2 --steps 8000; }
+  node 1 >"$work/out1" 2>&1 &
+  node1=$!
+  node 0 >"$work/out" 2>&1 &
+  node0=$!
+  "$python" - "$port" >"$work/intruder" 2>&1 <<'PY' || { cat "$work/intruder"; fail "the intruder could not reach the store"; }
+import sys, time, datetime
+from torch.distributed import TCPStore
+store = TCPStore("127.0.0.1", int(sys.argv[1]), is_master=False, timeout=datetime.timedelta(seconds=20))
+names = ["kdist/launch/failures", "attempt-0/kdist/launch/failures", "kdist/launch/done/0", "kdist/launch/done/1",
+         "attempt-0/kdist/launch/done/1"] + [p + "kdist/rendezvous/%d" % r for p in ("", "attempt-0/") for r in (0, 1)]
+done = 0
+deadline = time.time() + 3
+while time.time() < deadline:
+  try:
+    for name in names:  # counters are added to, other keys overwritten; reads of each
+        counter = name.endswith("failures")
+        store.add(name, 1) if counter else store.set(name, "x")
+        store.check([name]) and store.get(name)
+        done += 1
+  except Exception:  # the job finished and its store went away
+    break
+  time.sleep(0.05)
+assert done > 0, "no operation reached the store"
+print(done, "operations on the store")
+PY
+  wait $node0; rc0=$?; wait $node1; rc1=$?
+  [ $rc0 = 0 ] && [ $rc1 = 0 ] || { cat "$work/out1"; fail "exit codes $rc0 and $rc1 with an intruder, expected 0"; }
+  grep -q "^\[rank 0\] trained 8000 steps on 2 processes" "$work/out" || fail "the job did not finish its 8000 steps"
+  ;;
+job_token_syntax)
+  "$kdist" launch -n 1 --job-token a/b -- true >"$work/out" 2>&1
+  rc=$?
+  [ $rc != 0 ] || fail "a token with a slash was accepted"
+  grep -q "job-token holds a '/'" "$work/out" || fail "no error naming the token"
+  ;;
 root_cause)  # rank 2 leaves while the others wait in a collective: rank 2 is to blame
   mp_tests=$3
   for round in 1 2 3; do

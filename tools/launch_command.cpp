@@ -1,4 +1,5 @@
-// `kdist launch -n N [--nnodes M --node-rank R --master-addr A --master-port P] -- PROGRAM ARGS...`
+// `kdist launch -n N [--nnodes M --node-rank R --master-addr A --master-port P] [--max-restarts K]
+//  [--job-token T] -- PROGRAM ARGS...`
 #include <cstdlib>
 
 #include "commands.h"
@@ -34,10 +35,20 @@ void add_launch_command(CLI::App& app, int& exit_code) {
           "Seconds without a heartbeat after which a kdist rank has stopped responding (0: not watched)")
       ->check(real_number(/*positive=*/false))
       ->capture_default_str();
+  launch_cmd
+      ->add_option("--max-restarts", options->max_restarts,
+                   "Start the job again after a failure, at most this many times")
+      ->check(whole_number(0, 1 << 20))
+      ->capture_default_str();
+  launch_cmd->add_option(
+      "--job-token", options->job_token,
+      "The job's secret, the same on every node (default: KDIST_JOB_TOKEN; one node: random)");
   launch_cmd->add_option("command", options->command, "PROGRAM ARGS... (after --)")->required();
   launch_cmd->callback([options, &exit_code] {
     if (const char* timeout = std::getenv("KDIST_TIMEOUT_S"); timeout && std::atof(timeout) > 0)
       options->connect_timeout_seconds = std::atof(timeout);
+    if (const char* token = std::getenv("KDIST_JOB_TOKEN"); token && options->job_token.empty())
+      options->job_token = token;
     exit_code = launch(*options);
   });
 }

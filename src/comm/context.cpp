@@ -2,6 +2,7 @@
 // the world group.
 #include "comm/context.h"
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <exception>
@@ -57,6 +58,8 @@ void start(const kdist::detail::JobConfig& config, std::chrono::milliseconds tim
                              config.coordinator_port, " within ", timeout.count() / 1000.0,
                              " s (KDIST_TIMEOUT_S): ", std::string(e.what()).substr(0, 300));
     }
+    if (!config.store_scope.empty())
+      ctx->store = c10::make_intrusive<c10d::PrefixStore>(config.store_scope, ctx->store);
     std::string address;
     ctx->device = gloo_device(config, address);
     auto announced = rendezvous(*ctx->store, config, address, timeout);

@@ -28,6 +28,11 @@ struct JobConfig {
   // KDIST_SHM_DIR: where shared-memory segments live, a tmpfs every process of a host sees
   // (another than /dev/shm where a container's is too small).
   std::string shared_memory_dir = "/dev/shm";
+  // Where this attempt's keys live in the store: "<job token>/attempt-<n>/" (KDIST_JOB_TOKEN,
+  // KDIST_RESTART_COUNT or TORCHELASTIC_RESTART_COUNT), so that a restarted job never reads an
+  // earlier attempt's keys, and a process without the job's token cannot name any of them.
+  // Empty: the store's root (a job started without kdist launch).
+  std::string store_scope;
   std::string source;  // which variables or arguments said so, for messages
 };
 

@@ -87,7 +87,10 @@ at::Tensor LinearImpl::forward_in_style(const at::Tensor& input) {
   if (parallel.style != ParallelStyle::kRow) check_whole_input(input, *this);
   const auto route = detail::linear_route(parallel.style, parallel.sequence != nullptr,
                                           parallel.gather_output, bias.defined());
-  const detail::StepContext context{parallel, weight.size(1), options.in_features(), describe()};
+  // Only the sequence gather's errors name the layer: the string is not built on every forward.
+  const bool names_layer = route.input == detail::InputStep::kGatherSequence;
+  const detail::StepContext context{parallel, weight.size(1), options.in_features(),
+                                    names_layer ? describe() : std::string()};
   auto x = detail::run(route.input, input, context);
   auto y = detail::run(route.output, matmul(x, route.bias == detail::BiasStep::kInMatmul), context);
   if (route.bias == detail::BiasStep::kNone || route.bias == detail::BiasStep::kInMatmul) return y;

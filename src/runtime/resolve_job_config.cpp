@@ -120,6 +120,18 @@ void read_transport_settings(const EnvLookup& env, JobConfig& config) {
     config.shared_memory_dir = v->second;
 }
 
+// The store's keys of this job and attempt (JobConfig::store_scope).
+void read_store_scope(const EnvLookup& env, JobConfig& config) {
+  const auto token = first_set(env, {"KDIST_JOB_TOKEN"});
+  const auto attempt = first_set(env, {"KDIST_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT"});
+  if (token && token->second.find_first_of("/\n") != std::string::npos)
+    invalid("runtime", "KDIST_JOB_TOKEN holds a '/' or a newline; expected letters and digits");
+  const int count = attempt ? parse_int(attempt->second, attempt->first) : 0;
+  if (count < 0) invalid("runtime", attempt->first, "=", count, " is negative");
+  if (token || attempt)
+    config.store_scope = (token ? token->second + "/" : "") + "attempt-" + std::to_string(count) + "/";
+}
+
 void check_job_config(const JobConfig& config, size_t address_count, const std::string& address_source) {
   if (address_count > 1 && static_cast<int>(address_count) != config.num_processes)
     invalid("runtime", address_source, " lists ", address_count, " addresses but num_processes is ",
@@ -145,6 +157,7 @@ JobConfig resolve_job_config(const std::optional<std::string>& job_addresses,
   const auto addresses = read_addresses(job_addresses, env, config, address_source, said);
   read_identity(num_processes, process_id, addresses.size(), env, config, said);
   read_transport_settings(env, config);
+  read_store_scope(env, config);
   for (size_t i = 0; i < said.size(); ++i) config.source += (i ? ", " : "") + said[i];
   if (config.source.empty()) config.source = "defaults";
   check_job_config(config, addresses.size(), address_source);

@@ -117,6 +117,36 @@ for step, loss in resumed.items():
 print("steps 5-8 identical to the uninterrupted run")
 PY
   ;;
+restart_after_kill)  # rank 1 killed by SIGKILL at a random step; --max-restarts resumes it
+  common=(--model gpt --width 64 --layers 2 --mesh batch=2,model=2 --log-every 1 --steps 8)
+  launch 4 "${common[@]}" --metrics "$work/straight.jsonl" || fail "uninterrupted run failed"
+  kill_at=$(( 2 + RANDOM % 5 ))  # rank 0 has logged this many steps (2..6)
+  cat >"$work/kill.sh" <<EOF
+#!/usr/bin/env bash
+if [ "\$RANK" = 1 ] && [ "\$KDIST_RESTART_COUNT" = 0 ]; then
+  ( while [ "\$(cat "$work/run.jsonl" 2>/dev/null | wc -l)" -lt $kill_at ]; do sleep 0.02; done; kill -9 \$\$ ) &
+fi
+exec "\$@"
+EOF
+  chmod +x "$work/kill.sh"
+  "$kdist" launch --grace 2 --max-restarts 2 -n 4 -- "$work/kill.sh" "$kdist" train "${common[@]}" \
+    --checkpoint-dir "$work/ck" --checkpoint-every 2 --resume --metrics "$work/run.jsonl" >"$work/out" 2>"$work/err"
+  rc=$?
+  [ $rc = 0 ] || fail "exit code $rc after a restart, expected 0 (killed once rank 0 logged $kill_at steps)"
+  grep -qx "\[kdist.launch\] restart 1 of 2 after rank 1 was killed by signal 9 (Killed)" "$work/err" \
+    || fail "no restart line"
+  grep -qx "\[kdist.launch\] 2 attempts: 1 failed (rank 1 was killed by signal 9 (Killed)), 2 succeeded" "$work/err" \
+    || fail "no summary of the attempts"
+  python3 - "$work/straight.jsonl" "$work/run.jsonl" <<'PY' || fail "the restarted job's losses differ"
+import json, sys
+straight = {l["step"]: l["loss"] for l in map(json.loads, open(sys.argv[1]))}
+resumed = {l["step"]: l["loss"] for l in map(json.loads, open(sys.argv[2]))}
+assert max(resumed) == 8, sorted(resumed)
+for step, loss in resumed.items():
+    assert loss == straight[step], (step, loss, straight[step])  # bit for bit
+print("steps", min(resumed), "to 8 after the restart identical to the uninterrupted run")
+PY
+  ;;
 error_resume)
   "$kdist" train --model mlp --resume >"$work/out" 2>"$work/err"
   expect_error $? "resume needs --checkpoint-dir"

@@ -11,12 +11,12 @@ double wall_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string key(const std::string& what, int node) {
-  return "kdist/launch/" + what + "/" + std::to_string(node);
-}
-const char* kFailures = "kdist/launch/failures";
-
 }  // namespace
+
+std::string JobWatch::key(const std::string& what, int node) const {
+  return options_.key_prefix + "kdist/launch/" + what + "/" + std::to_string(node);
+}
+std::string JobWatch::failures_key() const { return options_.key_prefix + "kdist/launch/failures"; }
 
 JobWatch::JobWatch(JobWatchOptions options)
     : options_(std::move(options)),
@@ -77,6 +77,7 @@ void JobWatch::run() {
             {wall_now(), node_ranks(0),
              "never served the job's store at " + options_.host + ":" + std::to_string(options_.port), 1});
         job_failed_ = true;
+        store_lost_ = true;
         return;
       }
     }
@@ -98,7 +99,7 @@ bool JobWatch::publish_pending() {
   }
   if (!publish) return false;
   store_->set(key("first_failure", options_.node_rank), publish->serialize());
-  store_->add(kFailures, 1);
+  store_->add(failures_key(), 1);
   std::lock_guard<std::mutex> lock(mutex_);
   published_ = true;
   return true;
@@ -127,7 +128,7 @@ bool JobWatch::step() {
   try {
     publish_pending();
     store_->set(key("heartbeat", options_.node_rank), std::to_string(++beats_));
-    if (store_->add(kFailures, 0) > 0) job_failed_ = true;
+    if (store_->add(failures_key(), 0) > 0) job_failed_ = true;
     const auto now = Clock::now();
     for (int node = 0; node < options_.nnodes; ++node) {
       if (node == options_.node_rank || lost_[node]) continue;
@@ -152,6 +153,7 @@ bool JobWatch::step() {
                            std::to_string(options_.port) + ", which stopped answering",
                        1});
     job_failed_ = true;
+    store_lost_ = true;
     return false;
   }
 }
@@ -202,7 +204,7 @@ std::vector<Failure> JobWatch::finish() {
         if (auto failure = Failure::parse(*text)) found.push_back(*failure);
     }
   } catch (const std::exception&) {
-    // node 0's store is gone: what was seen before is all there is
+    store_lost_ = true;  // node 0's store is gone: what was seen before is all there is
   }
   return found;
 }

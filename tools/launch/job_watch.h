@@ -37,6 +37,7 @@ struct JobWatchOptions {
   std::shared_ptr<comm::JobStore> store;  // node 0: the store it serves; others: null
   std::string host;                       // where to connect when `store` is null
   int port = 0;
+  std::string key_prefix;  // this attempt's keys: "<token>/attempt-<n>/"
   int node_rank = 0;
   int nnodes = 1;
   int nproc_per_node = 1;
@@ -57,6 +58,8 @@ class JobWatch {
   bool job_failed() const { return job_failed_; }
   // What this watch saw fail elsewhere first (a lost node or node 0's store), if anything.
   std::optional<Failure> first_remote_failure() const;
+  // Node 0's store stopped answering (or was never reached): no attempt can follow.
+  bool store_lost() const { return store_lost_; }
   // Publishes this node's first failure (only the first call counts).
   void report(const Failure& failure);
   // Stops the heartbeat, says this node is done, waits for the others, and returns every
@@ -71,10 +74,13 @@ class JobWatch {
   double lost_since(int node) const;
   bool heartbeat_stopped(int node, std::chrono::steady_clock::time_point now);
   std::string node_ranks(int node) const;
+  std::string key(const std::string& what, int node) const;
+  std::string failures_key() const;
 
   JobWatchOptions options_;
   std::shared_ptr<comm::JobStore> store_;
   std::atomic<bool> job_failed_{false};
+  std::atomic<bool> store_lost_{false};
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -154,9 +155,19 @@ std::string resolve_program(const std::string& program) {
   return program;  // execve fails and the child says so
 }
 
+// One attempt of the job: where its store is and which keys are its own.
+struct Attempt {
+  int port = 0;
+  int number = 0;     // 0 for the first, then the restart count
+  std::string token;  // the job's secret (may be empty: unprotected keys)
+  std::string key_prefix() const {
+    return (token.empty() ? "" : token + "/") + "attempt-" + std::to_string(number) + "/";
+  }
+};
+
 // torchrun's environment for one rank, with the store the launcher serves.
-std::vector<std::string> rank_environment(const LaunchOptions& o, int global_rank, int local_rank, int port,
-                                          int heartbeat_fd, int launcher_fd) {
+std::vector<std::string> rank_environment(const LaunchOptions& o, const Attempt& attempt, int global_rank,
+                                          int local_rank, int heartbeat_fd, int launcher_fd) {
   std::vector<std::string> env;
   const std::vector<std::string> ours{"MASTER_ADDR",
                                       "MASTER_PORT",
@@ -167,6 +178,9 @@ std::vector<std::string> rank_environment(const LaunchOptions& o, int global_ran
                                       "GROUP_RANK",
                                       "TORCHELASTIC_USE_AGENT_STORE",
                                       "TORCHELASTIC_RESTART_COUNT",
+                                      "TORCHELASTIC_MAX_RESTARTS",
+                                      "KDIST_RESTART_COUNT",
+                                      "KDIST_JOB_TOKEN",
                                       "KDIST_HEARTBEAT_FD",
                                       "KDIST_LAUNCHER_FD"};
   for (char** e = environ; *e != nullptr; ++e) {
@@ -175,7 +189,7 @@ std::vector<std::string> rank_environment(const LaunchOptions& o, int global_ran
     if (std::find(ours.begin(), ours.end(), name) == ours.end()) env.push_back(entry);
   }
   env.push_back("MASTER_ADDR=" + o.master_addr);
-  env.push_back("MASTER_PORT=" + std::to_string(port));
+  env.push_back("MASTER_PORT=" + std::to_string(attempt.port));
   env.push_back("WORLD_SIZE=" + std::to_string(o.nproc_per_node * o.nnodes));
   env.push_back("RANK=" + std::to_string(global_rank));
   env.push_back("LOCAL_RANK=" + std::to_string(local_rank));
@@ -183,7 +197,12 @@ std::vector<std::string> rank_environment(const LaunchOptions& o, int global_ran
   env.push_back("GROUP_RANK=" + std::to_string(o.node_rank));
   // The launcher of node 0 serves the store (as torchrun's agent does): every rank connects.
   env.push_back("TORCHELASTIC_USE_AGENT_STORE=True");
-  env.push_back("TORCHELASTIC_RESTART_COUNT=0");
+  env.push_back("TORCHELASTIC_RESTART_COUNT=" + std::to_string(attempt.number));
+  env.push_back("TORCHELASTIC_MAX_RESTARTS=" + std::to_string(o.max_restarts));
+  env.push_back("KDIST_RESTART_COUNT=" + std::to_string(attempt.number));
+  // The ranks' keys live under the token (runtime's store scope); /proc/<pid>/environ is
+  // readable by the rank's own user alone.
+  if (!attempt.token.empty()) env.push_back("KDIST_JOB_TOKEN=" + attempt.token);
   env.push_back("KDIST_HEARTBEAT_FD=" + std::to_string(heartbeat_fd));
   env.push_back("KDIST_LAUNCHER_FD=" + std::to_string(launcher_fd));
   // glibc returns a freed block of 128 KiB or more to the kernel (munmap, or a trim of the
@@ -198,13 +217,13 @@ std::vector<std::string> rank_environment(const LaunchOptions& o, int global_ran
   return env;
 }
 
-void spawn(Rank& rank, const LaunchOptions& o, int local_rank, int port) {
+void spawn(Rank& rank, const LaunchOptions& o, const Attempt& attempt, int local_rank) {
   int out[2], err[2], beat[2], alive[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(beat, O_CLOEXEC) != 0 ||
       pipe2(alive, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("[kdist.launch] pipe: ") + std::strerror(errno));
   const std::string program = resolve_program(o.command.front());
-  const auto env_strings = rank_environment(o, rank.global_rank, local_rank, port, beat[1], alive[0]);
+  const auto env_strings = rank_environment(o, attempt, rank.global_rank, local_rank, beat[1], alive[0]);
   const pid_t launcher = getpid();
   std::vector<char*> argv, envp;
   for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
@@ -318,12 +337,14 @@ std::shared_ptr<comm::JobStore> serve_store(const LaunchOptions& o) {
   return comm::JobStore::serve(o.master_addr, o.master_port, std::chrono::seconds(30));
 }
 
-std::unique_ptr<JobWatch> watch_job(const LaunchOptions& o, std::shared_ptr<comm::JobStore> store, int port) {
+std::unique_ptr<JobWatch> watch_job(const LaunchOptions& o, std::shared_ptr<comm::JobStore> store,
+                                    const Attempt& attempt) {
   if (o.nnodes == 1) return nullptr;
   JobWatchOptions w;
   w.store = std::move(store);
   w.host = o.master_addr;
-  w.port = port;
+  w.port = attempt.port;
+  w.key_prefix = attempt.key_prefix();
   w.node_rank = o.node_rank;
   w.nnodes = o.nnodes;
   w.nproc_per_node = o.nproc_per_node;
@@ -508,27 +529,47 @@ struct Supervisor {
   }
 };
 
-}  // namespace
+// The job's secret: given, or 128 random bits where this launcher is the whole job.
+std::string job_token(const LaunchOptions& o) {
+  if (!o.job_token.empty()) {
+    if (o.job_token.find_first_of("/\n") != std::string::npos)
+      throw std::invalid_argument(
+          "[kdist.launch] --job-token holds a '/' or a newline; expected letters and digits");
+    return o.job_token;
+  }
+  if (o.nnodes > 1) {
+    std::cerr << "[kdist.launch] no --job-token (KDIST_JOB_TOKEN): any process that reaches " << o.master_addr
+              << ":" << o.master_port
+              << " can read and steer this job's store; give every node's launcher the same token\n";
+    return "";
+  }
+  std::random_device random;
+  char text[33];
+  for (int i = 0; i < 4; ++i) std::snprintf(text + 8 * i, 9, "%08x", random());
+  return text;
+}
 
-int launch(const LaunchOptions& o) {
-  check(o);
-  auto store = serve_store(o);
-  const int port = store ? store->port() : o.master_port;
-  auto watch = watch_job(o, store, port);
-  install_signal_handlers();
+struct AttemptEnd {
+  Verdict verdict;
+  int forwarded_signal = 0;
+  bool store_lost = false;  // node 0's store is gone: no attempt can follow
+};
 
+// One attempt: this node's ranks started, watched until every one has ended, and judged.
+AttemptEnd run_attempt(const LaunchOptions& o, std::shared_ptr<comm::JobStore> store,
+                       const Attempt& attempt) {
+  auto watch = watch_job(o, store, attempt);
   Supervisor supervisor{o, std::vector<Rank>(o.nproc_per_node)};
   supervisor.watch = watch.get();
   for (int l = 0; l < o.nproc_per_node; ++l) {
     supervisor.ranks[l].global_rank = o.node_rank * o.nproc_per_node + l;
-    spawn(supervisor.ranks[l], o, l, port);
+    spawn(supervisor.ranks[l], o, attempt, l);
   }
   while (!supervisor.all_done()) supervisor.poll_once();
 
-  if (supervisor.forwarded_signal) {
-    std::cerr << "[kdist.launch] stopped by signal " << supervisor.forwarded_signal << "\n";
-    return 128 + supervisor.forwarded_signal;
-  }
+  AttemptEnd end;
+  end.forwarded_signal = supervisor.forwarded_signal;
+  if (end.forwarded_signal) return end;
   std::vector<Failure> failures;
   for (const auto& r : supervisor.ranks)
     if (failed(r.status) || r.left_early || !r.unresponsive.empty()) failures.push_back(failure_of(o, r));
@@ -539,10 +580,46 @@ int launch(const LaunchOptions& o) {
                          [](const Failure& a, const Failure& b) { return a.wall_time < b.wall_time; });
     if (earliest != failures.end()) watch->report(*earliest);
     for (auto& f : watch->finish()) failures.push_back(f);
+    end.store_lost = watch->store_lost();
   }
-  const Verdict verdict = judge(failures);
-  for (const auto& line : verdict.lines) std::cerr << "[kdist.launch] " << line << "\n";
-  return verdict.exit_code;
+  end.verdict = judge(failures);
+  for (const auto& line : end.verdict.lines) std::cerr << "[kdist.launch] " << line << "\n";
+  return end;
+}
+
+// "3 attempts: 1 failed (rank 1 was killed by signal 9 (Killed)), 2 failed (...), 3 succeeded"
+void print_summary(const std::vector<std::string>& causes, int last_exit_code) {
+  std::string text = std::to_string(causes.size() + 1) + " attempts: ";
+  for (size_t i = 0; i < causes.size(); ++i) text += std::to_string(i + 1) + " failed (" + causes[i] + "), ";
+  text += std::to_string(causes.size() + 1) + (last_exit_code == 0 ? " succeeded" : " failed");
+  std::cerr << "[kdist.launch] " << text << "\n";
+}
+
+}  // namespace
+
+int launch(const LaunchOptions& o) {
+  check(o);
+  auto store = serve_store(o);
+  Attempt attempt{store ? store->port() : o.master_port, 0, job_token(o)};
+  install_signal_handlers();
+  std::vector<std::string> causes;  // of the attempts that failed
+  for (;; ++attempt.number) {
+    const AttemptEnd end = run_attempt(o, store, attempt);
+    if (end.forwarded_signal) {
+      std::cerr << "[kdist.launch] stopped by signal " << end.forwarded_signal << "\n";
+      return 128 + end.forwarded_signal;
+    }
+    const bool failed = end.verdict.exit_code != 0;
+    if (!failed || attempt.number >= o.max_restarts || end.store_lost) {
+      if (failed && end.store_lost && attempt.number < o.max_restarts)
+        std::cerr << "[kdist.launch] no restart: node 0's store is gone\n";
+      if (!causes.empty()) print_summary(causes, end.verdict.exit_code);
+      return end.verdict.exit_code;
+    }
+    causes.push_back(end.verdict.root_cause);
+    std::cerr << "[kdist.launch] restart " << attempt.number + 1 << " of " << o.max_restarts << " after "
+              << end.verdict.root_cause << "\n";
+  }
 }
 
 }  // namespace kdist::tools

@@ -16,6 +16,14 @@ struct LaunchOptions {
   // A rank that beats (src/supervision.h) and then stays silent this long stopped responding
   // (0: not watched).
   double heartbeat_timeout_seconds = 5;
+  // After a failure, start every node's ranks again this many times at most (a new attempt:
+  // its own keys in the store, KDIST_RESTART_COUNT and TORCHELASTIC_RESTART_COUNT = 1, 2, ...).
+  int max_restarts = 0;
+  // The job's secret: every key of the job's store lives under it, so a process that does not
+  // know it can neither read nor steer the job. Empty: a random one on a single node; a job
+  // on several nodes needs the same token given to every launcher (--job-token or
+  // KDIST_JOB_TOKEN), else its keys are unprotected (the launcher says so).
+  std::string job_token;
   std::vector<std::string> command;
 };
 
@@ -41,6 +49,12 @@ struct LaunchOptions {
 // signal 6 (Aborted), after rank 2 failed"), and launch() returns the root cause's exit
 // code (128 + signal for a signal); 0 only if every rank of every node exits 0. SIGINT and
 // SIGTERM sent to the launcher are forwarded to every rank (return 128 + that signal).
+//
+// Restarts (max_restarts > 0): when an attempt fails, every node's launcher names the failure
+// as above, prints "restart 1 of 2 after rank 2 was killed by signal 9 (Killed)", and starts
+// its ranks again; the job's exit code is its last attempt's. A signal sent to the launcher,
+// or node 0's store gone, ends the job without a restart. At the end, a job that restarted
+// prints a summary of its attempts.
 int launch(const LaunchOptions& options);
 
 }  // namespace kdist::tools

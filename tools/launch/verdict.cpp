@@ -47,7 +47,8 @@ Verdict judge(std::vector<Failure> failures) {
   });
   const Failure& root = failures.front();
   verdict.exit_code = root.exit_code == 0 ? 1 : root.exit_code;
-  verdict.lines.push_back("failed: " + root.who + " " + root.what);
+  verdict.root_cause = root.who + " " + root.what;
+  verdict.lines.push_back("failed: " + verdict.root_cause);
   std::stable_sort(failures.begin() + 1, failures.end(),
                    [](const Failure& a, const Failure& b) { return a.wall_time < b.wall_time; });
   const std::string root_name = root.who.substr(0, root.who.find(" ("));

@@ -34,6 +34,7 @@ struct Failure {
 
 struct Verdict {
   std::vector<std::string> lines;  // the first names the root cause
+  std::string root_cause;          // "rank 2 exited with code 3"; empty on success
   int exit_code = 0;
 };
 
