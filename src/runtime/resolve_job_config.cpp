@@ -125,7 +125,9 @@ void read_store_scope(const EnvLookup& env, JobConfig& config) {
   const auto token = first_set(env, {"KDIST_JOB_TOKEN"});
   const auto attempt = first_set(env, {"KDIST_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT"});
   if (token && token->second.find_first_of("/\n") != std::string::npos)
-    invalid("runtime", "KDIST_JOB_TOKEN holds a '/' or a newline; expected letters and digits");
+    invalid("runtime",
+            "KDIST_JOB_TOKEN holds a '/' or a newline; expected a token without either (letters and digits, "
+            "say)");
   const int count = attempt ? parse_int(attempt->second, attempt->first) : 0;
   if (count < 0) invalid("runtime", attempt->first, "=", count, " is negative");
   if (token || attempt)

@@ -534,7 +534,8 @@ std::string job_token(const LaunchOptions& o) {
   if (!o.job_token.empty()) {
     if (o.job_token.find_first_of("/\n") != std::string::npos)
       throw std::invalid_argument(
-          "[kdist.launch] --job-token holds a '/' or a newline; expected letters and digits");
+          "[kdist.launch] --job-token holds a '/' or a newline; expected a token without either (letters and "
+          "digits, say)");
     return o.job_token;
   }
   if (o.nnodes > 1) {
