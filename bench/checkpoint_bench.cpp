@@ -15,15 +15,7 @@
 #include <filesystem>
 
 #include "bench_util.h"
-
-struct StackImpl : torch::nn::Module {
-  StackImpl() {
-    for (int i = 0; i < 4; ++i)
-      layers.push_back(register_module("l" + std::to_string(i), kdist::nn::Linear(2048, 2048)));
-  }
-  std::vector<kdist::nn::Linear> layers;
-};
-TORCH_MODULE(Stack);
+#include "checkpoint_stack.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -35,15 +27,9 @@ int main(int argc, char** argv) {
   at::set_num_threads(1);
   kdist::initialize();
   const int rank = kdist::process_id();
-  auto mesh = std::make_shared<kdist::DeviceMesh>(std::vector<int64_t>{1, kdist::num_processes()},
-                                                  std::vector<std::string>{"batch", "model"});
-  kdist::LayoutMap map(mesh);
-  map.set("l(0|2)/kernel", {std::nullopt, "model"});
-  map.set("l(1|3)/kernel", {"model", std::nullopt});
-  kdist::ModelParallel distribution(map);
-  at::manual_seed(0);
-  Stack model;
-  auto summary = kdist::distribute_module(*model, distribution);
+  auto distributed = kdist::bench::distributed_checkpoint_stack();
+  kdist::bench::CheckpointStack model = distributed.first;
+  const auto& summary = distributed.second;
 
   const std::string path = dir + "/kdist";
   std::vector<kdist::bench::Op> ops{

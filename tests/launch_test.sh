@@ -58,6 +58,8 @@ bad_usage)
   "$kdist" launch -n 0 -- true >"$work/out" 2>&1 && fail "-n 0 accepted"
   "$kdist" launch -n 2 --nnodes 2 -- true >"$work/out" 2>&1 && fail "--nnodes without --master-port accepted"
   grep -q "needs --master-port" "$work/out" || fail "no message for --nnodes without --master-port"
+  "$kdist" launch -n 1 --nnodes 3:2 --master-port 1 -- true >"$work/out" 2>&1 && fail "--nnodes 3:2 accepted"
+  grep -q "expected N or MIN:MAX with 1 <= MIN <= MAX, got '3:2'" "$work/out" || fail "no message for --nnodes 3:2"
   "$kdist" launch -n 1 -- /nonexistent/program >"$work/out" 2>&1
   rc=$?
   [ $rc = 127 ] || fail "exit code $rc for a missing program, expected 127"
@@ -73,6 +75,35 @@ nnodes)  # two "nodes" on this host: two launchers, one rank each, one job of 2 
   [ $rc0 = 0 ] && [ $rc1 = 0 ] || { cat "$work/out1"; fail "exit codes $rc0 and $rc1, expected 0"; }
   grep -q "^\[rank 0\] trained 5 steps on 2 processes" "$work/out" || fail "node 0 did not train with 2 processes"
   grep -q "^\[rank 0\] batch:        32 global, 16 per data shard (2 shards" "$work/out" || fail "not 2 data shards"
+  ;;
+elastic_members)  # --nnodes MIN:MAX on this host: who joins an attempt, and who is too late
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  node() {  # NODE MIN:MAX PROGRAM...
+    local n=$1 nodes=$2; shift 2
+    "$kdist" launch --nnodes "$nodes" --node-rank "$n" --master-addr 127.0.0.1 --master-port "$port" \
+      --join-timeout 1 -n 1 -- "$@"
+  }
+  # Node 1 never comes: after MIN = 1 joined and 1 s more, node 0 runs alone, WORLD_SIZE 1.
+  node 0 1:2 sh -c 'echo "world $WORLD_SIZE rank $RANK"; sleep 4' >"$work/out" 2>&1 &
+  node0=$!
+  sleep 2.5
+  node 1 1:2 true >"$work/out1" 2>&1
+  rc1=$?
+  wait $node0 || { cat "$work/out"; fail "node 0 alone failed"; }
+  grep -qx "\[kdist.launch\] attempt 1 runs on node 0 of 2 (node 1 did not join): 1 ranks, this node as node 0" \
+    "$work/out" || { cat "$work/out"; fail "no members line on node 0"; }
+  grep -qx "\[rank 0\] world 1 rank 0" "$work/out" || fail "node 0's rank did not get WORLD_SIZE 1"
+  [ $rc1 = 1 ] || fail "the late node exited $rc1, expected 1"
+  grep -q "node 1 joined after node 0 had settled this attempt's members (node 0 of 2 (node 1 did not join))" \
+    "$work/out1" || { cat "$work/out1"; fail "the late node was not told"; }
+  # Both come: node 1 is node 1 of a world of 2.
+  node 1 1:2 sh -c 'echo "world $WORLD_SIZE rank $RANK"' >"$work/out1" 2>&1 &
+  node 0 1:2 sh -c 'echo "world $WORLD_SIZE rank $RANK"' >"$work/out" 2>&1 || fail "two nodes failed"
+  wait $! || fail "node 1 of two failed"
+  grep -qx "\[rank 1\] world 2 rank 1" "$work/out1" || { cat "$work/out1"; fail "node 1's rank is not rank 1 of 2"; }
+  # Fewer than MIN: node 0 gives up after KDIST_TIMEOUT_S and says how many came.
+  KDIST_TIMEOUT_S=2 node 0 2:3 true >"$work/out" 2>&1 && fail "ran with 1 of at least 2 nodes"
+  grep -q "only node 0 of 3 joined within 2 s; --nnodes needs at least 2" "$work/out" || { cat "$work/out"; fail "no message"; }
   ;;
 store_intruder)  # a process without the job's token writes, adds to and reads every key it can name
   python=$3

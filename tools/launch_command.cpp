@@ -1,4 +1,4 @@
-// `kdist launch -n N [--nnodes M --node-rank R --master-addr A --master-port P] [--max-restarts K]
+// `kdist launch -n N [--nnodes M|MIN:MAX --node-rank R --master-addr A --master-port P] [--max-restarts K]
 //  [--job-token T] -- PROGRAM ARGS...`
 #include <cstdlib>
 
@@ -7,6 +7,23 @@
 #include "validators.h"
 
 namespace kdist::tools {
+namespace {
+
+// "4" (min_nnodes 0: not elastic) or "2:4"; false for anything else.
+bool parse_nnodes(const std::string& text, LaunchOptions& options) {
+  const auto colon = text.find(':');
+  auto number = [](const std::string& digits, int& out) {
+    if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos)
+      return false;
+    out = std::stoi(digits);
+    return out >= 1;
+  };
+  if (colon == std::string::npos) return options.min_nnodes = 0, number(text, options.nnodes);
+  return number(text.substr(0, colon), options.min_nnodes) &&
+         number(text.substr(colon + 1), options.nnodes) && options.min_nnodes <= options.nnodes;
+}
+
+}  // namespace
 
 void add_launch_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<LaunchOptions>();
@@ -15,8 +32,17 @@ void add_launch_command(CLI::App& app, int& exit_code) {
   launch_cmd->add_option("-n,--nproc-per-node", options->nproc_per_node, "Processes on this node")
       ->required()
       ->check(whole_number(1, 1 << 16));
-  auto* nnodes = launch_cmd->add_option("--nnodes", options->nnodes, "Nodes in the job")
-                     ->check(whole_number(1, 1 << 16));
+  auto nnodes_text = std::make_shared<std::string>("1");
+  auto* nnodes = launch_cmd
+                     ->add_option("--nnodes", *nnodes_text,
+                                  "Nodes in the job: N, or MIN:MAX to go on with at least MIN after losing "
+                                  "hosts (each restart runs on the nodes that join)")
+                     ->check([](const std::string& text) {
+                       LaunchOptions parsed;
+                       return parse_nnodes(text, parsed)
+                                  ? std::string()
+                                  : "expected N or MIN:MAX with 1 <= MIN <= MAX, got '" + text + "'";
+                     });
   launch_cmd->add_option("--node-rank", options->node_rank, "This node's index (0: serves the job's store)")
       ->check(whole_number(0, 1 << 16))
       ->needs(nnodes);
@@ -40,11 +66,17 @@ void add_launch_command(CLI::App& app, int& exit_code) {
                    "Start the job again after a failure, at most this many times")
       ->check(whole_number(0, 1 << 20))
       ->capture_default_str();
+  launch_cmd
+      ->add_option("--join-timeout", options->join_timeout_seconds,
+                   "--nnodes MIN:MAX: once MIN nodes have joined an attempt, seconds to wait for the others")
+      ->check(real_number(/*positive=*/false))
+      ->capture_default_str();
   launch_cmd->add_option(
       "--job-token", options->job_token,
       "The job's secret, the same on every node (default: KDIST_JOB_TOKEN; one node: random)");
   launch_cmd->add_option("command", options->command, "PROGRAM ARGS... (after --)")->required();
-  launch_cmd->callback([options, &exit_code] {
+  launch_cmd->callback([options, nnodes_text, &exit_code] {
+    parse_nnodes(*nnodes_text, *options);
     if (const char* timeout = std::getenv("KDIST_TIMEOUT_S"); timeout && std::atof(timeout) > 0)
       options->connect_timeout_seconds = std::atof(timeout);
     if (const char* token = std::getenv("KDIST_JOB_TOKEN"); token && options->job_token.empty())

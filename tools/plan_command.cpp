@@ -33,7 +33,10 @@ void add_plan_command(CLI::App& app, int& exit_code) {
       const int64_t devices = requested_devices(o);
       if (devices == 0)
         throw std::invalid_argument(
-            "[kdist.plan] give the mesh to plan for: --mesh batch=2,model=4 or --devices N");
+            "[kdist.plan] give the mesh to plan for, every axis sized: --mesh batch=2,model=4 or --devices "
+            "N" +
+            (o.mesh.find('*') != std::string::npos ? " ('" + o.mesh + "' leaves an axis to the job's size)"
+                                                   : std::string()));
       auto job = prepare_job(o, cpu_devices(devices));
       auto model = job.workload->build();
       if (*rank < 0 || *rank >= devices)

@@ -42,7 +42,10 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace kdist {
 
@@ -55,6 +58,48 @@ void save(const std::string& path, torch::nn::Module& module, torch::optim::Opti
 
 void load(const std::string& path, torch::nn::Module& module, torch::optim::Optimizer* optimizer = nullptr,
           LoadOptions options = {});
+
+// Saves that do not stall training: save() copies this process's blocks into host memory
+// the saver keeps and reuses, and returns; a thread writes and syncs them while training goes
+// on; poll() at a later step boundary publishes the checkpoint once every process has written
+// its file. Publishing is save's: atomic, so a crash before it leaves the previous checkpoint.
+//
+//   kdist::AsyncSaver saver;
+//   for (int step = 1; step <= steps; ++step) {
+//     train_step();
+//     if (auto published = saver.poll()) prune_older_than(*published);   // collective, cheap
+//     if (step % 5 == 0) saver.save("ckpt/step-" + std::to_string(step), *model, &optimizer);
+//   }
+//   saver.wait();                                                       // collective
+//
+// Contracts. save, poll and wait are collective: every process calls them at the same steps.
+// save first waits for (and publishes) the previous save, so at most one is in flight; it
+// holds no reference to the module or optimizer after it returns, so training may change
+// them at once. poll costs one one-element all-reduce while a save is in flight and nothing
+// otherwise; it returns the path it published, or nullopt. wait blocks until the save in flight
+// is published and returns its path (nullopt when there was none). The background thread only
+// writes files: every collective runs on the caller's thread. The host copy costs as much
+// memory as this process's blocks. A save that fails (disk full) throws, on every process,
+// from the poll or wait that would have published it. The destructor waits for the thread but
+// publishes nothing: call wait() before shutdown() to keep the last save.
+class AsyncSaver {
+ public:
+  AsyncSaver();
+  ~AsyncSaver();
+  AsyncSaver(const AsyncSaver&) = delete;
+  AsyncSaver& operator=(const AsyncSaver&) = delete;
+
+  void save(const std::string& path, torch::nn::Module& module, torch::optim::Optimizer* optimizer = nullptr);
+  std::optional<std::string> poll();
+  std::optional<std::string> wait();
+  bool in_flight() const { return pending_ != nullptr; }
+
+ private:
+  struct Pending;
+  std::optional<std::string> publish_pending();
+  std::unique_ptr<Pending> pending_;
+  std::vector<at::Tensor> buffers_;  // the host copies, reused from save to save
+};
 
 // Weights in and out as safetensors, Hugging Face's format, which Python's `safetensors` and
 // `transformers` read: an 8-byte little-endian header length, a JSON header

@@ -9,12 +9,11 @@
 #include "base/errors.h"
 #include "checkpoint/agreement.h"
 #include "checkpoint/files.h"
-#include "checkpoint/metadata.h"
-#include "checkpoint/state.h"
+#include "checkpoint/save_stages.h"
 
 namespace kdist {
+namespace checkpoint {
 namespace {
-using namespace checkpoint;
 
 // KDIST_CHECKPOINT_FAULT="<rank>:<stage>" kills that rank at that stage of a save ("writing":
 // after its first chunk; "publishing": process 0 just before the rename), as a crash would.
@@ -26,12 +25,37 @@ void fault_point(const char* stage) {
 
 std::string shard_file(int rank) { return "shard-" + std::to_string(rank) + ".bin"; }
 
-// Writes this process's blocks; returns their chunk records.
-std::map<std::string, std::vector<Chunk>> write_blocks(const std::vector<Item>& items,
-                                                       const std::string& directory) {
-  std::map<std::string, std::vector<Chunk>> chunks;
+}  // namespace
+
+StagedSave stage_save(const std::string& path, torch::nn::Module& module,
+                      torch::optim::Optimizer* optimizer) {
+  namespace fs = std::filesystem;
+  if (path.empty()) detail::invalid("checkpoint", "save needs a path");
+  StagedSave save{path, path + ".partial", {}, {}};
+  save.metadata.processes = num_processes();
+  run_agreed("save", [&] {
+    save.items = module_items(module);
+    if (optimizer) {
+      auto state = optimizer_state(*optimizer, module);
+      save.metadata.optimizer_kind = state.kind;
+      save.metadata.steps = state.steps;
+      save.items.insert(save.items.end(), state.tensors.begin(), state.tensors.end());
+    }
+    for (const auto& item : save.items)
+      save.metadata.tensors[item.name] =
+          TensorRecord{dtype_name(item.local.scalar_type()), item.global_shape, {}};
+    if (process_id() == 0) {  // a crashed save's leftovers are never published: start afresh
+      fs::remove_all(save.staged);
+      fs::create_directories(save.staged);
+    }
+  });
+  return save;
+}
+
+ChunkLists write_blocks(const std::vector<Item>& items, const std::string& staged) {
+  ChunkLists chunks;
   const std::string file = shard_file(process_id());
-  FileWriter out(directory + "/" + file);
+  FileWriter out(staged + "/" + file);
   for (const auto& item : items) {
     if (!item.writer || item.local.numel() == 0) continue;
     at::Tensor bytes = item.local.detach().contiguous();
@@ -46,43 +70,27 @@ std::map<std::string, std::vector<Chunk>> write_blocks(const std::vector<Item>& 
   return chunks;
 }
 
-}  // namespace
-
-void save(const std::string& path, torch::nn::Module& module, torch::optim::Optimizer* optimizer) {
-  namespace fs = std::filesystem;
-  if (path.empty()) detail::invalid("checkpoint", "save needs a path");
-  const std::string staged = path + ".partial";
-  std::vector<Item> items;
-  Metadata metadata;
-  metadata.processes = num_processes();
-  run_agreed("save", [&] {
-    items = module_items(module);
-    if (optimizer) {
-      auto state = optimizer_state(*optimizer, module);
-      metadata.optimizer_kind = state.kind;
-      metadata.steps = state.steps;
-      items.insert(items.end(), state.tensors.begin(), state.tensors.end());
-    }
-    for (const auto& item : items)
-      metadata.tensors[item.name] = TensorRecord{dtype_name(item.local.scalar_type()), item.global_shape, {}};
-    if (process_id() == 0) {  // a crashed save's leftovers are never published: start afresh
-      fs::remove_all(staged);
-      fs::create_directories(staged);
-    }
-  });
-  std::map<std::string, std::vector<Chunk>> mine;
-  run_agreed("save", [&] { mine = write_blocks(items, staged); });
+void publish_save(StagedSave& save, const ChunkLists& mine) {
   const auto all = all_gather_text(chunks_to_json(mine));
   run_agreed("save", [&] {
     if (process_id() != 0) return;
     for (const auto& text : all)
       for (auto& [name, chunks] : chunks_from_json(text))
-        for (auto& chunk : chunks) metadata.tensors[name].chunks.push_back(chunk);
-    write_text_file_synced(staged + "/metadata.json", to_json(metadata));
-    sync_directory(staged);
+        for (auto& chunk : chunks) save.metadata.tensors[name].chunks.push_back(chunk);
+    write_text_file_synced(save.staged + "/metadata.json", to_json(save.metadata));
+    sync_directory(save.staged);
     fault_point("publishing");
-    publish_directory(staged, path);
+    publish_directory(save.staged, save.path);
   });
+}
+
+}  // namespace checkpoint
+
+void save(const std::string& path, torch::nn::Module& module, torch::optim::Optimizer* optimizer) {
+  auto staged = checkpoint::stage_save(path, module, optimizer);
+  checkpoint::ChunkLists mine;
+  checkpoint::run_agreed("save", [&] { mine = checkpoint::write_blocks(staged.items, staged.staged); });
+  checkpoint::publish_save(staged, mine);
 }
 
 }  // namespace kdist

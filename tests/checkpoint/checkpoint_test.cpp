@@ -154,6 +154,40 @@ TEST(CheckpointSave2x2, TrainedGptLoadsOntoAnotherLayout) {
   load_and_compare(std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(line)));
 }
 
+// AsyncSaver: the checkpoint is the state at save(), though training changes the parameters
+// and moments in place while the thread writes; polled at every step as `kdist train` does,
+// then loaded onto another layout and compared bit for bit. A second save reuses the buffers.
+TEST(CheckpointSave2x2, AsyncSaveIsTheStateAtSave) {
+  ASSERT_EQ(num_processes(), 4);
+  auto mesh = testing::mesh_2x2();
+  auto distribution = std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(mesh), "batch");
+  TinyGpt model = make_gpt(5);
+  distribute_module(*model, *distribution);
+  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
+  AsyncSaver saver;
+  EXPECT_FALSE(saver.poll().has_value()) << "nothing in flight";
+  for (const std::string name : {"async-1", "async-2"}) {
+    train(model, optimizer, *distribution, 2);
+    const auto reference = full_state(model, optimizer);
+    if (process_id() == 0) write_reference(reference, shared_dir() + "/" + name + "-reference.pt");
+    saver.save(shared_dir() + "/" + name, *model, &optimizer);
+    EXPECT_TRUE(saver.in_flight());
+    std::optional<std::string> published;
+    for (int step = 0; step < 3 && !published; ++step) {
+      train(model, optimizer, *distribution, 1);
+      published = saver.poll();
+    }
+    if (!published) published = saver.wait();
+    EXPECT_EQ(published.value_or(""), shared_dir() + "/" + name);
+    EXPECT_FALSE(saver.in_flight());
+    EXPECT_FALSE(saver.wait().has_value());
+    comm::barrier(*comm::world());
+    auto line =
+        std::make_shared<DeviceMesh>(std::vector<int64_t>{1, 4}, std::vector<std::string>{"batch", "model"});
+    load_and_compare(std::make_shared<ModelParallel>(testing::gpt_tensor_parallel_map(line)), name);
+  }
+}
+
 // keras-hub's 2-D pattern: FSDP over "batch" and tensor parallelism over "model" (every
 // parameter and moment stored in quarters), the LayerNorms in FullyShard units sharded over
 // "batch". Saved, then loaded onto tensor parallelism only, data parallelism only
@@ -448,6 +482,15 @@ TEST(CheckpointFault, SaveModelOfSeed) {
   TinyGpt model = make_gpt(seed_from_env());
   distribute_module(*model, *fault_distribution());
   save(shared_dir() + "/fault", *model);
+}
+
+// The same through AsyncSaver, whose thread a "writing" fault kills.
+TEST(CheckpointFault, AsyncSaveModelOfSeed) {
+  TinyGpt model = make_gpt(seed_from_env());
+  distribute_module(*model, *fault_distribution());
+  AsyncSaver saver;
+  saver.save(shared_dir() + "/fault", *model);
+  ASSERT_TRUE(saver.wait().has_value());
 }
 
 TEST(CheckpointFault, LoadsModelOfSeed) {

@@ -147,6 +147,43 @@ for step, loss in resumed.items():
 print("steps", min(resumed), "to 8 after the restart identical to the uninterrupted run")
 PY
   ;;
+checkpoint_async)  # --checkpoint-async: the same checkpoints byte for byte, the same losses
+  common=(--model gpt --width 64 --layers 2 --mesh batch=2,model=2 --log-every 1 --checkpoint-every 2)
+  launch 4 "${common[@]}" --steps 8 --metrics "$work/straight.jsonl" || fail "uninterrupted run failed"
+  launch 4 "${common[@]}" --steps 6 --checkpoint-dir "$work/sync" || fail "synchronous run failed"
+  launch 4 "${common[@]}" --steps 6 --checkpoint-dir "$work/async" --checkpoint-async \
+    --metrics "$work/async.jsonl" || fail "asynchronous run failed"
+  [ "$(ls "$work/async")" = "$(printf 'step-4\nstep-6')" ] || fail "not the two newest kept: $(ls "$work/async")"
+  for file in "$work"/sync/step-6/*; do
+    cmp -s "$file" "$work/async/step-6/$(basename "$file")" || fail "$(basename "$file") differs from the synchronous save"
+  done
+  launch 4 "${common[@]}" --steps 8 --checkpoint-dir "$work/async" --checkpoint-async --resume \
+    --metrics "$work/resumed.jsonl" || fail "resumed run failed"
+  grep -q "resumed from $work/async/step-6" "$work/out" || fail "did not resume from step 6"
+  [ -f "$work/async/step-8/metadata.json" ] && [ ! -e "$work/async/step-4" ] || fail "step-8 not published or step-4 kept"
+  python3 - "$work/straight.jsonl" "$work/async.jsonl" "$work/resumed.jsonl" <<'PY' || fail "losses differ"
+import json, sys
+straight, saved, resumed = ({l["step"]: l["loss"] for l in map(json.loads, open(f))} for f in sys.argv[1:])
+assert sorted(saved) == list(range(1, 7)) and sorted(resumed) == [7, 8], (sorted(saved), sorted(resumed))
+for step, loss in {**saved, **resumed}.items():
+    assert loss == straight[step], (step, loss, straight[step])  # bit for bit
+print("steps 1-8 identical to the run without checkpoints")
+PY
+  ;;
+error_checkpoint_async)
+  "$kdist" train --model mlp --checkpoint-async >"$work/out" 2>"$work/err"
+  expect_error $? "checkpoint-async needs --checkpoint-dir"
+  ;;
+mesh_fill_n4)  # an axis of size '*' takes the processes the others leave
+  launch 4 --model mlp --mesh batch=*,model=2 --steps 20 --optimizer sgd --lr 0.05 --verify; expect_verified $?
+  grep -q "DeviceMesh(shape=(2, 2), axis_names=(batch, model)" "$work/out" || fail "not a (2, 2) mesh"
+  launch 3 --model mlp --mesh batch=*,model=2 --steps 2
+  expect_error $? "mesh batch=\*,model=2: the job's 3 processes do not divide by the other axes' 2, so 'batch=\*' has no size"
+  "$kdist" train --model mlp --mesh 'batch=*,model=*' >"$work/out" 2>"$work/err"
+  [ $? != 0 ] || fail "two '*' axes accepted"  # CLI11's validator: its own exit code
+  grep -q -- "--mesh 'batch=\*,model=\*' has more than one axis of size '\*': give all but one" "$work/err" \
+    || fail "two '*' axes not named"
+  ;;
 error_resume)
   "$kdist" train --model mlp --resume >"$work/out" 2>"$work/err"
   expect_error $? "resume needs --checkpoint-dir"

@@ -178,7 +178,8 @@ std::vector<Failure> JobWatch::finish() {
     // enough for their first failures to arrive. Node 0 also keeps its store up for as long
     // as any other node is alive, so a node that ends later still reads it.
     const bool failed = published_ || job_failed_;
-    const auto deadline = Clock::now() + (failed ? options_.linger : std::chrono::milliseconds(0));
+    const auto finishing = Clock::now();
+    const auto deadline = finishing + (failed ? options_.linger : std::chrono::milliseconds(0));
     while (true) {
       bool waiting_for_report = false, keeping_store = false;
       const auto now = Clock::now();
@@ -191,7 +192,10 @@ std::vector<Failure> JobWatch::finish() {
           continue;
         }
         if (now < deadline) waiting_for_report = true;
-        if (options_.node_rank == 0 && !last_beat_[node].empty()) keeping_store = true;
+        // A node not yet seen beating may still be starting (its ranks ended at once, say):
+        // it gets stale_after to connect before the store goes.
+        if (options_.node_rank == 0 && (!last_beat_[node].empty() || now - finishing < options_.stale_after))
+          keeping_store = true;
         if (now >= deadline && last_beat_[node].empty() && failed)
           found.push_back({started_wall_, node_ranks(node), "never joined the job", 1}), lost_[node] = true;
       }

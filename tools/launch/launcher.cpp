@@ -28,6 +28,7 @@
 #include <sys/syscall.h>
 
 #include "launch/job_watch.h"
+#include "launch/membership.h"
 #include "launch/verdict.h"
 
 extern char** environ;
@@ -374,6 +375,35 @@ void check(const LaunchOptions& o) {
   if (o.nnodes > 1 && o.master_port == 0)
     throw std::invalid_argument("[kdist.launch] --nnodes " + std::to_string(o.nnodes) +
                                 " needs --master-port: every node must agree on it");
+  if (o.min_nnodes < 0 || o.min_nnodes > o.nnodes)
+    throw std::invalid_argument("[kdist.launch] --nnodes " + std::to_string(o.min_nnodes) + ":" +
+                                std::to_string(o.nnodes) + ": expected MIN:MAX with 1 <= MIN <= MAX");
+}
+
+bool elastic(const LaunchOptions& o) { return o.min_nnodes > 0 && o.min_nnodes < o.nnodes; }
+
+std::chrono::milliseconds milliseconds(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+// An elastic attempt's options: its members, renumbered, are the job's nodes.
+LaunchOptions attempt_options(const LaunchOptions& o, const std::shared_ptr<comm::JobStore>& store,
+                              const Attempt& attempt) {
+  MembershipOptions m;
+  m.store = store;
+  m.key_prefix = attempt.key_prefix();
+  m.node_rank = o.node_rank;
+  m.min_nodes = o.min_nnodes;
+  m.max_nodes = o.nnodes;
+  m.join_timeout = milliseconds(o.join_timeout_seconds);
+  m.connect_timeout = milliseconds(o.connect_timeout_seconds);
+  const Membership members = agree_membership(m);
+  LaunchOptions mine = o;
+  mine.nnodes = static_cast<int>(members.nodes.size());
+  mine.node_rank = members.index_of(o.node_rank);
+  std::cerr << "[kdist.launch] attempt " << attempt.number + 1 << " runs on " << members.describe() << ": "
+            << mine.nnodes * o.nproc_per_node << " ranks, this node as node " << mine.node_rank << "\n";
+  return mine;
 }
 
 // The supervision loop's state: this node's ranks and what has happened to them.
@@ -598,13 +628,28 @@ void print_summary(const std::vector<std::string>& causes, int last_exit_code) {
 
 }  // namespace
 
-int launch(const LaunchOptions& o) {
-  check(o);
-  auto store = serve_store(o);
-  Attempt attempt{store ? store->port() : o.master_port, 0, job_token(o)};
+int launch(const LaunchOptions& given) {
+  check(given);
+  auto store = serve_store(given);
+  Attempt attempt{store ? store->port() : given.master_port, 0, job_token(given)};
   install_signal_handlers();
+  // Elastic launchers agree on each attempt's members through the store: others connect.
+  std::shared_ptr<comm::JobStore> members_store = store;
   std::vector<std::string> causes;  // of the attempts that failed
   for (;; ++attempt.number) {
+    LaunchOptions o = given;
+    if (elastic(given)) {
+      try {
+        if (!members_store)
+          members_store = comm::JobStore::connect(given.master_addr, attempt.port,
+                                                  milliseconds(given.connect_timeout_seconds));
+        o = attempt_options(given, members_store, attempt);
+      } catch (const std::runtime_error& e) {
+        std::cerr << e.what() << "\n";
+        if (!causes.empty()) print_summary(causes, 1);
+        return 1;
+      }
+    }
     const AttemptEnd end = run_attempt(o, store, attempt);
     if (end.forwarded_signal) {
       std::cerr << "[kdist.launch] stopped by signal " << end.forwarded_signal << "\n";

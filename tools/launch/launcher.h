@@ -7,8 +7,11 @@ namespace kdist::tools {
 
 struct LaunchOptions {
   int nproc_per_node = 1;
-  int nnodes = 1;
-  int node_rank = 0;
+  int nnodes = 1;      // the most nodes (MAX of --nnodes MIN:MAX)
+  int min_nnodes = 0;  // elastic when below nnodes: an attempt may run with this many; 0: nnodes
+  int node_rank = 0;   // this node's rank among nnodes
+  // Elastic: once min_nnodes have joined an attempt, how long node 0 waits for the others.
+  double join_timeout_seconds = 30;
   std::string master_addr = "127.0.0.1";
   int master_port = 0;                   // 0: a free port (single node only)
   double grace_seconds = 3.0;            // SIGTERM, then SIGKILL after this long
@@ -55,6 +58,13 @@ struct LaunchOptions {
 // its ranks again; the job's exit code is its last attempt's. A signal sent to the launcher,
 // or node 0's store gone, ends the job without a restart. At the end, a job that restarted
 // prints a summary of its attempts.
+//
+// Elastic (min_nnodes < nnodes): each attempt starts with the launchers agreeing on its
+// members (launch/membership.h): node 0 waits for every node, or for min_nnodes and then
+// join_timeout_seconds more, and the attempt runs on the nodes that joined, renumbered in
+// order (WORLD_SIZE, RANK and GROUP_RANK are the attempt's). A job that lost a host restarts
+// on the others; the program sizes its mesh from WORLD_SIZE (`kdist train --mesh
+// batch=*,model=2`). Node 0 serves the store: a job that loses node 0 ends.
 int launch(const LaunchOptions& options);
 
 }  // namespace kdist::tools

@@ -79,15 +79,18 @@ void add_train_options(CLI::App& c, TrainOptions& o) {
       ->check(whole_number(1))
       ->capture_default_str();
   c.add_option("--data", o.data, "gpt: a text file (default: the shipped corpus)");
-  auto* mesh = c.add_option("--mesh", o.mesh, "Mesh axes, e.g. batch=2,model=2 (default: all processes)")
-                   ->check([](const std::string& text) {
-                     try {
-                       parse_mesh(text);
-                     } catch (const std::invalid_argument& e) {
-                       return std::string(e.what());
-                     }
-                     return std::string();
-                   });
+  auto* mesh =
+      c.add_option("--mesh", o.mesh,
+                   "Mesh axes, e.g. batch=2,model=2; one size may be * (the processes left: batch=*,model=2) "
+                   "(default: all processes)")
+          ->check([](const std::string& text) {
+            try {
+              parse_mesh(text);
+            } catch (const std::invalid_argument& e) {
+              return std::string(e.what());
+            }
+            return std::string();
+          });
   c.add_option("--devices", o.devices, "A 1-D 'batch' mesh of this many devices")
       ->check(whole_number(1))
       ->excludes(mesh);
@@ -174,6 +177,7 @@ void validate(const TrainOptions& o) {
   for (const auto& entry : o.layout)
     if (!is_layout_preset(entry)) parse_layout_entry(entry);
   if (o.resume && o.checkpoint_dir.empty()) bad_option("--resume needs --checkpoint-dir");
+  if (o.checkpoint_async && o.checkpoint_dir.empty()) bad_option("--checkpoint-async needs --checkpoint-dir");
   if (o.resume && o.verify)
     bad_option("--verify cannot check a resumed run: its first steps ran in an earlier job");
   if (o.loss_parallel && o.model != "gpt")
@@ -211,17 +215,39 @@ std::pair<std::string, std::vector<AxisSpec>> parse_layout_entry(const std::stri
 
 std::vector<std::pair<std::string, int64_t>> parse_mesh(const std::string& text) {
   std::vector<std::pair<std::string, int64_t>> axes;
+  int filled = 0;
   for (const auto& axis : split(text, ',')) {
     const auto equals = axis.find('=');
     const std::string size_text = equals == std::string::npos ? "" : axis.substr(equals + 1);
+    if (equals != 0 && size_text == "*") {
+      if (++filled > 1)
+        bad_option("--mesh '" + text + "' has more than one axis of size '*': give all but one");
+      axes.emplace_back(axis.substr(0, equals), kFilledAxis);
+      continue;
+    }
     char* end = nullptr;
     errno = 0;
     const long long size = size_text.empty() ? 0 : std::strtoll(size_text.c_str(), &end, 10);
     if (equals == 0 || size_text.empty() || *end != '\0' || errno != 0 || size <= 0)
-      bad_option("--mesh '" + text + "': axis '" + axis + "' is not NAME=SIZE with SIZE > 0");
+      bad_option("--mesh '" + text + "': axis '" + axis + "' is not NAME=SIZE with SIZE > 0 or '*'");
     axes.emplace_back(axis.substr(0, equals), size);
   }
   if (axes.empty()) bad_option("--mesh '" + text + "' names no axis: expected NAME=SIZE,...");
+  return axes;
+}
+
+std::vector<std::pair<std::string, int64_t>> mesh_axes_for(const std::string& text, int64_t devices) {
+  auto axes = parse_mesh(text);
+  int64_t given = 1;
+  for (const auto& axis : axes) given *= axis.second == kFilledAxis ? 1 : axis.second;
+  for (auto& [name, size] : axes) {
+    if (size != kFilledAxis) continue;
+    if (devices % given != 0)
+      bad_option("--mesh " + text + ": the job's " + std::to_string(devices) + " process" +
+                 (devices == 1 ? "" : "es") + " do not divide by the other axes' " + std::to_string(given) +
+                 ", so '" + name + "=*' has no size");
+    size = devices / given;
+  }
   return axes;
 }
 
@@ -229,7 +255,10 @@ int64_t requested_devices(const TrainOptions& o) {
   if (o.devices) return o.devices;
   if (o.mesh.empty()) return 0;
   int64_t product = 1;
-  for (const auto& [name, size] : parse_mesh(o.mesh)) product *= size;
+  for (const auto& [name, size] : parse_mesh(o.mesh)) {
+    if (size == kFilledAxis) return 0;
+    product *= size;
+  }
   return product;
 }
 
@@ -253,7 +282,7 @@ DeviceMeshPtr make_mesh(const TrainOptions& o, const std::vector<std::string>& d
     shape = model ? std::vector<int64_t>{1, count} : std::vector<int64_t>{count};
     names = model ? std::vector<std::string>{"batch", "model"} : std::vector<std::string>{"batch"};
   } else {
-    for (const auto& [name, size] : parse_mesh(o.mesh)) {
+    for (const auto& [name, size] : mesh_axes_for(o.mesh, count)) {
       names.push_back(name);
       shape.push_back(size);
     }

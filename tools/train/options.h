@@ -38,13 +38,14 @@ struct TrainOptions {
   std::string optimizer = "adam";  // sgd | adam | adamw
   uint64_t seed = 0;
   // Output.
-  std::string metrics;           // JSON lines, one per step
-  std::string plot;              // SVG loss curve
-  int64_t log_every = 0;         // plain progress lines every N steps; 0: about 20 per run
-  std::string checkpoint_dir;    // step-N/ checkpoints go here
-  int64_t checkpoint_every = 0;  // 0: only after the last step
-  bool resume = false;           // continue from the newest complete checkpoint
-  std::string init_from;         // a safetensors file of whole weights to start from
+  std::string metrics;            // JSON lines, one per step
+  std::string plot;               // SVG loss curve
+  int64_t log_every = 0;          // plain progress lines every N steps; 0: about 20 per run
+  std::string checkpoint_dir;     // step-N/ checkpoints go here
+  int64_t checkpoint_every = 0;   // 0: only after the last step
+  bool checkpoint_async = false;  // write checkpoints in the background
+  bool resume = false;            // continue from the newest complete checkpoint
+  std::string init_from;          // a safetensors file of whole weights to start from
   bool verify = false;
   bool count_collectives = false;  // print each step's collectives on every rank
   double verify_tolerance = 0;     // 0: 1e-4, or 2e-3 under --precision bf16
@@ -70,9 +71,14 @@ void validate(const TrainOptions& options);
 // The mesh the options describe; `devices` gives it its devices ("cpu:0", ...). Throws when
 // the options describe no mesh of that many devices.
 DeviceMeshPtr make_mesh(const TrainOptions& options, const std::vector<std::string>& devices);
-// "batch=2,model=2" as (name, size) pairs; throws std::invalid_argument ("[kdist.train] ...")
-// for anything else. The one parser of --mesh: its validator and the mesh both use it.
+// "batch=2,model=2" as (name, size) pairs, an axis given as '*' (at most one) with size
+// kFilledAxis; throws std::invalid_argument ("[kdist.train] ...") for anything else. The one
+// parser of --mesh: its validator and the mesh both use it.
+inline constexpr int64_t kFilledAxis = -1;
 std::vector<std::pair<std::string, int64_t>> parse_mesh(const std::string& text);
+// The same with the '*' axis sized to fill `devices` (a job that lost a host runs on a
+// smaller mesh); throws when the other axes do not divide `devices`.
+std::vector<std::pair<std::string, int64_t>> mesh_axes_for(const std::string& text, int64_t devices);
 // The number of devices the options' mesh has, or 0 if they leave it to the job's size.
 int64_t requested_devices(const TrainOptions& options);
 

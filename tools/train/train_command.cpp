@@ -19,6 +19,7 @@
 #include "train/job.h"
 #include "train/plan.h"
 #include "train/report.h"
+#include "train/step_checkpoints.h"
 #include "train/trainer.h"
 #include "validators.h"
 
@@ -254,15 +255,11 @@ int run_train(CLI::App& command, const TrainOptions& given) {
   const double units_per_step = double(options.batch_size * job.workload->rows_per_sample());
   Progress progress(*first_step, options.steps, units_per_step, job.workload->unit(), options.log_every,
                     rank0 && isatty(STDOUT_FILENO));
+  StepCheckpoints checkpoints(options);
   auto records =
       train(*job.workload, model, *optimizer, options, run.shard, {sync.get(), loss_group}, *first_step,
             [&](const StepRecord& r) {
-              if (!options.checkpoint_dir.empty() &&
-                  ((options.checkpoint_every > 0 && r.step % options.checkpoint_every == 0) ||
-                   r.step == options.steps)) {
-                save(checkpoint_path(options.checkpoint_dir, r.step), model, optimizer.get());
-                if (rank0) prune_checkpoints(options.checkpoint_dir, 2);
-              }
+              checkpoints.after_step(r.step, model, *optimizer);
               if (options.count_collectives)
                 std::printf("collectives of step %lld on rank %d: %s\n", static_cast<long long>(r.step),
                             process_id(), counts_text(r.collectives).c_str()),
@@ -271,6 +268,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
               progress.update(r);
               if (run.metrics) run.metrics->write(r);
             });
+  checkpoints.finish();
   if (records.empty()) {
     if (rank0)
       std::cout << "nothing to do: the checkpoint is at step " << *first_step - 1 << " of " << options.steps
@@ -308,6 +306,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->add_option("--checkpoint-every", options->checkpoint_every,
                    "Steps between checkpoints (0: after the last step only)")
       ->check(whole_number(0));
+  train_cmd->add_flag("--checkpoint-async", options->checkpoint_async,
+                      "Copy each checkpoint to host memory at the step and write it in the background, "
+                      "publishing it at a later step");
   train_cmd->add_flag("--resume", options->resume,
                       "Continue from the newest complete checkpoint in --checkpoint-dir");
   train_cmd->add_option("--init-from", options->init_from,

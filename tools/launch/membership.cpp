@@ -1,0 +1,96 @@
+#include "launch/membership.h"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace kdist::tools {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string join_key(const MembershipOptions& o, int node) {
+  return o.key_prefix + "kdist/launch/join/" + std::to_string(node);
+}
+std::string members_key(const MembershipOptions& o) { return o.key_prefix + "kdist/launch/members"; }
+
+std::string list(const std::vector<int>& nodes) {
+  std::string text;
+  for (int node : nodes) text += (text.empty() ? "" : ", ") + std::to_string(node);
+  return text;
+}
+
+// Node 0: the nodes that joined, once all have or MIN have and join_timeout passed since.
+Membership decide(const MembershipOptions& o) {
+  const auto start = Clock::now();
+  auto enough_since = Clock::time_point::max();
+  while (true) {
+    Membership m;
+    for (int node = 0; node < o.max_nodes; ++node)
+      (node == 0 || o.store->get(join_key(o, node)) ? m.nodes : m.missing).push_back(node);
+    const auto now = Clock::now();
+    if (static_cast<int>(m.nodes.size()) >= o.min_nodes) enough_since = std::min(enough_since, now);
+    if (m.missing.empty() ||
+        (enough_since != Clock::time_point::max() && now - enough_since >= o.join_timeout))
+      return m;
+    if (now - start > o.connect_timeout)
+      throw std::runtime_error("[kdist.launch] only node" + std::string(m.nodes.size() == 1 ? " " : "s ") +
+                               list(m.nodes) + " of " + std::to_string(o.max_nodes) + " joined within " +
+                               std::to_string(o.connect_timeout.count() / 1000) +
+                               " s; --nnodes needs at least " + std::to_string(o.min_nodes));
+    std::this_thread::sleep_for(o.interval);
+  }
+}
+
+}  // namespace
+
+int Membership::index_of(int node) const {
+  const auto it = std::find(nodes.begin(), nodes.end(), node);
+  return it == nodes.end() ? -1 : static_cast<int>(it - nodes.begin());
+}
+
+std::string Membership::describe() const {
+  const int all = static_cast<int>(nodes.size() + missing.size());
+  std::string text = (nodes.size() == 1 ? "node " : "nodes ") + list(nodes) + " of " + std::to_string(all);
+  if (!missing.empty())
+    text += " (node" + std::string(missing.size() == 1 ? " " : "s ") + list(missing) + " did not join)";
+  return text;
+}
+
+std::string Membership::serialize() const { return list(nodes); }
+
+Membership Membership::parse(const std::string& text, int max_nodes) {
+  Membership m;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) m.nodes.push_back(std::stoi(item));
+  for (int node = 0; node < max_nodes; ++node)
+    if (m.index_of(node) < 0) m.missing.push_back(node);
+  return m;
+}
+
+Membership agree_membership(const MembershipOptions& o) {
+  if (o.node_rank == 0) {
+    Membership m = decide(o);
+    o.store->set(members_key(o), m.serialize());
+    return m;
+  }
+  o.store->set(join_key(o, o.node_rank), "1");
+  const auto deadline = Clock::now() + o.connect_timeout + o.join_timeout;
+  while (true) {
+    if (auto text = o.store->get(members_key(o))) {
+      Membership m = Membership::parse(*text, o.max_nodes);
+      if (m.index_of(o.node_rank) < 0)
+        throw std::runtime_error("[kdist.launch] node " + std::to_string(o.node_rank) +
+                                 " joined after node 0 had settled this attempt's members (" + m.describe() +
+                                 ")");
+      return m;
+    }
+    if (Clock::now() > deadline)
+      throw std::runtime_error("[kdist.launch] node 0 published no members for this attempt within " +
+                               std::to_string((o.connect_timeout + o.join_timeout).count() / 1000) + " s");
+    std::this_thread::sleep_for(o.interval);
+  }
+}
+
+}  // namespace kdist::tools
