@@ -30,4 +30,12 @@ std::vector<std::string> list_devices(const std::string& device_type = "");
 int64_t get_device_count(const std::string& device_type = "");
 void shutdown();
 
+// Training progress for the launcher, so that a job that restarts can say what a failure cost:
+// report_resumed(k) once an attempt knows it continues after step k (0: from the start), and
+// report_step(n) after each step n. `kdist launch` then prints "attempt 2 resumed from step
+// 20: steps 21-27 run again" and the steps lost in its summary. They tell a kdist launcher
+// only (through the pipe it gave the rank); elsewhere they do nothing, and never throw.
+void report_resumed(int64_t step);
+void report_step(int64_t step);
+
 }  // namespace kdist

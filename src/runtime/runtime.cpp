@@ -82,3 +82,10 @@ void shutdown() {
 }
 
 }  // namespace kdist
+
+namespace kdist {
+
+void report_resumed(int64_t step) { detail::tell_progress('R', step); }
+void report_step(int64_t step) { detail::tell_progress('S', step); }
+
+}  // namespace kdist

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace kdist::detail {
@@ -68,6 +69,12 @@ void start_supervision(const EnvLookup& env) {
   }
   g_member = true;
   say('B');
+}
+
+void tell_progress(char kind, int64_t step) {
+  if (g_heartbeat_fd < 0) return;
+  const std::string line = kind + std::to_string(step) + "\n";
+  [[maybe_unused]] auto n = ::write(g_heartbeat_fd, line.data(), line.size());  // < PIPE_BUF: atomic
 }
 
 void leave_supervision() {

@@ -8,8 +8,12 @@
 //   - the launcher alone holds the other pipe's write end, so the rank sees it hang up when the
 //     launcher dies, whatever killed it, and ends its own process group: no rank outlives its
 //     launcher (PR_SET_PDEATHSIG, set by the launcher, covers only its direct child).
+//   - progress, on the heartbeat pipe too: "S<n>\n" after step n and "R<k>\n" when the
+//     attempt resumes after step k (report_step, report_resumed), each one atomic write;
 // Started once per process by initialize(); a process without both variables (torchrun, a
 // single process) starts nothing. A variable naming anything but a pipe is ignored.
+#include <cstdint>
+
 #include "runtime/resolve_job_config.h"
 
 namespace kdist::detail {
@@ -19,5 +23,7 @@ namespace kdist::detail {
 void start_supervision(const EnvLookup& env);
 // Tells the launcher this process left the job (shutdown): it stops expecting beats.
 void leave_supervision();
+// Tells the launcher one line of progress: 'S' or 'R' and a step (see above).
+void tell_progress(char kind, int64_t step);
 
 }  // namespace kdist::detail

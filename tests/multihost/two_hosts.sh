@@ -169,6 +169,9 @@ worst = max(abs(loss - reference[step]) / reference[step] for step, loss in resu
 assert worst < 1e-3, worst
 print(f"steps {min(resumed)}-300 on host 0 alone match the uninterrupted run: largest relative difference {worst:.1e}")
 PY
+  grep -q "^\[kdist.launch\] attempt 2 resumed after step $resumed: " "$work/out0" || fail "no resume line"
+  grep -q "^\[kdist.launch\] 2 attempts: 1 failed (.*), 2 succeeded; [0-9]* steps\? run again$" "$work/out0" ||
+    fail "no summary with the steps run again"
   grep "^\[kdist.launch\]" "$work/out0"
   ;;
 *) fail "unknown case $case" ;;

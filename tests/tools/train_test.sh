@@ -135,8 +135,22 @@ EOF
   [ $rc = 0 ] || fail "exit code $rc after a restart, expected 0 (killed once rank 0 logged $kill_at steps)"
   grep -qx "\[kdist.launch\] restart 1 of 2 after rank 1 was killed by signal 9 (Killed)" "$work/err" \
     || fail "no restart line"
-  grep -qx "\[kdist.launch\] 2 attempts: 1 failed (rank 1 was killed by signal 9 (Killed)), 2 succeeded" "$work/err" \
+  summary=$(grep -x "\[kdist.launch\] 2 attempts: 1 failed (rank 1 was killed by signal 9 (Killed)), 2 succeeded; [0-9]* steps\? run again" "$work/err") \
     || fail "no summary of the attempts"
+  # What the failure cost: the steps after the checkpoint that attempt 1 had run.
+  resumed=$(sed -n 's/^\[rank 0\] resumed from .*step-\([0-9]*\)$/\1/p' "$work/out")
+  [ -n "$resumed" ] || resumed=0
+  lost=$(sed -E 's/.*; ([0-9]+) steps? run again/\1/' <<<"$summary")
+  if [ "$lost" = 0 ]; then
+    grep -qx "\[kdist.launch\] attempt 2 resumed after step $resumed: no step lost" "$work/err" || fail "no resume line (0 lost)"
+  elif [ "$lost" = 1 ]; then
+    grep -qx "\[kdist.launch\] attempt 2 resumed after step $resumed: step $((resumed + 1)) of attempt 1 run again" \
+      "$work/err" || fail "no resume line naming the step run again after step $resumed"
+  else
+    grep -qx "\[kdist.launch\] attempt 2 resumed after step $resumed: steps $((resumed + 1))-$((resumed + lost)) of attempt 1 run again" \
+      "$work/err" || fail "no resume line naming the $lost steps run again after step $resumed"
+  fi
+  grep "^\[kdist.launch\] \(attempt\|2 attempts\)" "$work/err"
   python3 - "$work/straight.jsonl" "$work/run.jsonl" <<'PY' || fail "the restarted job's losses differ"
 import json, sys
 straight = {l["step"]: l["loss"] for l in map(json.loads, open(sys.argv[1]))}

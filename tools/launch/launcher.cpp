@@ -56,6 +56,7 @@ struct Rank {
   // hangs up when the launcher dies.
   int heartbeat_fd = -1;
   int launcher_fd = -1;
+  std::string progress;   // a progress line being read from the heartbeat pipe ("S12")
   bool beating = false;   // a beat came: the rank is a kdist job member, watched
   bool left_job = false;  // it said it left the job (shutdown): no longer watched
   Clock::time_point last_beat;
@@ -406,6 +407,14 @@ LaunchOptions attempt_options(const LaunchOptions& o, const std::shared_ptr<comm
   return mine;
 }
 
+// "steps 21-27 of attempt 1 run again", "step 21 ...", or "no step lost".
+std::string run_again(int64_t resumed_after, int64_t last_step, int attempt_number) {
+  if (last_step <= resumed_after) return "no step lost";
+  const std::string of = " of attempt " + std::to_string(attempt_number) + " run again";
+  if (last_step == resumed_after + 1) return "step " + std::to_string(last_step) + of;
+  return "steps " + std::to_string(resumed_after + 1) + "-" + std::to_string(last_step) + of;
+}
+
 // The supervision loop's state: this node's ranks and what has happened to them.
 struct Supervisor {
   const LaunchOptions& o;
@@ -414,6 +423,24 @@ struct Supervisor {
   bool stopping = false;     // the ranks were told to stop (a failure here or elsewhere)
   int forwarded_signal = 0;  // a signal the user sent us
   Clock::time_point kill_deadline = Clock::time_point::max();
+  // Progress the ranks reported (kdist::report_step, report_resumed); -1: none.
+  int64_t last_step = -1, resumed_from = -1;
+  int attempt_number = 0;
+  int64_t previous_last_step = -1;  // the attempt before this one's
+
+  // The first rank to say where this attempt resumed: what the failure before it cost.
+  void resumed(int64_t step) {
+    if (resumed_from >= 0) return;
+    resumed_from = step;
+    if (attempt_number == 0 || previous_last_step < 0) return;
+    std::cerr << "[kdist.launch] attempt " << attempt_number + 1 << " resumed after step " << step << ": "
+              << run_again(step, previous_last_step, attempt_number) << "\n";
+  }
+  void progress_line(const std::string& line) {
+    const int64_t step = std::strtoll(line.c_str() + 1, nullptr, 10);
+    if (line[0] == 'S') last_step = std::max(last_step, step);
+    if (line[0] == 'R') resumed(step);
+  }
 
   Clock::time_point grace_from_now() const {
     return Clock::now() +
@@ -497,8 +524,15 @@ struct Supervisor {
         return;
       }
       for (ssize_t i = 0; i < n; ++i) {
-        if (bytes[i] == 'B') r.beating = true, r.left_job = false, r.last_beat = Clock::now();
-        if (bytes[i] == 'D') r.left_job = true;
+        const char c = bytes[i];
+        if (!r.progress.empty()) {  // inside a progress line: up to its newline
+          if (c != '\n') r.progress += c;
+          if (c == '\n' || r.progress.size() > 32) progress_line(r.progress), r.progress.clear();
+          continue;
+        }
+        if (c == 'S' || c == 'R') r.progress = c;
+        if (c == 'B') r.beating = true, r.left_job = false, r.last_beat = Clock::now();
+        if (c == 'D') r.left_job = true;
       }
     }
   }
@@ -582,16 +616,20 @@ std::string job_token(const LaunchOptions& o) {
 
 struct AttemptEnd {
   Verdict verdict;
+  int64_t last_step = -1;     // the last step its ranks reported; -1: none
+  int64_t resumed_from = -1;  // the step it resumed after; -1: not reported
   int forwarded_signal = 0;
   bool store_lost = false;  // node 0's store is gone: no attempt can follow
 };
 
 // One attempt: this node's ranks started, watched until every one has ended, and judged.
-AttemptEnd run_attempt(const LaunchOptions& o, std::shared_ptr<comm::JobStore> store,
-                       const Attempt& attempt) {
+AttemptEnd run_attempt(const LaunchOptions& o, std::shared_ptr<comm::JobStore> store, const Attempt& attempt,
+                       int64_t previous_last_step) {
   auto watch = watch_job(o, store, attempt);
   Supervisor supervisor{o, std::vector<Rank>(o.nproc_per_node)};
   supervisor.watch = watch.get();
+  supervisor.attempt_number = attempt.number;
+  supervisor.previous_last_step = previous_last_step;
   for (int l = 0; l < o.nproc_per_node; ++l) {
     supervisor.ranks[l].global_rank = o.node_rank * o.nproc_per_node + l;
     spawn(supervisor.ranks[l], o, attempt, l);
@@ -599,6 +637,8 @@ AttemptEnd run_attempt(const LaunchOptions& o, std::shared_ptr<comm::JobStore> s
   while (!supervisor.all_done()) supervisor.poll_once();
 
   AttemptEnd end;
+  end.last_step = supervisor.last_step;
+  end.resumed_from = supervisor.resumed_from;
   end.forwarded_signal = supervisor.forwarded_signal;
   if (end.forwarded_signal) return end;
   std::vector<Failure> failures;
@@ -618,12 +658,22 @@ AttemptEnd run_attempt(const LaunchOptions& o, std::shared_ptr<comm::JobStore> s
   return end;
 }
 
-// "3 attempts: 1 failed (rank 1 was killed by signal 9 (Killed)), 2 failed (...), 3 succeeded"
-void print_summary(const std::vector<std::string>& causes, int last_exit_code) {
+// "3 attempts: 1 failed (rank 1 was killed by signal 9 (Killed)), 2 failed (...), 3 succeeded;
+// 9 steps run again". steps_lost < 0: the ranks did not report their progress.
+void print_summary(const std::vector<std::string>& causes, int last_exit_code, int64_t steps_lost) {
   std::string text = std::to_string(causes.size() + 1) + " attempts: ";
   for (size_t i = 0; i < causes.size(); ++i) text += std::to_string(i + 1) + " failed (" + causes[i] + "), ";
   text += std::to_string(causes.size() + 1) + (last_exit_code == 0 ? " succeeded" : " failed");
+  if (steps_lost >= 0)
+    text += "; " + std::to_string(steps_lost) + " step" + (steps_lost == 1 ? "" : "s") + " run again";
   std::cerr << "[kdist.launch] " << text << "\n";
+}
+
+// What the failure before `end` cost: the steps the attempt before it ran past the step `end`
+// resumed after; -1 where either was not reported.
+int64_t steps_run_again(int64_t previous_last_step, const AttemptEnd& end) {
+  if (previous_last_step < 0 || end.resumed_from < 0) return -1;
+  return std::max<int64_t>(0, previous_last_step - end.resumed_from);
 }
 
 }  // namespace
@@ -635,7 +685,8 @@ int launch(const LaunchOptions& given) {
   install_signal_handlers();
   // Elastic launchers agree on each attempt's members through the store: others connect.
   std::shared_ptr<comm::JobStore> members_store = store;
-  std::vector<std::string> causes;  // of the attempts that failed
+  std::vector<std::string> causes;                  // of the attempts that failed
+  int64_t previous_last_step = -1, steps_lost = 0;  // steps_lost -1: not all reported
   for (;; ++attempt.number) {
     LaunchOptions o = given;
     if (elastic(given)) {
@@ -646,11 +697,16 @@ int launch(const LaunchOptions& given) {
         o = attempt_options(given, members_store, attempt);
       } catch (const std::runtime_error& e) {
         std::cerr << e.what() << "\n";
-        if (!causes.empty()) print_summary(causes, 1);
+        if (!causes.empty()) print_summary(causes, 1, -1);
         return 1;
       }
     }
-    const AttemptEnd end = run_attempt(o, store, attempt);
+    const AttemptEnd end = run_attempt(o, store, attempt, previous_last_step);
+    if (attempt.number > 0) {
+      const int64_t again = steps_run_again(previous_last_step, end);
+      steps_lost = again < 0 || steps_lost < 0 ? -1 : steps_lost + again;
+    }
+    previous_last_step = end.last_step;
     if (end.forwarded_signal) {
       std::cerr << "[kdist.launch] stopped by signal " << end.forwarded_signal << "\n";
       return 128 + end.forwarded_signal;
@@ -659,7 +715,7 @@ int launch(const LaunchOptions& given) {
     if (!failed || attempt.number >= o.max_restarts || end.store_lost) {
       if (failed && end.store_lost && attempt.number < o.max_restarts)
         std::cerr << "[kdist.launch] no restart: node 0's store is gone\n";
-      if (!causes.empty()) print_summary(causes, end.verdict.exit_code);
+      if (!causes.empty()) print_summary(causes, end.verdict.exit_code, steps_lost);
       return end.verdict.exit_code;
     }
     causes.push_back(end.verdict.root_cause);

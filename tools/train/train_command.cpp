@@ -251,6 +251,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
   if (rank0) print_setup(job, summary, sync.get());
   const auto first_step = first_step_of(options, model, *optimizer);
   if (!first_step) return shutdown(), 2;
+  report_resumed(*first_step - 1);
 
   const double units_per_step = double(options.batch_size * job.workload->rows_per_sample());
   Progress progress(*first_step, options.steps, units_per_step, job.workload->unit(), options.log_every,
@@ -260,6 +261,7 @@ int run_train(CLI::App& command, const TrainOptions& given) {
       train(*job.workload, model, *optimizer, options, run.shard, {sync.get(), loss_group}, *first_step,
             [&](const StepRecord& r) {
               checkpoints.after_step(r.step, model, *optimizer);
+              report_step(r.step);
               if (options.count_collectives)
                 std::printf("collectives of step %lld on rank %d: %s\n", static_cast<long long>(r.step),
                             process_id(), counts_text(r.collectives).c_str()),
