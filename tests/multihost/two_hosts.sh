@@ -2,7 +2,7 @@
 # A job across two hosts made on this machine (tests/multihost/hosts.sh), 2 ranks per host, 4
 # in all. Needs root.
 # usage: two_hosts.sh KDIST CASE [MP_TESTS]
-#   CASE: train | hierarchical | missing_host | killed_host | rank_fails | lost_host
+#   CASE: train | hierarchical | missing_host | killed_host | rank_fails | lost_host | lost_store_host
 #   (hierarchical and rank_fails need MP_TESTS, tests/kdist_mp_tests)
 set -uo pipefail
 kdist=$1 case=$2 mp_tests=${3:-}
@@ -25,6 +25,61 @@ run_on_both() {
 
 make_hosts
 export KERAS_DISTRIBUTION_DEBUG=1 OMP_NUM_THREADS=1
+
+# An elastic job (--nnodes 1:2, --mesh batch=*,model=2) on both hosts, host LOST killed with
+# its launcher once a checkpoint exists: the other host finishes alone from the newest
+# checkpoint, resharded onto (batch=1, model=2), its losses those of an uninterrupted run.
+lose_host() {  # LOST
+  local lost=$1 kept=$(( 1 - $1 ))
+  local args=(train --model gpt --width 64 --layers 2 --mesh 'batch=*,model=2' --steps 300 --log-every 1
+              --checkpoint-every 10)
+  "$kdist" launch -n 4 -- "$kdist" "${args[@]}" --metrics "$work/reference.jsonl" >"$work/out_reference" 2>&1 ||
+    fail "the uninterrupted run failed"
+  elastic_node() {  # HOST: node HOST of an elastic job of 1 to 2 nodes
+    on_host "$1" "$kdist" launch --nnodes 1:2 --node-rank "$1" --master-addr "$addr0" --master-port "$port" \
+      --job-token "lost-host-$tag" --max-restarts 1 --join-timeout 3 -n 2 --grace 2 -- \
+      "$kdist" "${args[@]}" --checkpoint-dir "$work/ck" --resume --metrics "$work/run.jsonl"
+  }
+  elastic_node 1 >"$work/out1" 2>&1 &
+  local node1=$!
+  elastic_node 0 >"$work/out0" 2>&1 &
+  local node0=$!
+  for _ in $(seq 1200); do [ -f "$work/ck/step-20/metadata.json" ] && break; sleep 0.05; done
+  [ -f "$work/ck/step-20/metadata.json" ] || fail "no checkpoint at step 20"
+  kill -9 $(ip netns pids "${tag}h$lost")
+  local survivor=$node0
+  [ "$kept" = 1 ] && survivor=$node1
+  wait $survivor
+  local rc=$? out="$work/out$kept"
+  [ $rc = 0 ] || fail "host $kept's launcher exited $rc, expected 0 after going on alone"
+  grep -q "^\[kdist.launch\] attempt 1 runs on nodes 0, 1 of 2: 4 ranks, this node as node $kept" "$out" ||
+    fail "the first attempt did not run on both hosts"
+  grep -q "^\[kdist.launch\] restart 1 of 1 after " "$out" || fail "no restart line"
+  grep -q "^\[kdist.launch\] attempt 2 runs on node $kept of 2 (node $lost did not join): 2 ranks, this node as node 0" \
+    "$out" || fail "the restart did not go on without host $lost"
+  grep -q "^\[rank 0\] distribution: .*DeviceMesh(shape=(1, 2), axis_names=(batch, model)" "$out" ||
+    fail "the mesh did not shrink to (1, 2)"
+  grep -q "^\[rank 0\] batch: *32 global, 32 per data shard" "$out" || fail "the global batch was not kept"
+  resumed=$(sed -n 's/^\[rank 0\] resumed from .*step-\([0-9]*\).*/\1/p' "$out")
+  [ -n "$resumed" ] && [ "$resumed" -ge 20 ] || fail "did not resume from step 20 or later"
+  grep -q "^\[rank 0\] trained [0-9]* steps on 2 processes" "$out" || fail "did not finish on 2 processes"
+  python3 - "$work/reference.jsonl" "$work/run.jsonl" "$resumed" "$kept" <<'PY' || fail "the losses after the restart differ"
+import json, sys
+reference = {l["step"]: l["loss"] for l in map(json.loads, open(sys.argv[1]))}
+resumed = {l["step"]: l["loss"] for l in map(json.loads, open(sys.argv[2]))}
+assert sorted(resumed) == list(range(int(sys.argv[3]) + 1, 301)), (min(resumed), max(resumed))
+worst = max(abs(loss - reference[step]) / reference[step] for step, loss in resumed.items())
+# Half as many data shards sum the gradient in another order: equal up to rounding.
+assert worst < 1e-3, worst
+print(f"steps {min(resumed)}-300 on host {sys.argv[4]} alone match the uninterrupted run: "
+      f"largest relative difference {worst:.1e}")
+PY
+  grep -q "^\[kdist.launch\] attempt 2 resumed after step $resumed: " "$out" || fail "no resume line"
+  grep -q "^\[kdist.launch\] 2 attempts: 1 failed (.*), 2 succeeded; [0-9]* steps\? run again$" "$out" ||
+    fail "no summary with the steps run again"
+  grep "^\[kdist.launch\]" "$out"
+}
+
 
 case $case in
 train)
@@ -129,50 +184,14 @@ lost_host)
   # the job has a checkpoint; host 0's launcher restarts alone, its two ranks resume from the
   # newest checkpoint resharded onto (batch=1, model=2), keep the global batch (32 rows per
   # process instead of 16) and finish; their losses match an uninterrupted run's.
-  args=(train --model gpt --width 64 --layers 2 --mesh 'batch=*,model=2' --steps 300 --log-every 1
-        --checkpoint-every 10)
-  "$kdist" launch -n 4 -- "$kdist" "${args[@]}" --metrics "$work/reference.jsonl" >"$work/out_reference" 2>&1 ||
-    fail "the uninterrupted run failed"
-  elastic_node() {  # HOST: node HOST of an elastic job of 1 to 2 nodes
-    on_host "$1" "$kdist" launch --nnodes 1:2 --node-rank "$1" --master-addr "$addr0" --master-port "$port" \
-      --job-token "lost-host-$tag" --max-restarts 1 --join-timeout 3 -n 2 --grace 2 -- \
-      "$kdist" "${args[@]}" --checkpoint-dir "$work/ck" --resume --metrics "$work/run.jsonl"
-  }
-  elastic_node 1 >"$work/out1" 2>&1 &
-  elastic_node 0 >"$work/out0" 2>&1 &
-  node0=$!
-  for _ in $(seq 1200); do [ -f "$work/ck/step-20/metadata.json" ] && break; sleep 0.05; done
-  [ -f "$work/ck/step-20/metadata.json" ] || fail "no checkpoint at step 20"
-  kill -9 $(ip netns pids "${tag}h1")
-  wait $node0
-  rc=$?
-  [ $rc = 0 ] || fail "host 0's launcher exited $rc, expected 0 after going on alone"
-  grep -q "^\[kdist.launch\] attempt 1 runs on nodes 0, 1 of 2: 4 ranks, this node as node 0" "$work/out0" ||
-    fail "the first attempt did not run on both hosts"
-  grep -q "^\[kdist.launch\] restart 1 of 1 after node 1 (ranks 2-3)" "$work/out0" ||
-    grep -q "^\[kdist.launch\] restart 1 of 1 after rank [0-3]" "$work/out0" || fail "no restart line"
-  grep -q "^\[kdist.launch\] attempt 2 runs on node 0 of 2 (node 1 did not join): 2 ranks, this node as node 0" \
-    "$work/out0" || fail "the restart did not go on without host 1"
-  grep -q "^\[rank 0\] distribution: .*DeviceMesh(shape=(1, 2), axis_names=(batch, model)" "$work/out0" ||
-    fail "the mesh did not shrink to (1, 2)"
-  grep -q "^\[rank 0\] batch: *32 global, 32 per data shard" "$work/out0" || fail "the global batch was not kept"
-  resumed=$(sed -n 's/^\[rank 0\] resumed from .*step-\([0-9]*\).*/\1/p' "$work/out0")
-  [ -n "$resumed" ] && [ "$resumed" -ge 20 ] || fail "did not resume from step 20 or later"
-  grep -q "^\[rank 0\] trained [0-9]* steps on 2 processes" "$work/out0" || fail "did not finish on 2 processes"
-  python3 - "$work/reference.jsonl" "$work/run.jsonl" "$resumed" <<'PY' || fail "the losses after the restart differ"
-import json, sys
-reference = {l["step"]: l["loss"] for l in map(json.loads, open(sys.argv[1]))}
-resumed = {l["step"]: l["loss"] for l in map(json.loads, open(sys.argv[2]))}
-assert sorted(resumed) == list(range(int(sys.argv[3]) + 1, 301)), (min(resumed), max(resumed))
-worst = max(abs(loss - reference[step]) / reference[step] for step, loss in resumed.items())
-# Half as many data shards sum the gradient in another order: equal up to rounding.
-assert worst < 1e-3, worst
-print(f"steps {min(resumed)}-300 on host 0 alone match the uninterrupted run: largest relative difference {worst:.1e}")
-PY
-  grep -q "^\[kdist.launch\] attempt 2 resumed after step $resumed: " "$work/out0" || fail "no resume line"
-  grep -q "^\[kdist.launch\] 2 attempts: 1 failed (.*), 2 succeeded; [0-9]* steps\? run again$" "$work/out0" ||
-    fail "no summary with the steps run again"
-  grep "^\[kdist.launch\]" "$work/out0"
+  lose_host 1
+  ;;
+lost_store_host)
+  # The same with host 0 killed, whose launcher served the job's store: host 1's launcher
+  # serves a new one at its own address and goes on alone.
+  lose_host 0
+  grep -q "^\[kdist.launch\] node 0's store is gone: node 1 serves the job's store at $addr1:$port from now on" \
+    "$work/out1" || fail "host 1 did not take the store over"
   ;;
 *) fail "unknown case $case" ;;
 esac

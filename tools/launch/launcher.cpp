@@ -387,24 +387,78 @@ std::chrono::milliseconds milliseconds(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
 }
 
-// An elastic attempt's options: its members, renumbered, are the job's nodes.
-LaunchOptions attempt_options(const LaunchOptions& o, const std::shared_ptr<comm::JobStore>& store,
-                              const Attempt& attempt) {
+// Where an elastic job's store is: node 0's launcher serves it; once node 0 is lost, the
+// next member of the last attempt serves a new one (every launcher learnt the members'
+// addresses from the membership), and the job goes on.
+struct StoreHome {
+  int node = 0;                            // the node (rank among MAX) that serves it
+  std::string address;                     // its launcher's address
+  std::shared_ptr<comm::JobStore> served;  // this launcher's own, where it is that node
+  std::shared_ptr<comm::JobStore> client;  // how this launcher reaches it
+  Membership last;                         // the last attempt's members
+};
+
+// The address this host reaches node 0's address from: its own on that route (a UDP socket
+// connected there, which sends nothing).
+std::string address_towards(const LaunchOptions& o) {
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(o.master_port));
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in mine{};
+  socklen_t length = sizeof mine;
+  const bool found = fd >= 0 && inet_pton(AF_INET, o.master_addr.c_str(), &to.sin_addr) == 1 &&
+                     connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 &&
+                     getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &length) == 0;
+  if (fd >= 0) close(fd);
+  char text[INET_ADDRSTRLEN] = "";
+  if (!found || !inet_ntop(AF_INET, &mine.sin_addr, text, sizeof text)) return "";
+  return text;
+}
+
+// An elastic attempt's options: its members, renumbered with the store's node first, are
+// the job's nodes.
+LaunchOptions elastic_attempt(const LaunchOptions& o, StoreHome& home, const Attempt& attempt,
+                              const std::string& my_address) {
+  if (!home.client)
+    home.client =
+        comm::JobStore::connect(home.address, attempt.port, milliseconds(o.connect_timeout_seconds));
   MembershipOptions m;
-  m.store = store;
+  m.store = home.client;
   m.key_prefix = attempt.key_prefix();
   m.node_rank = o.node_rank;
+  m.address = my_address;
+  m.store_node = home.node;
   m.min_nodes = o.min_nnodes;
   m.max_nodes = o.nnodes;
   m.join_timeout = milliseconds(o.join_timeout_seconds);
   m.connect_timeout = milliseconds(o.connect_timeout_seconds);
-  const Membership members = agree_membership(m);
+  home.last = agree_membership(m);
   LaunchOptions mine = o;
-  mine.nnodes = static_cast<int>(members.nodes.size());
-  mine.node_rank = members.index_of(o.node_rank);
-  std::cerr << "[kdist.launch] attempt " << attempt.number + 1 << " runs on " << members.describe() << ": "
+  mine.master_addr = home.address;
+  mine.nnodes = static_cast<int>(home.last.nodes.size());
+  mine.node_rank = home.last.index_of(o.node_rank);
+  std::cerr << "[kdist.launch] attempt " << attempt.number + 1 << " runs on " << home.last.describe() << ": "
             << mine.nnodes * o.nproc_per_node << " ranks, this node as node " << mine.node_rank << "\n";
   return mine;
+}
+
+// After the store's node was lost: the next member of the last attempt serves a new store at
+// its address and the same port. False where no member is left to.
+bool move_store(const LaunchOptions& o, StoreHome& home, int port, const std::string& my_address) {
+  if (home.last.nodes.size() < 2 || home.last.addresses[1].empty()) return false;
+  const int lost = home.node;
+  home.node = home.last.nodes[1];
+  home.address = home.last.addresses[1];
+  home.served = nullptr;
+  home.client = nullptr;
+  if (home.node == o.node_rank) {
+    home.served = comm::JobStore::serve(my_address, port, std::chrono::seconds(30));
+    home.client = home.served;
+  }
+  std::cerr << "[kdist.launch] node " << lost << "'s store is gone: node " << home.node
+            << " serves the job's store at " << home.address << ":" << port << " from now on\n";
+  return true;
 }
 
 // "steps 21-27 of attempt 1 run again", "step 21 ...", or "no step lost".
@@ -680,28 +734,26 @@ int64_t steps_run_again(int64_t previous_last_step, const AttemptEnd& end) {
 
 int launch(const LaunchOptions& given) {
   check(given);
-  auto store = serve_store(given);
-  Attempt attempt{store ? store->port() : given.master_port, 0, job_token(given)};
+  StoreHome home{0, given.master_addr, serve_store(given), nullptr, {}};
+  home.client = home.served;
+  Attempt attempt{home.served ? home.served->port() : given.master_port, 0, job_token(given)};
   install_signal_handlers();
-  // Elastic launchers agree on each attempt's members through the store: others connect.
-  std::shared_ptr<comm::JobStore> members_store = store;
+  const std::string my_address = given.node_rank == 0 ? given.master_addr : address_towards(given);
   std::vector<std::string> causes;                  // of the attempts that failed
   int64_t previous_last_step = -1, steps_lost = 0;  // steps_lost -1: not all reported
   for (;; ++attempt.number) {
     LaunchOptions o = given;
+    o.master_addr = home.address;
     if (elastic(given)) {
       try {
-        if (!members_store)
-          members_store = comm::JobStore::connect(given.master_addr, attempt.port,
-                                                  milliseconds(given.connect_timeout_seconds));
-        o = attempt_options(given, members_store, attempt);
+        o = elastic_attempt(given, home, attempt, my_address);
       } catch (const std::runtime_error& e) {
         std::cerr << e.what() << "\n";
         if (!causes.empty()) print_summary(causes, 1, -1);
         return 1;
       }
     }
-    const AttemptEnd end = run_attempt(o, store, attempt, previous_last_step);
+    const AttemptEnd end = run_attempt(o, home.served, attempt, previous_last_step);
     if (attempt.number > 0) {
       const int64_t again = steps_run_again(previous_last_step, end);
       steps_lost = again < 0 || steps_lost < 0 ? -1 : steps_lost + again;
@@ -712,9 +764,12 @@ int launch(const LaunchOptions& given) {
       return 128 + end.forwarded_signal;
     }
     const bool failed = end.verdict.exit_code != 0;
-    if (!failed || attempt.number >= o.max_restarts || end.store_lost) {
-      if (failed && end.store_lost && attempt.number < o.max_restarts)
-        std::cerr << "[kdist.launch] no restart: node 0's store is gone\n";
+    const bool restarts_left = attempt.number < o.max_restarts;
+    const bool store_moved = failed && restarts_left && end.store_lost && elastic(given) &&
+                             move_store(given, home, attempt.port, my_address);
+    if (!failed || !restarts_left || (end.store_lost && !store_moved)) {
+      if (failed && end.store_lost && restarts_left)
+        std::cerr << "[kdist.launch] no restart: node " << home.node << "'s store is gone\n";
       if (!causes.empty()) print_summary(causes, end.verdict.exit_code, steps_lost);
       return end.verdict.exit_code;
     }

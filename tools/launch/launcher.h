@@ -56,15 +56,17 @@ struct LaunchOptions {
 // Restarts (max_restarts > 0): when an attempt fails, every node's launcher names the failure
 // as above, prints "restart 1 of 2 after rank 2 was killed by signal 9 (Killed)", and starts
 // its ranks again; the job's exit code is its last attempt's. A signal sent to the launcher,
-// or node 0's store gone, ends the job without a restart. At the end, a job that restarted
-// prints a summary of its attempts.
+// or node 0's store gone (unless elastic, below), ends the job without a restart. At the end, a job that
+// restarted prints a summary of its attempts.
 //
 // Elastic (min_nnodes < nnodes): each attempt starts with the launchers agreeing on its
 // members (launch/membership.h): node 0 waits for every node, or for min_nnodes and then
 // join_timeout_seconds more, and the attempt runs on the nodes that joined, renumbered in
 // order (WORLD_SIZE, RANK and GROUP_RANK are the attempt's). A job that lost a host restarts
 // on the others; the program sizes its mesh from WORLD_SIZE (`kdist train --mesh
-// batch=*,model=2`). Node 0 serves the store: a job that loses node 0 ends.
+// batch=*,model=2`). Node 0 serves the store; when it is lost, the next member of the last
+// attempt serves a new one at its own address (the members' addresses came with their joins),
+// and the job goes on there.
 int launch(const LaunchOptions& options);
 
 }  // namespace kdist::tools

@@ -21,14 +21,26 @@ std::string list(const std::vector<int>& nodes) {
   return text;
 }
 
-// Node 0: the nodes that joined, once all have or MIN have and join_timeout passed since.
+// The nodes that have joined so far: the store's node first, the others ascending.
+Membership joined(const MembershipOptions& o) {
+  Membership m{{o.store_node}, {o.address}, {}};
+  for (int node = 0; node < o.max_nodes; ++node) {
+    if (node == o.store_node) continue;
+    if (auto address = o.store->get(join_key(o, node)))
+      m.nodes.push_back(node), m.addresses.push_back(*address);
+    else
+      m.missing.push_back(node);
+  }
+  return m;
+}
+
+// The store's node: the nodes that joined, once all have or MIN have and join_timeout
+// passed since.
 Membership decide(const MembershipOptions& o) {
   const auto start = Clock::now();
   auto enough_since = Clock::time_point::max();
   while (true) {
-    Membership m;
-    for (int node = 0; node < o.max_nodes; ++node)
-      (node == 0 || o.store->get(join_key(o, node)) ? m.nodes : m.missing).push_back(node);
+    Membership m = joined(o);
     const auto now = Clock::now();
     if (static_cast<int>(m.nodes.size()) >= o.min_nodes) enough_since = std::min(enough_since, now);
     if (m.missing.empty() ||
@@ -43,6 +55,27 @@ Membership decide(const MembershipOptions& o) {
   }
 }
 
+// Any other node: join, then wait for the store's node to publish the members.
+Membership read_members(const MembershipOptions& o) {
+  o.store->set(join_key(o, o.node_rank), o.address);
+  const auto deadline = Clock::now() + o.connect_timeout + o.join_timeout;
+  while (true) {
+    if (auto text = o.store->get(members_key(o))) {
+      Membership m = Membership::parse(*text, o.max_nodes);
+      if (m.index_of(o.node_rank) < 0)
+        throw std::runtime_error("[kdist.launch] node " + std::to_string(o.node_rank) +
+                                 " joined after node " + std::to_string(o.store_node) +
+                                 " had settled this attempt's members (" + m.describe() + ")");
+      return m;
+    }
+    if (Clock::now() > deadline)
+      throw std::runtime_error("[kdist.launch] node " + std::to_string(o.store_node) +
+                               " published no members for this attempt within " +
+                               std::to_string((o.connect_timeout + o.join_timeout).count() / 1000) + " s");
+    std::this_thread::sleep_for(o.interval);
+  }
+}
+
 }  // namespace
 
 int Membership::index_of(int node) const {
@@ -51,46 +84,40 @@ int Membership::index_of(int node) const {
 }
 
 std::string Membership::describe() const {
+  std::vector<int> sorted = nodes;
+  std::sort(sorted.begin(), sorted.end());
   const int all = static_cast<int>(nodes.size() + missing.size());
-  std::string text = (nodes.size() == 1 ? "node " : "nodes ") + list(nodes) + " of " + std::to_string(all);
+  std::string text = (nodes.size() == 1 ? "node " : "nodes ") + list(sorted) + " of " + std::to_string(all);
   if (!missing.empty())
     text += " (node" + std::string(missing.size() == 1 ? " " : "s ") + list(missing) + " did not join)";
   return text;
 }
 
-std::string Membership::serialize() const { return list(nodes); }
+std::string Membership::serialize() const {
+  std::string text;
+  for (size_t i = 0; i < nodes.size(); ++i)
+    text += (i ? "," : "") + std::to_string(nodes[i]) + "@" + addresses[i];
+  return text;
+}
 
 Membership Membership::parse(const std::string& text, int max_nodes) {
   Membership m;
   std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) m.nodes.push_back(std::stoi(item));
+  for (std::string item; std::getline(in, item, ',');) {
+    const auto at = item.find('@');
+    m.nodes.push_back(std::stoi(item.substr(0, at)));
+    m.addresses.push_back(at == std::string::npos ? "" : item.substr(at + 1));
+  }
   for (int node = 0; node < max_nodes; ++node)
     if (m.index_of(node) < 0) m.missing.push_back(node);
   return m;
 }
 
 Membership agree_membership(const MembershipOptions& o) {
-  if (o.node_rank == 0) {
-    Membership m = decide(o);
-    o.store->set(members_key(o), m.serialize());
-    return m;
-  }
-  o.store->set(join_key(o, o.node_rank), "1");
-  const auto deadline = Clock::now() + o.connect_timeout + o.join_timeout;
-  while (true) {
-    if (auto text = o.store->get(members_key(o))) {
-      Membership m = Membership::parse(*text, o.max_nodes);
-      if (m.index_of(o.node_rank) < 0)
-        throw std::runtime_error("[kdist.launch] node " + std::to_string(o.node_rank) +
-                                 " joined after node 0 had settled this attempt's members (" + m.describe() +
-                                 ")");
-      return m;
-    }
-    if (Clock::now() > deadline)
-      throw std::runtime_error("[kdist.launch] node 0 published no members for this attempt within " +
-                               std::to_string((o.connect_timeout + o.join_timeout).count() / 1000) + " s");
-    std::this_thread::sleep_for(o.interval);
-  }
+  if (o.node_rank != o.store_node) return read_members(o);
+  Membership m = decide(o);
+  o.store->set(members_key(o), m.serialize());
+  return m;
 }
 
 }  // namespace kdist::tools
