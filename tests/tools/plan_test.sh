@@ -84,6 +84,9 @@ no_mesh)
   "$kdist" plan --model mlp >"$work/out" 2>"$work/err"; rc=$?
   [ $rc = 2 ] || fail "exit code $rc, expected 2"
   grep -q "kdist plan: \[kdist.plan\] give the mesh to plan for" "$work/err" || fail "message"
+  "$kdist" plan --model mlp --mesh 'batch=*,model=2' >"$work/out" 2>"$work/err"; rc=$?
+  [ $rc = 2 ] || fail "exit code $rc for a '*' axis, expected 2"
+  grep -q "every axis sized: .* ('batch=\*,model=2' leaves an axis to the job's size)" "$work/err" || fail "'*' message"
   ;;
 *) echo "unknown case $case"; exit 2 ;;
 esac
