@@ -155,6 +155,20 @@ PendingGather all_gather_async(const at::Tensor& local, int64_t dim, const Group
 void broadcast(at::Tensor& tensor, int root, const Group& group);
 void barrier(const Group& group);
 
+// Point-to-point, for pipeline stages: send() hands `tensor` to group rank `dst`, whose recv()
+// from this rank fills a tensor of the same shape and dtype, agreed beforehand: Gloo aborts
+// the receiving process when more bytes arrive than its tensor holds, so a caller agrees the
+// shapes once (as pipeline stages must) before the first transfer. Both block until the transfer is done,
+// within the job's timeout: a send may wait for the peer's recv, so pair them (two ranks that both send first
+// wait for each other); messages between two ranks arrive in the order they were sent.
+// CPU tensors go through the group's Gloo whatever transport its collectives use (shared
+// memory has no point-to-point yet). Counted as "send" and "recv".
+//
+//   if (stage == 0) kdist::comm::send(activations, 1, *pipe);
+//   else            kdist::comm::recv(activations, 0, *pipe);   // preallocated, same shape
+void send(const at::Tensor& tensor, int dst, const Group& group);
+void recv(at::Tensor& tensor, int src, const Group& group);
+
 // Collective over every process of the job: the global rank of the first process that
 // passed failed = true, or -1 if none did, so that all processes agree a step failed
 // somewhere. Before initialize() (or with one process) it answers for this process alone.
@@ -169,8 +183,9 @@ at::Tensor chunk_piece(const at::Tensor& tensor, int64_t dim, int64_t k, int64_t
 
 // Counts the collectives this process runs while it is alive (like DTensor's CommDebugMode):
 // by kind ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
-// "barrier") and by bytes this rank hands in: the whole tensor of an all_reduce, broadcast or
-// reduce_scatter, this rank's piece of an all_gather or all_to_all. Collectives on groups of
+// "barrier", "send", "recv") and by bytes this rank hands in: the whole tensor of an
+// all_reduce, broadcast, reduce_scatter, send or recv, this rank's piece of an all_gather or
+// all_to_all. Collectives on groups of
 // size 1 are not counted: they do not communicate. Counters nest; each sees everything in its lifetime.
 class CollectiveCounter {
  public:

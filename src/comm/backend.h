@@ -1,6 +1,6 @@
 #pragma once
 // Backend: one transport's implementation of comm's collectives for one group: the
-// collectives, their async forms and allocate_buffer, nothing else (a transport is one file
+// collectives, their async forms, allocate_buffer and send/recv, nothing else (a transport is one file
 // behind this interface; see transports/). A group holds one, chosen when comm creates the
 // group (transport_choice.h, backend_factory.cpp):
 //
@@ -62,6 +62,11 @@ class Backend {
   // comm::allocate_buffer: memory whose all_reduce this backend runs without copying in and
   // out. Collective where the memory is shared.
   virtual at::Tensor allocate_buffer(int64_t bytes);
+
+  // Point-to-point between two group ranks, blocking. By default refused, naming the
+  // transport: comm sends CPU tensors through the group's Gloo.
+  virtual void send(const at::Tensor& tensor, int dst);
+  virtual void recv(at::Tensor& tensor, int src);
 };
 
 // Who runs a backend's collectives, for its messages: "<group name>" and this process's rank.

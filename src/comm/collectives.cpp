@@ -9,6 +9,7 @@
 #include "comm/backend.h"
 #include "comm/context.h"
 #include "comm/pieces.h"
+#include "comm/transports/gloo.h"
 #include "comm/transports/nccl.h"
 
 namespace kdist::comm {
@@ -70,6 +71,13 @@ struct Deferred final : PendingCollective::Impl {
 }  // namespace
 
 at::Tensor Backend::allocate_buffer(int64_t bytes) { return at::zeros({bytes}, at::kByte); }
+
+void Backend::send(const at::Tensor&, int) {
+  kdist::detail::invalid("comm", "send: the ", to_string(transport()), " transport has no point-to-point");
+}
+void Backend::recv(at::Tensor&, int) {
+  kdist::detail::invalid("comm", "recv: the ", to_string(transport()), " transport has no point-to-point");
+}
 
 at::Tensor Backend::all_reduce_copy(const at::Tensor& tensor, ReduceOp op) {
   auto out = tensor.clone();
@@ -183,6 +191,35 @@ void broadcast(at::Tensor& tensor, int root, const Group& group) {
   if (group.size() == 1) return;
   record("broadcast", nbytes(tensor));
   in_place(tensor, [&](at::Tensor& t) { backend_for(group, t, "broadcast").broadcast(t, root); });
+}
+
+namespace {
+
+// The backend that carries a point-to-point transfer with group rank `peer`: the group's Gloo
+// for CPU tensors, its CUDA transport for CUDA ones.
+Backend& peer_backend(const Group& group, const at::Tensor& t, int peer, const char* op) {
+  check_defined(t, op);
+  if (peer < 0 || peer >= group.size() || peer == group.rank())
+    kdist::detail::invalid("comm", op, " on ", group.name(), ": peer ", peer,
+                           " is not another rank of the group (", group.size(), " ranks, this one ",
+                           group.rank(), ")");
+  auto& impl = GroupAccess::impl(group);
+  if (t.device().is_cpu()) return *impl.gloo;
+  return backend_for(group, t, op);
+}
+
+}  // namespace
+
+void send(const at::Tensor& tensor, int dst, const Group& group) {
+  Backend& backend = peer_backend(group, tensor, dst, "send");
+  record("send", nbytes(tensor));
+  backend.send(tensor.contiguous(), dst);
+}
+
+void recv(at::Tensor& tensor, int src, const Group& group) {
+  Backend& backend = peer_backend(group, tensor, src, "recv");
+  record("recv", nbytes(tensor));
+  in_place(tensor, [&](at::Tensor& t) { backend.recv(t, src); });
 }
 
 void barrier(const Group& group) {

@@ -166,6 +166,17 @@ void GlooBackend::broadcast(at::Tensor& tensor, int root) {
   run("broadcast", [&](c10d::Backend& b) { return b.broadcast(buffer, options); });
 }
 
+// One tag for every message: Gloo keeps the order of messages between two ranks.
+void GlooBackend::send(const at::Tensor& tensor, int dst) {
+  std::vector<at::Tensor> buffer{tensor};
+  run("send", [&](c10d::Backend& b) { return b.send(buffer, dst, /*tag=*/0); });
+}
+
+void GlooBackend::recv(at::Tensor& tensor, int src) {
+  std::vector<at::Tensor> buffer{tensor};
+  run("recv", [&](c10d::Backend& b) { return b.recv(buffer, src, /*tag=*/0); });
+}
+
 void GlooBackend::barrier() {
   run("barrier", [&](c10d::Backend& b) { return b.barrier(); });
 }

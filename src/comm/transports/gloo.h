@@ -32,6 +32,8 @@ class GlooBackend final : public Backend {
   PendingCollective all_reduce_async(const at::Tensor& tensor, ReduceOp op) override;
   PendingGather all_gather_async(const at::Tensor& local, int64_t dim,
                                  const std::vector<int64_t>& sizes) override;
+  void send(const at::Tensor& tensor, int dst) override;
+  void recv(at::Tensor& tensor, int src) override;
 
   // reduce_scatter into pieces of the given sizes along dim (one per rank; they sum to
   // full's size there) instead of the chunk rule's: the hierarchical one's exchange of hosts.
