@@ -21,7 +21,8 @@ std::string address_text(const sockaddr* address) {
   return inet_ntop(address->sa_family, raw, text, sizeof(text)) ? text : "";
 }
 
-// The local address of the interface that routes to host:port (a UDP connect sends nothing).
+}  // namespace
+
 std::string address_routing_to(const std::string& host, int port) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_DGRAM;
@@ -45,6 +46,8 @@ std::string address_routing_to(const std::string& host, int port) {
                            "; set GLOO_SOCKET_IFNAME to the interface to use");
   return local;
 }
+
+namespace {
 
 // The IPv4 (else IPv6) address of a network interface, for messages and the loopback check.
 std::string interface_address(const std::string& name) {

@@ -12,6 +12,9 @@
 namespace kdist::comm::detail {
 
 bool is_loopback(const std::string& host);
+// The local address of the interface that routes to host:port (a UDP connect sends nothing;
+// host may be a name). Throws std::runtime_error when host does not resolve or nothing routes.
+std::string address_routing_to(const std::string& host, int port);
 // The Gloo device every group of this process uses; `address` is set to what it advertises.
 // Throws std::runtime_error naming the interface or coordinator that cannot be used.
 std::shared_ptr<::gloo::transport::Device> gloo_device(const kdist::detail::JobConfig& config,

@@ -27,6 +27,7 @@
 
 #include <sys/syscall.h>
 
+#include "comm/addresses.h"
 #include "launch/job_watch.h"
 #include "launch/membership.h"
 #include "launch/verdict.h"
@@ -398,24 +399,6 @@ struct StoreHome {
   Membership last;                         // the last attempt's members
 };
 
-// The address this host reaches node 0's address from: its own on that route (a UDP socket
-// connected there, which sends nothing).
-std::string address_towards(const LaunchOptions& o) {
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(static_cast<uint16_t>(o.master_port));
-  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in mine{};
-  socklen_t length = sizeof mine;
-  const bool found = fd >= 0 && inet_pton(AF_INET, o.master_addr.c_str(), &to.sin_addr) == 1 &&
-                     connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 &&
-                     getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &length) == 0;
-  if (fd >= 0) close(fd);
-  char text[INET_ADDRSTRLEN] = "";
-  if (!found || !inet_ntop(AF_INET, &mine.sin_addr, text, sizeof text)) return "";
-  return text;
-}
-
 // An elastic attempt's options: its members, renumbered with the store's node first, are
 // the job's nodes.
 LaunchOptions elastic_attempt(const LaunchOptions& o, StoreHome& home, const Attempt& attempt,
@@ -738,7 +721,11 @@ int launch(const LaunchOptions& given) {
   home.client = home.served;
   Attempt attempt{home.served ? home.served->port() : given.master_port, 0, job_token(given)};
   install_signal_handlers();
-  const std::string my_address = given.node_rank == 0 ? given.master_addr : address_towards(given);
+  // Where the others reach this launcher, should it take the store over: the address on its
+  // route to node 0.
+  const std::string my_address = given.node_rank == 0 || !elastic(given)
+                                     ? given.master_addr
+                                     : comm::detail::address_routing_to(given.master_addr, given.master_port);
   std::vector<std::string> causes;                  // of the attempts that failed
   int64_t previous_last_step = -1, steps_lost = 0;  // steps_lost -1: not all reported
   for (;; ++attempt.number) {

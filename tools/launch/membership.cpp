@@ -26,10 +26,15 @@ Membership joined(const MembershipOptions& o) {
   Membership m{{o.store_node}, {o.address}, {}};
   for (int node = 0; node < o.max_nodes; ++node) {
     if (node == o.store_node) continue;
-    if (auto address = o.store->get(join_key(o, node)))
-      m.nodes.push_back(node), m.addresses.push_back(*address);
-    else
+    auto address = o.store->get(join_key(o, node));
+    if (!address) {
       m.missing.push_back(node);
+      continue;
+    }
+    if (address->find_first_of(",@") != std::string::npos)  // the members' separators
+      throw std::runtime_error("[kdist.launch] node " + std::to_string(node) + " joined with address '" +
+                               *address + "'; expected a host address without ',' or '@'");
+    m.nodes.push_back(node), m.addresses.push_back(*address);
   }
   return m;
 }
@@ -105,9 +110,20 @@ Membership Membership::parse(const std::string& text, int max_nodes) {
   std::stringstream in(text);
   for (std::string item; std::getline(in, item, ',');) {
     const auto at = item.find('@');
-    m.nodes.push_back(std::stoi(item.substr(0, at)));
-    m.addresses.push_back(at == std::string::npos ? "" : item.substr(at + 1));
+    const std::string node = item.substr(0, at);
+    const bool digits =
+        !node.empty() && node.size() < 6 && node.find_first_not_of("0123456789") == std::string::npos;
+    if (at == std::string::npos || !digits || std::stoi(node) >= max_nodes ||
+        m.index_of(std::stoi(node)) >= 0)
+      throw std::runtime_error("[kdist.launch] this attempt's members are '" + text +
+                               "'; expected NODE@ADDRESS,... with distinct nodes below " +
+                               std::to_string(max_nodes));
+    m.nodes.push_back(std::stoi(node));
+    m.addresses.push_back(item.substr(at + 1));
   }
+  if (m.nodes.empty())
+    throw std::runtime_error("[kdist.launch] this attempt's members are '" + text +
+                             "'; expected NODE@ADDRESS,...");
   for (int node = 0; node < max_nodes; ++node)
     if (m.index_of(node) < 0) m.missing.push_back(node);
   return m;

@@ -22,6 +22,7 @@ void StepCheckpoints::after_step(int64_t step, torch::nn::Module& model, torch::
     published();
     return;
   }
+  if (saver_.wait()) published();  // the save before, still writing: published and pruned here
   saver_.save(path, model, &optimizer);
 }
 
